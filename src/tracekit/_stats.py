@@ -1,0 +1,84 @@
+"""Self-telemetry: counters and rate-limited logging for tracekit's own failures.
+
+Telemetry must never break the application, so every failure path inside tracekit ends here:
+it is counted (``tracekit.stats()``) and logged at most once per ``LOG_INTERVAL`` per key.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+logger = logging.getLogger("tracekit")
+
+LOG_INTERVAL = 60.0
+"""Seconds between two log lines about the same problem."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_counts: Counter[str] = Counter()
+_last_logged: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+def incr(name: str, n: int = 1) -> None:
+    """Add ``n`` to the counter ``name`` (thread-safe)."""
+    with _lock:
+        _counts[name] += n
+
+
+def stats() -> dict[str, int]:
+    """A snapshot of tracekit's own counters (spans exported, dropped by reason, errors...)."""
+    with _lock:
+        return dict(_counts)
+
+
+def reset() -> None:
+    """Clear all counters and the log rate limiter (for tests)."""
+    with _lock:
+        _counts.clear()
+        _last_logged.clear()
+
+
+def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException | None = None) -> None:
+    """Log a warning about ``key`` unless one was logged less than ``LOG_INTERVAL`` ago."""
+    now = time.monotonic()
+    with _lock:
+        last = _last_logged.get(key)
+        if last is not None and now - last < LOG_INTERVAL:
+            return
+        _last_logged[key] = now
+    try:
+        logger.warning(msg, *args, exc_info=exc)
+    except Exception:  # noqa: BLE001 - a broken logging setup must not escape either
+        pass
+
+
+def report(key: str, exc: BaseException | None = None, msg: str | None = None) -> None:
+    """Count a failure under ``errors.<key>`` and log it, rate-limited."""
+    incr(f"errors.{key}")
+    text = msg or (f"tracekit: {key} failed: {type(exc).__name__}: {exc}" if exc else key)
+    warn_once_per_interval(key, "%s", text, exc=exc)
+
+
+def guarded(key: str, default: Any = None) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorator: run the function; on any exception, ``report(key)`` and return ``default``."""
+
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(func)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - that is the point
+                report(key, exc)
+                return default  # type: ignore[no-any-return]
+
+        return wrapper
+
+    return decorate
