@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: makes .venv, installs tracekit[dev], lints, type-checks, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q -U pip uv
+.venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+echo "== ruff"
+.venv/bin/ruff check src tests bench examples
+echo "== mypy (strict on src/tracekit)"
+.venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
