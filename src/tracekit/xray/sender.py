@@ -1,0 +1,261 @@
+"""Batched ``PutTraceSegments``: one path to X-Ray for the sidecar and the direct (no daemon) mode.
+
+Documents wait in one byte-bounded buffer; worker threads take batches of up to 50 and send them
+concurrently, retrying throttling, 5xx and connection failures with capped exponential backoff and
+full jitter. Nothing is dropped silently: every document that does not reach X-Ray is counted under
+``<stats_prefix>.dropped.<reason>`` and every unprocessed one under
+``<stats_prefix>.unprocessed.<ErrorCode>`` in :mod:`tracekit._stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tracekit import _stats
+from tracekit.xray.signed_http import Response, SignedHTTP, SigningError
+
+MAX_BATCH = 50
+"""PutTraceSegments documents per call that every X-Ray sender uses."""
+DOC_OVERHEAD = 64
+"""Bytes counted per buffered document on top of its length (object header, queue slot)."""
+PATH = "/TraceSegments"
+_CODE = re.compile(r"[^A-Za-z0-9_]")
+
+
+class SegmentSender:
+    """Buffer segment documents and deliver them with ``PutTraceSegments``, bounded and counted."""
+
+    def __init__(
+        self,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        *,
+        max_batch: int = MAX_BATCH,
+        max_buffer_bytes: int = 16 * 1024 * 1024,
+        workers: int = 4,
+        batch_timeout: float = 1.0,
+        retry_for: float = 60.0,
+        max_backoff: float = 5.0,
+        timeout: float = 10.0,
+        credentials: Any = None,
+        session: Any = None,
+        stats_prefix: str = "xray_api",
+        on_batch: Callable[[float], None] | None = None,
+    ) -> None:
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch={max_batch} is not valid: expected 1..{MAX_BATCH}")
+        if workers < 1 or max_buffer_bytes < 1:
+            raise ValueError("workers and max_buffer_bytes must be positive")
+        self.http = SignedHTTP(
+            region, endpoint_url, credentials=credentials, session=session, timeout=timeout
+        )
+        self._max_batch = max_batch
+        self._max_bytes = max_buffer_bytes
+        self._batch_timeout = batch_timeout
+        self._retry_for = retry_for
+        self._max_backoff = max_backoff
+        self._prefix = stats_prefix
+        self._on_batch = on_batch
+        self._pending: deque[str | bytes] = deque()
+        self._bytes = 0
+        self._inflight = 0
+        self._oldest = 0.0
+        self._urgent = 0
+        self._closed = False
+        self._abort = threading.Event()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self.last_success: float | None = None
+        """``time.monotonic()`` of the last call X-Ray answered (any status below 500 but 429)."""
+        self.last_error: str | None = None
+        self._threads = [
+            threading.Thread(target=self._work, name=f"tracekit-xray-sender-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- producer side ---------------------------------------------------------------------------
+
+    def submit(self, document: str | bytes) -> bool:
+        """Queue one serialised segment document; False (and counted) when it cannot be kept."""
+        size = len(document) + DOC_OVERHEAD
+        with self._lock:
+            if self._closed:
+                reason = "closed"
+            elif self._bytes + size > self._max_bytes:
+                reason = "buffer_full"
+            else:
+                pending = self._pending
+                if not pending:
+                    self._oldest = time.monotonic()
+                pending.append(document)
+                self._bytes += size
+                if len(pending) == 1 or len(pending) % self._max_batch == 0:
+                    self._ready.notify()
+                return True
+        self._count(f"dropped.{reason}")
+        return False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held: queued plus in-flight documents (what ``max_buffer_bytes`` bounds)."""
+        return self._bytes
+
+    @property
+    def queued(self) -> int:
+        """Documents waiting for a sender."""
+        return len(self._pending)
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything buffered now; True when the buffer emptied within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._urgent += 1
+            self._ready.notify_all()
+            try:
+                while self._pending or self._inflight:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(left)
+                return True
+            finally:
+                self._urgent -= 1
+
+    def close(self, timeout: float) -> None:
+        """Stop accepting, deliver the buffer within ``timeout``, count the rest as dropped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        self._abort.set()
+        with self._lock:
+            left = len(self._pending)
+            self._pending.clear()
+            self._ready.notify_all()
+        if left:
+            self._count("dropped.shutdown", left)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+
+    # -- worker side -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
+                    return
+                try:
+                    self._deliver(batch)
+                except Exception as exc:
+                    self._count("dropped.internal_error", len(batch))
+                    _stats.report(f"{self._prefix}.worker", exc)
+                finally:
+                    self._release(batch)
+        finally:
+            self.http.close()
+
+    def _take(self) -> list[str | bytes] | None:
+        """Wait for a full batch, an old enough partial one, a flush, or the end."""
+        with self._lock:
+            while True:
+                pending = self._pending
+                if pending:
+                    waited = time.monotonic() - self._oldest
+                    due = self._urgent or self._closed or waited >= self._batch_timeout
+                    if len(pending) >= self._max_batch or due:
+                        size = min(self._max_batch, len(pending))
+                        batch = [pending.popleft() for _ in range(size)]
+                        self._inflight += len(batch)
+                        self._oldest = time.monotonic()
+                        return batch
+                    self._ready.wait(self._batch_timeout - waited)
+                elif self._closed:
+                    return None
+                else:
+                    self._ready.wait()
+
+    def _release(self, batch: list[str | bytes]) -> None:
+        size = sum(len(doc) for doc in batch) + DOC_OVERHEAD * len(batch)
+        with self._lock:
+            self._inflight -= len(batch)
+            self._bytes -= size
+            if not self._pending and not self._inflight:
+                self._idle.notify_all()
+
+    def _deliver(self, batch: list[str | bytes]) -> None:
+        """One PutTraceSegments call, retried until it is answered, refused, or too late."""
+        docs = [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in batch]
+        body = json.dumps({"TraceSegmentDocuments": docs}).encode()
+        give_up = time.monotonic() + self._retry_for
+        attempt = 0
+        while True:
+            reason = self._attempt(body, len(batch))
+            if reason is None:
+                return
+            if reason.startswith("!"):
+                self._count(f"dropped.{reason[1:]}", len(batch))
+                return
+            attempt += 1
+            delay = random.uniform(0, min(self._max_backoff, 0.05 * 2**attempt))
+            if time.monotonic() + delay > give_up:
+                self._count("dropped.retries_exhausted", len(batch))
+                return
+            self._count(f"retries.{reason}")
+            if self._abort.wait(delay):
+                self._count("dropped.shutdown", len(batch))
+                return
+
+    def _attempt(self, body: bytes, count: int) -> str | None:
+        """Send once: None when answered, a retry reason, or ``!reason`` to drop the batch."""
+        started = time.monotonic()
+        try:
+            resp = self.http.post(PATH, body)
+        except SigningError as exc:
+            _stats.report(f"{self._prefix}.{exc.reason}", exc)
+            return f"!{exc.reason}"
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            _stats.report(f"{self._prefix}.connection", exc)
+            return "connection"
+        if resp.status == 200:
+            self._answered(resp, count, time.monotonic() - started)
+            return None
+        error = resp.error_type or f"HTTP {resp.status}"
+        self.last_error = f"HTTP {resp.status} {error}"
+        if resp.status == 429 or resp.status >= 500 or "Throttl" in error:
+            return "throttled" if resp.status == 429 or "Throttl" in error else "server_error"
+        self.last_success = time.monotonic()
+        text = f"tracekit: PutTraceSegments refused: {self.last_error}"
+        _stats.report(f"{self._prefix}.rejected", msg=text)
+        return "!rejected"
+
+    def _answered(self, resp: Response, count: int, latency: float) -> None:
+        self.last_success = time.monotonic()
+        self.last_error = None
+        try:
+            unprocessed = json.loads(resp.body or b"{}").get("UnprocessedTraceSegments") or []
+        except (ValueError, AttributeError):
+            unprocessed = []
+        for item in unprocessed:
+            code = _CODE.sub("_", str(item.get("ErrorCode") or "unknown"))[:64]
+            self._count(f"unprocessed.{code}")
+        self._count("sent", count - len(unprocessed))
+        self._count("batches")
+        if self._on_batch is not None:
+            self._on_batch(latency)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        _stats.incr(f"{self._prefix}.{name}", n)

@@ -1,0 +1,160 @@
+"""SigV4-signed POSTs to X-Ray over kept-alive connections, one per thread.
+
+A boto3 client call costs far more CPU than the request itself (parameter validation, event hooks,
+response parsing). The sidecar and the direct sender make hundreds of calls a second, so they sign
+with botocore's own SigV4 signer and send over plain ``http.client`` connections instead.
+botocore is imported on first use only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+SERVICE = "xray"
+
+
+class SigningError(RuntimeError):
+    """No credentials or no region: the request cannot be signed; ``reason`` is a counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP response: status, lower-cased headers, body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def error_type(self) -> str:
+        """The AWS error code (``ThrottledException``...) from the header or JSON body, or ''."""
+        raw = self.headers.get("x-amzn-errortype", "")
+        if not raw and self.status >= 400 and self.body[:1] == b"{":
+            import json
+
+            try:
+                raw = str(json.loads(self.body).get("__type", ""))
+            except (ValueError, AttributeError):
+                raw = ""
+        return raw.split(":", 1)[0].rsplit("#", 1)[-1]
+
+
+def resolve_region(region: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The explicit region, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; None when none is set."""
+    env = os.environ if env is None else env
+    return region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+
+
+class SignedHTTP:
+    """POST to an X-Ray endpoint with SigV4 (service ``xray``) from botocore's credential chain."""
+
+    def __init__(
+        self,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        *,
+        credentials: Any = None,
+        session: Any = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._region = resolve_region(region)
+        self._endpoint = endpoint_url
+        self._credentials = credentials
+        self._session = session
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def region(self) -> str | None:
+        return self._region
+
+    def base_url(self) -> str:
+        """The endpoint URL, defaulting to the regional X-Ray endpoint."""
+        if self._endpoint:
+            return self._endpoint.rstrip("/")
+        return f"https://xray.{self._require_region()}.amazonaws.com"
+
+    def post(self, path: str, body: bytes, content_type: str = "application/json") -> Response:
+        """Sign and send; raises ``OSError``/``HTTPException`` when the connection fails."""
+        url = self.base_url() + path
+        parts = urlsplit(url)
+        headers = self._sign(url, parts.netloc, body, content_type)
+        conn = self._connection(parts.scheme, parts.netloc)
+        try:
+            conn.request("POST", parts.path or "/", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            self._local.conn = None
+            raise
+        if resp.will_close:
+            conn.close()
+            self._local.conn = None
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _sign(self, url: str, netloc: str, body: bytes, content_type: str) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        default_port = ":443" if url.startswith("https:") else ":80"
+        host = netloc.removesuffix(default_port)
+        request = AWSRequest(
+            method="POST", url=url, data=body, headers={"Host": host, "Content-Type": content_type}
+        )
+        SigV4Auth(self._resolve_credentials(), SERVICE, self._require_region()).add_auth(request)
+        return dict(request.headers.items())
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            conn = cls(netloc, timeout=self._timeout)
+            self._local.conn = conn
+        return conn
+
+    def _require_region(self) -> str:
+        if self._region is None:
+            with self._lock:
+                self._region = self._botocore_session().get_config_variable("region")
+        if not self._region:
+            raise SigningError(
+                "no_region", "no AWS region: pass --region or set AWS_REGION (needed for SigV4)"
+            )
+        return self._region
+
+    def _resolve_credentials(self) -> Any:
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = self._botocore_session().get_credentials()
+            if self._credentials is None:
+                raise SigningError(
+                    "no_credentials", "no AWS credentials found by botocore's provider chain"
+                )
+            return self._credentials
+
+    def _botocore_session(self) -> Any:
+        if self._session is None:
+            import botocore.session
+
+            self._session = botocore.session.get_session()
+        # A boto3 Session wraps a botocore one.
+        return getattr(self._session, "_session", self._session)
