@@ -6,6 +6,7 @@ it is counted (``tracekit.stats()``) and logged at most once per ``LOG_INTERVAL`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -56,7 +57,7 @@ def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException
         _last_logged[key] = now
     try:
         logger.warning(msg, *args, exc_info=exc)
-    except Exception:  # noqa: BLE001 - a broken logging setup must not escape either
+    except Exception:
         pass
 
 
@@ -75,7 +76,7 @@ def guarded(key: str, default: Any = None) -> Callable[[Callable[_P, _R]], Calla
         def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 return func(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - that is the point
+            except Exception as exc:
                 report(key, exc)
                 return default  # type: ignore[no-any-return]
 

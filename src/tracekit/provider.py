@@ -1,0 +1,327 @@
+"""``tracekit.configure``: one OpenTelemetry tracer provider wired to X-Ray and/or OTLP.
+
+Idempotent and thread-safe: the first call (explicit, or implicit on first use) builds the provider;
+later calls with the same arguments return it, and calls with new arguments replace the exporters.
+Nothing here touches the network: exporters connect lazily from their own threads.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+
+from tracekit import _stats
+from tracekit import config as _config
+from tracekit.ids import XRayIdGenerator
+from tracekit.propagation import XRayPropagator, decision_requested
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {}
+
+
+def configure(
+    service: str | None = None,
+    exporters: Sequence[str] | str | None = None,
+    **overrides: Any,
+) -> TracerProvider | None:
+    """Set up tracing once for this process; returns the provider (``None`` when disabled).
+
+    ``exporters`` is any of ``xray``, ``otlp``, ``console`` (default from ``TRACEKIT_EXPORTERS``,
+    else ``xray``). Other keyword arguments override :class:`tracekit.config.Config` fields, plus
+    ``sampler`` (an OTel ``Sampler``) and ``span_processors`` (extra processors, e.g. for tests).
+    """
+    sampler = overrides.pop("sampler", None)
+    extra_processors = tuple(overrides.pop("span_processors", ()))
+    cfg = _config.load(service=service, exporters=exporters, **overrides)
+    key = (cfg, sampler, extra_processors)
+    with _lock:
+        if _state.get("key") == key:
+            provider: TracerProvider | None = _state.get("provider")
+            return provider
+        shutdown()
+        _state["key"] = key
+        _state["config"] = cfg
+        if cfg.disabled:
+            _state["provider"] = None
+            return None
+        provider = _build_provider(cfg, sampler, extra_processors)
+        _state["provider"] = provider
+        _state["tracer"] = provider.get_tracer("tracekit", _version())
+        _install_globals(provider)
+        return provider
+
+
+def get_tracer() -> trace.Tracer | None:
+    """The tracer behind tracekit's API; configures with defaults on first use."""
+    tracer: trace.Tracer | None = _state.get("tracer")
+    if tracer is None and "key" not in _state:
+        try:
+            configure()
+        except Exception as exc:
+            _stats.report("configure", exc)
+            _state["key"] = None
+        tracer = _state.get("tracer")
+    return tracer
+
+
+def current_config() -> _config.Config:
+    """The configuration in force (defaults from the environment before ``configure``)."""
+    cfg: _config.Config | None = _state.get("config")
+    return cfg if cfg is not None else _config.load()
+
+
+def force_flush(timeout: float = 5.0) -> bool:
+    """Send every finished span now; True when all exporters finished within ``timeout``."""
+    provider: TracerProvider | None = _state.get("provider")
+    if provider is None:
+        return True
+    try:
+        return bool(provider.force_flush(int(timeout * 1000)))
+    except Exception as exc:
+        _stats.report("flush", exc)
+        return False
+
+
+def shutdown() -> None:
+    """Flush and stop the current provider (tests and re-configuration)."""
+    with _lock:
+        provider: TracerProvider | None = _state.pop("provider", None)
+        _state.pop("tracer", None)
+        _state.pop("key", None)
+        _state.pop("config", None)
+        if provider is not None:
+            try:
+                provider.shutdown()
+            except Exception as exc:
+                _stats.report("shutdown", exc)
+
+
+def _build_provider(
+    cfg: _config.Config, sampler: Sampler | None, extra: tuple[SpanProcessor, ...]
+) -> TracerProvider:
+    attributes: dict[str, str] = {**cfg.resource_attributes, "service.name": cfg.service}
+    resource = Resource.create(attributes)
+    root = sampler or _default_sampler(cfg)
+    provider = TracerProvider(
+        resource=resource,
+        sampler=XRayParentBased(root),
+        id_generator=XRayIdGenerator(),
+        shutdown_on_exit=True,
+    )
+    for processor in (*_exporter_processors(cfg), *extra, *_sampler_processors(root)):
+        provider.add_span_processor(processor)
+    return provider
+
+
+def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
+    processors: list[SpanProcessor] = []
+    for name in cfg.exporters:
+        if name == "xray":
+            processors.append(_xray_processor(cfg))
+        elif name == "otlp":
+            processors.append(BatchSpanProcessor(CountingExporter(_otlp_exporter(cfg), "otlp")))
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+    return processors
+
+
+def _xray_processor(cfg: _config.Config) -> SpanProcessor:
+    from tracekit.xray.emitter import ApiTransport, Transport, UdpTransport, XRaySpanProcessor
+
+    transport: Transport
+    if cfg.xray_direct:
+        transport = ApiTransport(cfg.region, cfg.endpoint_url)
+    else:
+        transport = UdpTransport(cfg.daemon_udp)
+    return XRaySpanProcessor(transport, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
+
+
+def _otlp_exporter(cfg: _config.Config) -> SpanExporter:
+    headers = dict(cfg.otlp_headers)
+    if cfg.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        endpoint = cfg.otlp_endpoint or "http://localhost:4317"
+        return GrpcExporter(endpoint=endpoint.removesuffix("/v1/traces"), headers=headers)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    endpoint = cfg.otlp_endpoint or "http://localhost:4318/v1/traces"
+    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=5)
+
+
+def _default_sampler(cfg: _config.Config) -> Sampler:
+    """``OTEL_TRACES_SAMPLER`` when set, else X-Ray centralized sampling via the daemon."""
+    import os
+
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "")
+    if name in ("always_on", "parentbased_always_on"):
+        return ALWAYS_ON
+    if name in ("always_off", "parentbased_always_off"):
+        return ALWAYS_OFF
+    if name in ("traceidratio", "parentbased_traceidratio"):
+        try:
+            return TraceIdRatioBased(float(arg or "1"))
+        except ValueError as exc:
+            raise _config.ConfigError("OTEL_TRACES_SAMPLER_ARG", arg, "a number 0..1") from exc
+    if name not in ("", "xray", "parentbased_xray"):
+        raise _config.ConfigError(
+            "OTEL_TRACES_SAMPLER", name, "always_on, always_off, traceidratio or xray (+parentbased_)"
+        )
+    return _xray_sampler(cfg)
+
+
+def _xray_sampler(cfg: _config.Config) -> Sampler:
+    try:
+        from tracekit.sampling.sampler import XRaySampler
+    except ImportError:
+        return ALWAYS_ON
+    host, port = cfg.daemon_tcp
+    sampler: Sampler = XRaySampler(service_name=cfg.service, endpoint=f"http://{host}:{port}")
+    return sampler
+
+
+def _sampler_processors(sampler: Sampler) -> list[SpanProcessor]:
+    factory = getattr(sampler, "stats_processor", None)
+    return [factory()] if callable(factory) else []
+
+
+class XRayParentBased(Sampler):
+    """Honour the caller's decision; ask ``root`` only for new traces and ``Sampled=?`` headers."""
+
+    def __init__(self, root: Sampler) -> None:
+        self.root = root
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        open_decision = parent.is_remote and decision_requested(parent_context)
+        if parent.is_valid and not open_decision:
+            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
+            return SamplingResult(decision, None, parent.trace_state)
+        try:
+            return self.root.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        except Exception as exc:
+            _stats.report("sampler", exc)
+            return SamplingResult(Decision.DROP, None, None)
+
+    def get_description(self) -> str:
+        return f"XRayParentBased{{root={self.root.get_description()}}}"
+
+
+class CountingExporter(SpanExporter):
+    """Counts what an exporter sent and failed, so that OTLP trouble shows in ``tracekit.stats()``."""
+
+    def __init__(self, inner: SpanExporter, name: str) -> None:
+        self._inner, self._name = inner, name
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:
+            _stats.report(f"{self._name}.export", exc)
+            result = SpanExportResult.FAILURE
+        outcome = "spans_exported" if result is SpanExportResult.SUCCESS else "spans_failed"
+        _stats.incr(f"{self._name}.{outcome}", len(spans))
+        return result
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self._inner.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+
+def _install_globals(provider: TracerProvider) -> None:
+    """Make tracekit's provider and propagators the process-wide OTel defaults (once)."""
+    if _state.get("globals_installed"):
+        _state["proxy_provider"].target = provider
+        return
+    proxy = _SwitchableProvider(provider)
+    trace.set_tracer_provider(proxy)
+    set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayPropagator()]))
+    _propagate_context_to_executors()
+    _state["globals_installed"] = True
+    _state["proxy_provider"] = proxy
+
+
+class _SwitchableProvider(trace.TracerProvider):
+    """OTel allows one global provider per process; this lets ``configure`` swap what is behind it."""
+
+    def __init__(self, target: TracerProvider) -> None:
+        self.target = target
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _SwitchableTracer(self, args, kwargs)
+
+
+class _SwitchableTracer(trace.Tracer):
+    def __init__(self, owner: _SwitchableProvider, args: Any, kwargs: Any) -> None:
+        self._owner, self._args, self._kwargs = owner, args, kwargs
+        self._cached: tuple[TracerProvider, trace.Tracer] | None = None
+
+    def _tracer(self) -> trace.Tracer:
+        cached, target = self._cached, self._owner.target
+        if cached is None or cached[0] is not target:
+            cached = self._cached = (target, target.get_tracer(*self._args, **self._kwargs))
+        return cached[1]
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._tracer().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tracer().start_as_current_span(*args, **kwargs)
+
+
+def _propagate_context_to_executors() -> None:
+    """Run ``ThreadPoolExecutor`` work in the submitter's context, so parents stay right."""
+    original = ThreadPoolExecutor.submit
+    if getattr(original, "__tracekit__", False):
+        return
+
+    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    submit.__tracekit__ = True  # type: ignore[attr-defined]
+    submit.__doc__ = original.__doc__
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+
+
+def _version() -> str:
+    return "0.1.0"

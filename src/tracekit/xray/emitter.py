@@ -1,0 +1,261 @@
+"""Turn finished spans into X-Ray documents off the request thread, and send them.
+
+``on_end`` only appends the span to a bounded queue. A background thread (or ``force_flush``, which
+Lambda calls before returning) nests finished children into their local root's document — X-Ray's
+usual form, one datagram per request — and sends it. Children that finish after their parent was
+sent, or that wait too long, go as independent subsegment documents. A document over 64 KB is split
+into its subsegments, and what is still too large is trimmed (metadata first), counted and logged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from typing import Any, Protocol
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from tracekit import _stats, ids
+from tracekit.xray import protocol
+from tracekit.xray.segments import Document, dumps, is_local_root, is_segment, to_document
+
+_TRIM_ORDER = ("metadata", "cause", "annotations", "sql", "http", "aws", "links")
+
+
+class Transport(Protocol):
+    """Where serialised documents go: the daemon over UDP, or PutTraceSegments."""
+
+    def send(self, document: bytes) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def close(self, timeout: float) -> None: ...
+
+
+class UdpTransport:
+    """Datagrams to the X-Ray daemon (or the tracekit sidecar). Never blocks, never raises."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self._address = address
+        self._resolved: Any = None
+        self._sock: socket.socket | None = None
+
+    def send(self, document: bytes) -> None:
+        try:
+            if self._sock is None:
+                info = socket.getaddrinfo(*self._address, type=socket.SOCK_DGRAM)[0]
+                self._sock = socket.socket(info[0], socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+                self._resolved = info[4]
+            self._sock.sendto(protocol.encode(document), self._resolved)
+            _stats.incr("xray.documents_sent")
+        except OSError as exc:
+            self._sock = None  # re-resolve next time: the daemon may have moved
+            _stats.incr("xray.documents_dropped.send_error")
+            _stats.report("xray.udp_send", exc)
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: float) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class ApiTransport:
+    """Documents to ``PutTraceSegments`` through the shared batching sender (hosts without a daemon)."""
+
+    def __init__(self, region: str | None, endpoint_url: str | None) -> None:
+        from tracekit.xray.sender import SegmentSender
+
+        self._sender = SegmentSender(region=region, endpoint_url=endpoint_url)
+
+    def send(self, document: bytes) -> None:
+        if not self._sender.submit(document):
+            _stats.incr("xray.documents_dropped.sender_full")
+
+    def flush(self, timeout: float) -> bool:
+        return self._sender.flush(timeout)
+
+    def close(self, timeout: float) -> None:
+        self._sender.close(timeout)
+
+
+class XRaySpanProcessor(SpanProcessor):
+    """An OTel span processor that emits sampled spans as X-Ray documents."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_queue: int = 2048,
+        annotate_all: bool = False,
+        max_pending: int = 4096,
+        pending_seconds: float = 30.0,
+    ) -> None:
+        self._transport = transport
+        self._max_queue = max_queue
+        self._annotate_all = annotate_all
+        self._max_pending = max_pending
+        self._pending_seconds = pending_seconds
+        self._queue: deque[ReadableSpan] = deque()
+        self._waiting: dict[int, list[ReadableSpan]] = {}
+        """Finished spans by parent span id, until the parent finishes."""
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._waiting_count = 0
+        self._sent: OrderedDict[int, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled or self._stopped:
+            return
+        if len(self._queue) >= self._max_queue:
+            _stats.incr("spans.dropped.queue_full")
+            return
+        self._queue.append(span)
+        if self._thread is None:
+            self._start_thread()
+        self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Send everything queued or waiting for a parent, now, on the calling thread."""
+        try:
+            self._drain(final=True)
+            return self._transport.flush(timeout_millis / 1000)
+        except Exception as exc:
+            _stats.report("xray.flush", exc)
+            return False
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        self.force_flush()
+        self._wake.set()
+        try:
+            self._transport.close(5.0)
+        except Exception as exc:
+            _stats.report("xray.close", exc)
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tracekit-xray", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                self._drain(final=False)
+            except Exception as exc:
+                _stats.report("xray.worker", exc)
+
+    def _drain(self, *, final: bool) -> None:
+        with self._lock:
+            while self._queue:
+                self._assemble(self._queue.popleft())
+            self._expire_pending(final)
+
+    def _assemble(self, span: ReadableSpan) -> None:
+        parent = span.parent
+        if parent is None or is_local_root(span) or is_segment(span) or parent.span_id in self._sent:
+            self._send(self._nest(span, standalone=True))
+            return
+        self._waiting.setdefault(parent.span_id, []).append(span)
+        self._arrivals.append((time.monotonic(), parent.span_id))
+        self._waiting_count += 1
+
+    def _expire_pending(self, final: bool) -> None:
+        """Send children whose parent is taking too long as documents of their own."""
+        deadline = time.monotonic() - self._pending_seconds
+        while self._arrivals:
+            arrived, parent_id = self._arrivals[0]
+            if not (final or arrived < deadline or self._waiting_count > self._max_pending):
+                break
+            self._arrivals.popleft()
+            orphans = self._waiting.pop(parent_id, ())
+            self._waiting_count -= len(orphans)
+            for span in orphans:
+                self._send(self._nest(span, standalone=True))
+
+    def _nest(self, span: ReadableSpan, *, standalone: bool) -> Document:
+        """``span``'s document with every waiting descendant nested inside it."""
+        assert span.context is not None
+        span_id = span.context.span_id
+        doc = to_document(span, annotate_all=self._annotate_all, standalone=standalone)
+        kids = self._waiting.pop(span_id, None)
+        if kids:
+            self._waiting_count -= len(kids)
+            doc["subsegments"] = [self._nest(kid, standalone=False) for kid in kids]
+        self._sent[span_id] = None
+        if len(self._sent) > self._max_pending:
+            self._sent.popitem(last=False)
+        return doc
+
+    def _send(self, doc: Document) -> None:
+        for payload in split_document(doc):
+            self._transport.send(payload)
+
+
+def split_document(doc: Document, limit: int = protocol.MAX_DOCUMENT) -> list[bytes]:
+    """Serialise ``doc``; over ``limit`` bytes, send subsegments separately, then trim."""
+    payload = dumps(doc)
+    if len(payload) <= limit:
+        return [payload]
+    subsegments = doc.pop("subsegments", None)
+    if subsegments:
+        _stats.incr("xray.documents_split")
+        parts = split_document(doc, limit)
+        for sub in subsegments:
+            sub.update(type="subsegment", trace_id=doc["trace_id"], parent_id=doc["id"])
+            parts += split_document(sub, limit)
+        return parts
+    return _trim(doc, limit)
+
+
+def _trim(doc: Document, limit: int) -> list[bytes]:
+    for key in _TRIM_ORDER:
+        if doc.pop(key, None) is not None:
+            payload = dumps(doc)
+            if len(payload) <= limit:
+                _stats.incr("xray.documents_trimmed")
+                _stats.warn_once_per_interval(
+                    "xray.trim",
+                    "tracekit: segment %s of trace %s was over %d bytes; dropped its %s and later fields",
+                    doc.get("id"), doc.get("trace_id"), limit, key,
+                )
+                return [payload]
+    doc["name"] = str(doc.get("name", "span"))[:200]
+    payload = dumps(doc)
+    if len(payload) <= limit:
+        _stats.incr("xray.documents_trimmed")
+        return [payload]
+    _stats.incr("xray.documents_dropped.too_large")
+    _stats.report("xray.too_large", msg=f"tracekit: segment {doc.get('id')} cannot fit {limit} bytes")
+    return []
+
+
+def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor._thread = None
+        processor._lock = threading.Lock()
+        processor._wake = threading.Event()
+
+
+__all__ = ["ApiTransport", "Transport", "UdpTransport", "XRaySpanProcessor", "ids", "split_document"]

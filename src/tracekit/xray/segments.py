@@ -1,0 +1,440 @@
+"""OpenTelemetry span -> X-Ray segment document.
+
+Follows the mapping of the OpenTelemetry Collector's awsxray exporter (aws-facts.md §7) so that a
+trace looks the same in X-Ray whether it came through tracekit, the sidecar's OTLP receiver or ADOT.
+Shared by the application-side exporter and the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from tracekit import ids
+from tracekit.redaction import REDACTED, is_sensitive
+
+Document = dict[str, Any]
+
+ANNOTATIONS_ATTR = "aws.xray.annotations"
+"""Span attribute listing which attribute keys are indexed X-Ray annotations."""
+METADATA_PREFIX = "aws.xray.metadata."
+"""``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
+ROOT_ONLY_KEY = "tkroot"
+"""Trace-state key marking a parent made up from a header that had a Root but no Parent."""
+
+MAX_NAME = 200
+MAX_ANNOTATION_KEY = 500
+MAX_ANNOTATIONS = 50
+MAX_STACK = 50
+SDK = {"sdk": "tracekit (OpenTelemetry)", "sdk_version": "0.1.0"}
+
+_NAME_INVALID = re.compile(r"[^\w.:/%&#=+\-@ ]", re.UNICODE)
+_KEY_INVALID = re.compile(r"[^A-Za-z0-9_]")
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<label>.+)$')
+
+_ORIGINS = {
+    "aws_ec2": "AWS::EC2::Instance",
+    "aws_eks": "AWS::EKS::Container",
+    "aws_elastic_beanstalk": "AWS::ElasticBeanstalk::Environment",
+    "aws_app_runner": "AWS::AppRunner::Service",
+}
+_AWS_KEYS = {
+    "aws.operation": "operation",
+    "rpc.method": "operation",
+    "aws.account_id": "account_id",
+    "aws.region": "region",
+    "cloud.region": "region",
+    "aws.request_id": "request_id",
+    "aws.request.id": "request_id",
+    "aws.queue_url": "queue_url",
+    "aws.sqs.queue_url": "queue_url",
+    "aws.table_name": "table_name",
+    "aws.dynamodb.table_names": "table_name",
+}
+_HTTP_REQUEST = {
+    "http.method": "method",
+    "http.request.method": "method",
+    "http.url": "url",
+    "url.full": "url",
+    "http.user_agent": "user_agent",
+    "user_agent.original": "user_agent",
+    "http.client_ip": "client_ip",
+    "client.address": "client_ip",
+}
+_HTTP_STATUS = ("http.status_code", "http.response.status_code")
+_HTTP_LENGTH = ("http.response_content_length", "http.response.body.size")
+_URL_PARTS = (
+    ("http.scheme", "url.scheme"),
+    ("http.host", "server.address"),
+    ("http.target", "url.path"),
+)
+# Attributes that become structure rather than metadata.
+_CONSUMED = frozenset(
+    [
+        *_AWS_KEYS,
+        *_HTTP_REQUEST,
+        *_HTTP_STATUS,
+        *_HTTP_LENGTH,
+        "http.scheme",
+        "url.scheme",
+        "http.host",
+        "http.target",
+        "url.path",
+        "url.query",
+        "server.port",
+        "http.route",
+        "x_forwarded_for",
+        "enduser.id",
+        "rpc.system",
+        "rpc.service",
+        "aws.service",
+        "aws.remote.service",
+        "aws.local.service",
+        "peer.service",
+        ANNOTATIONS_ATTR,
+        "aws.xray.sampling_rule_name",
+    ]
+)
+
+
+def is_local_root(span: ReadableSpan) -> bool:
+    """A span whose parent is not in this process: it starts a document of its own."""
+    parent = span.parent
+    return parent is None or parent.is_remote
+
+
+def is_segment(span: ReadableSpan) -> bool:
+    """SERVER spans and parentless spans are segments; everything else is a subsegment."""
+    return span.kind is SpanKind.SERVER or span.parent is None
+
+
+def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True) -> Document:
+    """Translate one span. ``standalone`` adds what a document sent on its own needs."""
+    attrs: Mapping[str, AttributeValue] = span.attributes or {}
+    context = span.context
+    assert context is not None
+    segment = is_segment(span)
+    doc: Document = {
+        "name": _name(span, attrs, segment),
+        "id": ids.to_span_id(context.span_id),
+        "start_time": (span.start_time or 0) / 1e9,
+    }
+    if span.end_time is None:
+        doc["in_progress"] = True
+    else:
+        doc["end_time"] = span.end_time / 1e9
+    if segment or standalone:
+        doc["trace_id"] = ids.to_xray_trace_id(context.trace_id)
+        parent = span.parent
+        if parent is not None and parent.span_id and not parent.trace_state.get(ROOT_ONLY_KEY):
+            doc["parent_id"] = ids.to_span_id(parent.span_id)
+    if not segment:
+        if standalone:
+            doc["type"] = "subsegment"
+        namespace = _namespace(span, attrs)
+        if namespace:
+            doc["namespace"] = namespace
+    _add_http(doc, attrs)
+    _add_status(doc, span, attrs)
+    _add_cause(doc, span)
+    _add_aws(doc, span, attrs, segment)
+    _add_annotations_and_metadata(doc, attrs, annotate_all)
+    if segment:
+        _add_resource(doc, span)
+    if span.links:
+        doc["links"] = [
+            {"trace_id": ids.to_xray_trace_id(link.context.trace_id),
+             "id": ids.to_span_id(link.context.span_id)}
+            for link in span.links
+        ]
+    return doc
+
+
+def _name(span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool) -> str:
+    resource = span.resource.attributes if span.resource else {}
+    candidates: list[object] = []
+    if segment:
+        candidates += [attrs.get("aws.local.service"), resource.get("aws.local.service")]
+    else:
+        candidates.append(attrs.get("aws.remote.service"))
+    candidates += [attrs.get("peer.service"), attrs.get("aws.service")]
+    db_name = attrs.get("db.name") or attrs.get("db.namespace")
+    if db_name:
+        host = attrs.get("net.peer.name") or attrs.get("server.address")
+        candidates.append(f"{db_name}@{host}" if host else db_name)
+    if segment:
+        candidates.append(resource.get("service.name"))
+    candidates.append(attrs.get("rpc.service"))
+    if span.kind is SpanKind.CLIENT:
+        candidates += [attrs.get("http.host"), attrs.get("server.address"), attrs.get("net.peer.name")]
+    candidates.append(span.name)
+    for value in candidates:
+        if isinstance(value, str) and value and not value.startswith("unknown_service"):
+            return sanitize_name(value)
+    return sanitize_name(span.name) or "span"
+
+
+def sanitize_name(name: str) -> str:
+    """X-Ray names: at most 200 characters, without the characters X-Ray rejects."""
+    return _NAME_INVALID.sub("_", name)[:MAX_NAME] or "span"
+
+
+def sanitize_key(key: str) -> str:
+    """Annotation keys may only hold ``[A-Za-z0-9_]``; other characters become ``_``."""
+    return _KEY_INVALID.sub("_", key)[:MAX_ANNOTATION_KEY]
+
+
+def _namespace(span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> str | None:
+    if attrs.get("rpc.system") == "aws-api" or "aws.service" in attrs:
+        return "aws"
+    if span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER):
+        return "remote"
+    return None
+
+
+def _first(attrs: Mapping[str, AttributeValue], keys: Sequence[str]) -> AttributeValue | None:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _status_code(attrs: Mapping[str, AttributeValue]) -> int | None:
+    value = _first(attrs, _HTTP_STATUS)
+    try:
+        return int(value) if value is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
+    request: dict[str, Any] = {}
+    for key, field in _HTTP_REQUEST.items():
+        value = attrs.get(key)
+        if value is not None and field not in request:
+            request[field] = value
+    if "url" not in request:
+        scheme, host, target = (_first(attrs, keys) for keys in _URL_PARTS)
+        if host and target is not None:
+            query = attrs.get("url.query")
+            request["url"] = f"{scheme or 'http'}://{host}{target}" + (f"?{query}" if query else "")
+    forwarded = attrs.get("x_forwarded_for")
+    if "client_ip" in request and forwarded is not None:
+        request["x_forwarded_for"] = bool(forwarded)
+    response: dict[str, Any] = {}
+    status = _status_code(attrs)
+    if status is not None:
+        response["status"] = status
+    length = _first(attrs, _HTTP_LENGTH)
+    if isinstance(length, int):
+        response["content_length"] = length
+    if request or response:
+        http: dict[str, Any] = {}
+        if request:
+            http["request"] = request
+        if response:
+            http["response"] = response
+        doc["http"] = http
+
+
+def _add_status(doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> None:
+    status = _status_code(attrs)
+    if status is not None and status >= 500:
+        doc["fault"] = True
+    elif status == 429:
+        doc["error"] = doc["throttle"] = True
+    elif status is not None and status >= 400:
+        doc["error"] = True
+    elif span.status.status_code is StatusCode.ERROR:
+        doc["fault"] = True
+
+
+def _add_cause(doc: Document, span: ReadableSpan) -> None:
+    exceptions: list[dict[str, Any]] = []
+    remote = span.kind in (SpanKind.CLIENT, SpanKind.PRODUCER)
+    for event in span.events:
+        if event.name != "exception":
+            continue
+        ev = event.attributes or {}
+        entry: dict[str, Any] = {
+            "id": os.urandom(8).hex(),
+            "type": str(ev.get("exception.type", "")),
+            "message": str(ev.get("exception.message", "")),
+        }
+        if remote:
+            entry["remote"] = True
+        stack, truncated = parse_python_stack(str(ev.get("exception.stacktrace", "")))
+        if stack:
+            entry["stack"] = stack
+        if truncated:
+            entry["truncated"] = truncated
+        exceptions.append(entry)
+    if exceptions:
+        doc["cause"] = {"working_directory": _cwd(), "exceptions": exceptions}
+        if not any(k in doc for k in ("fault", "error")):
+            doc["fault"] = True
+
+
+_CWD: list[str] = []
+
+
+def _cwd() -> str:
+    if not _CWD:
+        try:
+            _CWD.append(os.getcwd())
+        except OSError:
+            _CWD.append("")
+    return _CWD[0]
+
+
+def parse_python_stack(text: str) -> tuple[list[dict[str, Any]], int]:
+    """A Python traceback -> X-Ray frames, innermost first, at most ``MAX_STACK``; (+ how many cut)."""
+    frames = []
+    for line in text.splitlines():
+        match = _FRAME.match(line)
+        if match:
+            frames.append(
+                {"path": match["path"], "line": int(match["line"]), "label": match["label"].strip()}
+            )
+    frames.reverse()
+    return frames[:MAX_STACK], max(0, len(frames) - MAX_STACK)
+
+
+def _add_aws(
+    doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool
+) -> None:
+    aws: dict[str, Any] = {}
+    for key, field in _AWS_KEYS.items():
+        value = attrs.get(key)
+        if value is not None and field not in aws:
+            aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
+    if segment:
+        resource = span.resource.attributes if span.resource else {}
+        ecs = {
+            field: resource[key]
+            for key, field in (
+                ("container.name", "container"),
+                ("container.id", "container_id"),
+                ("aws.ecs.task.arn", "task_arn"),
+                ("aws.ecs.cluster.arn", "cluster_arn"),
+                ("aws.ecs.launchtype", "launch_type"),
+            )
+            if key in resource
+        }
+        if ecs:
+            aws["ecs"] = ecs
+        ec2 = {
+            field: resource[key]
+            for key, field in (("host.id", "instance_id"), ("cloud.availability_zone", "availability_zone"))
+            if key in resource and resource.get("cloud.platform") == "aws_ec2"
+        }
+        if ec2:
+            aws["ec2"] = ec2
+        if "cloud.account.id" in resource and "account_id" not in aws:
+            aws["account_id"] = resource["cloud.account.id"]
+        aws["xray"] = SDK
+    if aws:
+        doc["aws"] = aws
+
+
+def _add_resource(doc: Document, span: ReadableSpan) -> None:
+    resource = span.resource.attributes if span.resource else {}
+    platform = resource.get("cloud.platform")
+    if platform == "aws_ecs":
+        launch = str(resource.get("aws.ecs.launchtype", "")).lower()
+        doc["origin"] = {"fargate": "AWS::ECS::Fargate", "ec2": "AWS::ECS::EC2"}.get(
+            launch, "AWS::ECS::Container"
+        )
+    elif isinstance(platform, str) and platform in _ORIGINS:
+        doc["origin"] = _ORIGINS[platform]
+    version = resource.get("service.version")
+    if version:
+        doc["service"] = {"version": str(version)}
+
+
+def _add_annotations_and_metadata(
+    doc: Document, attrs: Mapping[str, AttributeValue], annotate_all: bool
+) -> None:
+    indexed = attrs.get(ANNOTATIONS_ATTR) or ()
+    indexed_keys = set(indexed) if isinstance(indexed, (list, tuple)) else set()
+    annotations: dict[str, Any] = {}
+    default_ns: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    user = attrs.get("enduser.id")
+    if isinstance(user, str) and user:
+        doc["user"] = user
+    for key, value in attrs.items():
+        if key in _CONSUMED:
+            continue
+        if key.startswith(METADATA_PREFIX):
+            namespace = key[len(METADATA_PREFIX):]
+            if namespace and not namespace.startswith("AWS."):
+                metadata[namespace] = _redact(_loads(value))
+            continue
+        if is_sensitive(key):
+            value = REDACTED
+        is_scalar = isinstance(value, (str, bool, int, float)) and _finite(value)
+        if is_scalar and (key in indexed_keys or annotate_all) and len(annotations) < MAX_ANNOTATIONS:
+            annotations[sanitize_key(key)] = value
+        else:
+            default_ns[key] = list(value) if isinstance(value, tuple) else _json_safe(value)
+    if annotations:
+        doc["annotations"] = annotations
+    if default_ns:
+        metadata["default"] = {**default_ns, **metadata.get("default", {})}
+    if metadata:
+        doc["metadata"] = metadata
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _loads(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _redact(value: object) -> object:
+    from tracekit.redaction import redact
+
+    return redact(value)
+
+
+def dumps(doc: Document) -> bytes:
+    """Compact JSON; values JSON cannot hold (NaN, objects) become strings instead of failing."""
+    try:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError):
+        return json.dumps(_sanitize(doc), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _sanitize(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _sanitize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_sanitize(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

@@ -1,0 +1,71 @@
+"""Render the segment documents of one trace as a readable tree (for ``tracekit traces show``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Document = dict[str, Any]
+
+
+def flatten(documents: Iterable[Document]) -> list[Document]:
+    """Every segment and subsegment as its own node, with ``parent_id`` filled from nesting."""
+    nodes: list[Document] = []
+
+    def walk(doc: Document, parent_id: str | None) -> None:
+        node = {k: v for k, v in doc.items() if k != "subsegments"}
+        if parent_id:
+            node.setdefault("parent_id", parent_id)
+            node.setdefault("type", "subsegment")
+        nodes.append(node)
+        for sub in doc.get("subsegments", ()):
+            walk(sub, doc.get("id"))
+
+    for doc in documents:
+        walk(doc, None)
+    return nodes
+
+
+def render(documents: Iterable[Document]) -> str:
+    """An indented tree: name, duration, status marks, annotations; children by start time."""
+    nodes = flatten(documents)
+    ids = {n.get("id") for n in nodes}
+    children: dict[str | None, list[Document]] = {}
+    for node in nodes:
+        parent = node.get("parent_id")
+        children.setdefault(parent if parent in ids else None, []).append(node)
+    origin = min((n.get("start_time", 0.0) for n in nodes), default=0.0)
+    lines: list[str] = []
+
+    def emit(node: Document, depth: int) -> None:
+        lines.append("  " * depth + _line(node, origin))
+        for child in sorted(children.get(node.get("id"), []), key=_start):
+            emit(child, depth + 1)
+
+    for root in sorted(children.get(None, []), key=_start):
+        emit(root, 0)
+    return "\n".join(lines)
+
+
+def _start(node: Document) -> float:
+    return float(node.get("start_time", 0.0))
+
+
+def _line(node: Document, origin: float) -> str:
+    start = _start(node)
+    end = node.get("end_time")
+    duration = f"{(float(end) - start) * 1000:8.2f} ms" if end is not None else " (in progress)"
+    offset = f"+{(start - origin) * 1000:.1f}ms"
+    kind = "subsegment" if node.get("type") == "subsegment" else "segment"
+    marks = [m for m in ("fault", "error", "throttle") if node.get(m)]
+    text = f"{node.get('name', '?')} [{kind}] {duration} {offset}"
+    status = node.get("http", {}).get("response", {}).get("status")
+    if status is not None:
+        text += f" http {status}"
+    if marks:
+        text += " !" + ",".join(marks)
+    if node.get("annotations"):
+        text += " " + " ".join(f"{k}={v}" for k, v in node["annotations"].items())
+    for exc in node.get("cause", {}).get("exceptions", []) if isinstance(node.get("cause"), dict) else []:
+        text += f"  <{exc.get('type')}: {exc.get('message')}>"
+    return text
