@@ -35,3 +35,6 @@ def moto(moto_server: str) -> str:
     req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(req, timeout=10).read()
     return moto_server
+
+
+from support.fixtures import otlp_receiver, xray_daemon  # noqa: E402, F401 - shared receiver fixtures
