@@ -59,7 +59,8 @@ def trace(
     """
 
     def decorate(fn: F) -> F:
-        span_name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        qualname = getattr(fn, "__qualname__", None) or repr(fn)
+        span_name = name or qualname.rsplit("<locals>.", 1)[-1]
         fixed = dict(annotations or {})
         if inspect.isasyncgenfunction(fn):
             wrapped = _wrap_async_gen(fn, span_name, fixed, kind)
