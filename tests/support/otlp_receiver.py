@@ -65,7 +65,8 @@ class Request:
     """Lower-case header (or gRPC metadata) names."""
     content_type: str
     encoding: str
-    """``identity``, ``gzip`` or ``deflate`` (HTTP ``Content-Encoding``; gRPC ``grpc-encoding``)."""
+    """HTTP ``Content-Encoding``: ``identity``, ``gzip`` or ``deflate``; ``unknown`` for gRPC, whose
+    compression grpcio undoes before the handler sees the call."""
     status: int
     """What the receiver answered, as an HTTP status (gRPC codes are mapped from it)."""
     span_count: int
@@ -415,7 +416,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         headers = {k.lower(): str(v) for k, v in context.invocation_metadata()}
-        meta = ("grpc", headers, "application/grpc", headers.get("grpc-encoding", "identity"))
+        meta = ("grpc", headers, "application/grpc", "unknown")
         status, _ = self._receiver._accept(meta, lambda: request)
         if status != 200:
             context.abort(_GRPC_CODES[status], f"OTLP receiver fault switch: {status}")

@@ -176,7 +176,10 @@ _SUBSEGMENT_FIELDS = {
         "type": "string",
         "pattern": "^[^?;*()!$~^<>]{1,200}$",
     },
-    "namespace": {"enum": ["aws", "remote"]},
+    "namespace": {
+        "description": "aws or remote as documented; the X-Ray SDKs also send local",
+        "enum": ["aws", "remote", "local"],
+    },
     "trace_id": {"$ref": "#/$defs/trace_id"},
     "parent_id": {"$ref": "#/$defs/id"},
     "type": {"const": "subsegment"},
