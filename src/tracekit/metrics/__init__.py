@@ -1,0 +1,277 @@
+"""Custom CloudWatch metrics: EMF (stdout, file, agent), PutMetricData and Prometheus outputs.
+
+Nothing is recorded until metrics are configured, by ``configure()`` or by ``AWS_EMF_NAMESPACE`` /
+``POWERTOOLS_METRICS_NAMESPACE`` in the environment; until then every call costs one attribute check.
+Recording never raises into the application (unless ``configure(strict=True)``): rejected input is
+counted in ``tracekit._stats`` and logged with a message naming the metric.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from tracekit import _stats
+from tracekit.metrics import red
+from tracekit.metrics.recorder import Recorder, Scope, current_scope
+from tracekit.metrics.sinks import Output
+from tracekit.metrics.spec import UNITS, MetricError
+
+__all__ = [
+    "UNITS",
+    "MetricError",
+    "Scope",
+    "configure",
+    "count",
+    "current_scope",
+    "flush",
+    "gauge",
+    "is_configured",
+    "observe",
+    "record_request",
+    "scope",
+    "shutdown",
+    "timed",
+    "timing",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _State:
+    recorder: Recorder | None = None
+    env_checked = False
+    atexit_registered = False
+
+
+_state = _State()
+
+
+def configure(
+    namespace: str | None = None,
+    outputs: Sequence[str | Output] | None = None,
+    default_dimensions: Mapping[str, str] | None = None,
+    *,
+    service: str | None = None,
+    flush_interval: float | None = None,
+    max_dimension_combinations: int = 100,
+    scope_flush: bool = True,
+    strict: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Set up metrics; replaces (after flushing) any previous configuration.
+
+    ``outputs``: ``"stdout"``, ``"file:PATH"``, ``"agent"`` (``AWS_EMF_AGENT_ENDPOINT`` or
+    tcp://127.0.0.1:25888), ``"tcp://host:port"``, ``"udp://host:port"``, ``"cloudwatch"``
+    (PutMetricData), ``"prometheus"``, or an ``Output`` object. The default follows
+    ``AWS_EMF_ENVIRONMENT`` and Lambda detection: stdout in Lambda, the agent elsewhere.
+    ``default_dimensions`` default to ``{"ServiceName": service}`` when a service name is known.
+    ``scope_flush=False`` merges finished scopes into the interval flush (fewer documents).
+    """
+    from tracekit.metrics.setup import build_recorder
+
+    recorder = build_recorder(
+        os.environ if env is None else env,
+        namespace=namespace,
+        outputs=outputs,
+        default_dimensions=default_dimensions,
+        service=service,
+        flush_interval=flush_interval,
+        max_combinations=max_dimension_combinations,
+        scope_flush=scope_flush,
+        strict=strict,
+    )
+    _install(recorder)
+
+
+def _install(recorder: Recorder | None) -> None:
+    old, _state.recorder = _state.recorder, recorder
+    _state.env_checked = True
+    if old is not None:
+        old.close(2.0)
+    if recorder is not None and not _state.atexit_registered:
+        atexit.register(shutdown)
+        _state.atexit_registered = True
+
+
+def _active() -> Recorder | None:
+    if _state.recorder is None and not _state.env_checked:
+        _state.env_checked = True
+        if os.environ.get("AWS_EMF_NAMESPACE") or os.environ.get("POWERTOOLS_METRICS_NAMESPACE"):
+            try:
+                configure()
+            except Exception as exc:  # a bad environment must not break the app
+                _stats.report("metrics.configure", exc)
+    return _state.recorder
+
+
+def is_configured() -> bool:
+    return _active() is not None
+
+
+def count(
+    name: str,
+    value: float = 1,
+    unit: str = "Count",
+    dimensions: Mapping[str, str] | None = None,
+    resolution: int = 60,
+) -> None:
+    """Add to a counter; a flush emits the sum of the values recorded since the last one."""
+    recorder = _state.recorder or _active()
+    if recorder is not None:
+        recorder.record("count", name, value, unit, dimensions, resolution)
+
+
+def gauge(
+    name: str,
+    value: float,
+    unit: str = "None",
+    dimensions: Mapping[str, str] | None = None,
+    resolution: int = 60,
+) -> None:
+    """Record a level (queue depth, pool size); every value is kept."""
+    recorder = _state.recorder or _active()
+    if recorder is not None:
+        recorder.record("gauge", name, value, unit, dimensions, resolution)
+
+
+def observe(
+    name: str,
+    value: float,
+    unit: str = "Milliseconds",
+    dimensions: Mapping[str, str] | None = None,
+    resolution: int = 60,
+) -> None:
+    """Record one observation of a distribution (latency, size): CloudWatch keeps percentiles."""
+    recorder = _state.recorder or _active()
+    if recorder is not None:
+        recorder.record("observe", name, value, unit, dimensions, resolution)
+
+
+timing = observe
+
+
+def scope(
+    dimensions: Mapping[str, str] | None = None,
+    properties: Mapping[str, object] | None = None,
+    flush: bool | None = None,
+) -> Scope | _NullScope:
+    """A context manager isolating one request's or invocation's metrics and dimensions."""
+    recorder = _active()
+    if recorder is None:
+        return _NullScope()
+    return Scope(recorder, dimensions, properties, flush)
+
+
+class _NullScope:
+    """What ``scope()`` returns while metrics are not configured: accepts and ignores everything."""
+
+    def add_dimension(self, key: str, value: str) -> None:
+        return None
+
+    def set_property(self, key: str, value: object) -> None:
+        return None
+
+    def __enter__(self) -> _NullScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def flush(timeout: float = 2.0) -> bool:
+    """Emit pending metrics and wait up to ``timeout`` s for delivery; never raises."""
+    recorder = _state.recorder
+    if recorder is None:
+        return True
+    try:
+        return recorder.flush(timeout)
+    except Exception as exc:
+        _stats.report("metrics.flush", exc)
+        return False
+
+
+def shutdown(timeout: float = 2.0) -> None:
+    """Flush and stop outputs (registered at exit); metrics are unconfigured afterwards."""
+    try:
+        _install(None)
+    except Exception as exc:
+        _stats.report("metrics.shutdown", exc)
+
+
+class timed:  # used as ``@timed(...)`` and ``with timed(...)``
+    """Time a block or every call of a function into ``observe(name, ms)``."""
+
+    def __init__(
+        self,
+        name: str,
+        dimensions: Mapping[str, str] | None = None,
+        unit: str = "Milliseconds",
+        resolution: int = 60,
+    ) -> None:
+        self.name, self.dimensions, self.unit, self.resolution = name, dimensions, unit, resolution
+        self._scale = _TIME_SCALE.get(unit, 1000.0)
+        self._starts: list[float] = []
+
+    def _record(self, start: float) -> None:
+        value = (time.perf_counter() - start) * self._scale
+        observe(self.name, value, self.unit, self.dimensions, self.resolution)
+
+    def __enter__(self) -> timed:
+        self._starts.append(time.perf_counter())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._record(self._starts.pop())
+
+    def __call__(self, func: _F) -> _F:
+        import inspect
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    self._record(start)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._record(start)
+
+        return wrapper  # type: ignore[return-value]
+
+
+_TIME_SCALE = {"Seconds": 1.0, "Milliseconds": 1000.0, "Microseconds": 1_000_000.0}
+
+
+def record_request(route: str, method: str, status: int, duration_ms: float) -> None:
+    """RED metrics for one request: count, 4xx, 5xx and latency per route and method.
+
+    Recorded in the root scope (aggregated, flushed on the interval and by ``flush()``); never raises.
+    """
+    recorder = _state.recorder
+    if recorder is None:
+        return
+    try:
+        red.record(recorder, route, method, status, duration_ms)
+    except Exception as exc:  # on the request path: never raise
+        _stats.report("metrics.record_request", exc)

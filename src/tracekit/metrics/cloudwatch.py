@@ -1,0 +1,119 @@
+"""PutMetricData for hosts without a CloudWatch agent: a background batcher.
+
+Each series becomes datums with ``Values``/``Counts`` (repeated values cost nothing extra; <= 150
+distinct values per datum). Calls carry <= 1,000 datums and stay under 1 MB; botocore's standard retry
+mode backs off on throttling and 5xx; what still fails is counted as dropped. boto3 is imported on the
+sender thread, never on the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from tracekit import _stats
+from tracekit.metrics.model import Batch, Series
+from tracekit.metrics.worker import BatchWorker
+
+MAX_DATUMS = 1000
+MAX_REQUEST_BYTES = 1_000_000
+MAX_VALUES_PER_DATUM = 150
+_Item = tuple[str, dict[str, Any]]
+
+
+class PutMetricDataOutput:
+    """Queue datums (bounded, drops counted) and send them from one daemon thread."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        max_queue: int = 20_000,
+        linger: float = 1.0,
+        max_attempts: int = 5,
+        client: Any = None,
+    ) -> None:
+        self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
+        self._client = client
+        self._worker: BatchWorker[_Item] = BatchWorker(
+            "metrics.cloudwatch", self._send, max_items=max_queue, max_batch=MAX_DATUMS, linger=linger
+        )
+
+    def emit(self, batch: Batch) -> None:
+        stamp = datetime.fromtimestamp(batch.timestamp_ms / 1000, UTC)
+        for series in batch.series:
+            for datum in datums(series, stamp):
+                self._worker.put((batch.namespace, datum))
+
+    def flush(self, timeout: float) -> bool:
+        return self._worker.flush(timeout)
+
+    def close(self, timeout: float) -> None:
+        self._worker.close(timeout)
+
+    def _send(self, items: list[_Item]) -> None:
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for namespace, datum in items:
+            by_namespace.setdefault(namespace, []).append(datum)
+        client = self._get_client()
+        for namespace, data in by_namespace.items():
+            for chunk in split_by_size(data):
+                try:
+                    client.put_metric_data(Namespace=namespace, MetricData=chunk)
+                    _stats.incr("metrics.cloudwatch.sent", len(chunk))
+                except Exception as exc:  # after botocore's own retries
+                    _stats.incr("metrics.cloudwatch.dropped.error", len(chunk))
+                    _stats.report("metrics.cloudwatch", exc)
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": self._max_attempts},
+                connect_timeout=5,
+                read_timeout=10,
+            )
+            self._client = boto3.client(
+                "cloudwatch", region_name=self._region, endpoint_url=self._endpoint_url, config=config
+            )
+        return self._client
+
+
+def datums(series: Series, stamp: datetime) -> list[dict[str, Any]]:
+    """One series as datums of <= 150 distinct values each, with their repeat counts."""
+    base: dict[str, Any] = {
+        "MetricName": series.name,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in series.dimensions],
+        "Timestamp": stamp,
+        "Unit": series.unit,
+        "StorageResolution": series.resolution,
+    }
+    counted = list(Counter(series.emitted()).items())
+    result = []
+    for start in range(0, len(counted), MAX_VALUES_PER_DATUM):
+        part = counted[start : start + MAX_VALUES_PER_DATUM]
+        result.append({**base, "Values": [float(v) for v, _ in part], "Counts": [float(c) for _, c in part]})
+    return result
+
+
+def split_by_size(data: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Chunks of <= 1,000 datums whose estimated encoded size stays under 1 MB."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for datum in data:
+        # Query-protocol encoding repeats the member path for every field: about 3x the JSON size.
+        cost = 3 * len(json.dumps(datum, default=str)) + 200
+        if current and (len(current) >= MAX_DATUMS or size + cost > MAX_REQUEST_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(datum)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks

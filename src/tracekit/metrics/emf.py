@@ -1,0 +1,155 @@
+"""Embedded Metric Format: serialise batches into spec-valid documents, and validate documents.
+
+Splitting happens here, whatever the source: at most 100 metrics per document and 100 values per
+metric, one document per dimension set. ``validate`` is reused by the sidecar for documents it did not
+write, so it reports every problem with its JSON path instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+
+from tracekit.metrics import spec
+from tracekit.metrics.model import Batch, Dimensions, Series
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def serialize(batch: Batch) -> list[dict[str, object]]:
+    """The EMF documents for ``batch`` (see module docstring for the splitting rules)."""
+    groups: dict[Dimensions, list[Series]] = {}
+    for series in batch.series:
+        groups.setdefault(series.dimensions, []).append(series)
+    docs: list[dict[str, object]] = []
+    for dims, members in groups.items():
+        docs.extend(_group_documents(batch, dims, members))
+    return docs
+
+
+def dumps(batch: Batch) -> list[str]:
+    """``serialize`` as compact JSON lines (no trailing newline)."""
+    return [_dumps(doc) for doc in serialize(batch)]
+
+
+def _group_documents(batch: Batch, dims: Dimensions, members: list[Series]) -> Iterator[dict[str, object]]:
+    base = dict(batch.properties)
+    base.update(dims)
+    dimension_sets = [[key for key, _ in dims]]
+    pending = [(s, s.emitted()) for s in members if s.name not in base]
+    step = spec.MAX_VALUES_PER_METRIC
+    offset = 0
+    while pending:
+        for start in range(0, len(pending), spec.MAX_METRICS_PER_DOCUMENT):
+            chunk = pending[start : start + spec.MAX_METRICS_PER_DOCUMENT]
+            doc = dict(base)
+            for series, values in chunk:
+                part = values[offset : offset + step]
+                doc[series.name] = part[0] if len(part) == 1 else part
+            doc["_aws"] = {
+                "Timestamp": batch.timestamp_ms,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": batch.namespace,
+                        "Dimensions": dimension_sets,
+                        "Metrics": [_definition(s.name, s.unit, s.resolution) for s, _ in chunk],
+                    }
+                ],
+            }
+            yield doc
+        offset += step
+        pending = [(s, v) for s, v in pending if len(v) > offset]
+
+
+@functools.lru_cache(maxsize=4096)
+def _definition(name: str, unit: str, resolution: int) -> dict[str, object]:
+    definition: dict[str, object] = {"Name": name, "Unit": unit}
+    if resolution == 1:
+        definition["StorageResolution"] = 1
+    return definition
+
+
+def validate(doc: object) -> list[str]:
+    """Every way ``doc`` breaks the EMF specification; an empty list means it is valid."""
+    if not isinstance(doc, dict):
+        return [f"$: expected a JSON object, got {type(doc).__name__}"]
+    meta = doc.get("_aws")
+    if not isinstance(meta, dict):
+        return ["$._aws: missing or not an object; accepted: {Timestamp, CloudWatchMetrics}"]
+    errors: list[str] = []
+    stamp = meta.get("Timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp < 0:
+        errors.append(f"$._aws.Timestamp: {stamp!r} is not valid: expected epoch milliseconds (int)")
+    directives = meta.get("CloudWatchMetrics")
+    if not isinstance(directives, list):
+        return [*errors, "$._aws.CloudWatchMetrics: missing or not an array of metric directives"]
+    for i, directive in enumerate(directives):
+        errors.extend(_validate_directive(doc, directive, f"$._aws.CloudWatchMetrics[{i}]"))
+    return errors
+
+
+def _validate_directive(doc: dict[str, object], directive: object, where: str) -> list[str]:
+    if not isinstance(directive, dict):
+        return [f"{where}: expected an object with Namespace, Dimensions, Metrics"]
+    errors = [f"{where}.Namespace: {p}" for p in [spec.check_namespace(directive.get("Namespace"))] if p]
+    errors.extend(_validate_dimension_sets(doc, directive.get("Dimensions"), f"{where}.Dimensions"))
+    metrics = directive.get("Metrics")
+    if not isinstance(metrics, list):
+        return [*errors, f"{where}.Metrics: missing or not an array"]
+    if len(metrics) > spec.MAX_METRICS_PER_DOCUMENT:
+        errors.append(f"{where}.Metrics: {len(metrics)} metrics exceed {spec.MAX_METRICS_PER_DOCUMENT}")
+    for j, metric in enumerate(metrics):
+        errors.extend(_validate_metric(doc, metric, f"{where}.Metrics[{j}]"))
+    return errors
+
+
+def _validate_dimension_sets(doc: dict[str, object], sets: object, where: str) -> list[str]:
+    if not isinstance(sets, list):
+        return [f"{where}: missing or not an array of arrays of dimension names"]
+    errors: list[str] = []
+    for i, keys in enumerate(sets):
+        here = f"{where}[{i}]"
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            errors.append(f"{here}: expected an array of dimension names (strings)")
+            continue
+        if len(keys) > spec.MAX_DIMENSIONS:
+            errors.append(f"{here}: {len(keys)} dimensions exceed {spec.MAX_DIMENSIONS}")
+        for key in keys:
+            value = doc.get(key)
+            if not isinstance(value, str) or not 0 < len(value) <= spec.MAX_DIMENSION_VALUE:
+                errors.append(
+                    f"$.{key}: dimension referenced by {here} must be a top-level string of "
+                    f"1-{spec.MAX_DIMENSION_VALUE} characters, got {value!r}"
+                )
+    return errors
+
+
+def _validate_metric(doc: dict[str, object], metric: object, where: str) -> list[str]:
+    if not isinstance(metric, dict):
+        return [f"{where}: expected an object {{Name, Unit?, StorageResolution?}}"]
+    name = metric.get("Name")
+    problem = spec.check_name(name)
+    if problem or not isinstance(name, str):
+        return [f"{where}.Name: {problem}"]
+    errors: list[str] = []
+    if "Unit" in metric and (problem := spec.check_unit(name, metric["Unit"])):
+        errors.append(f"{where}.Unit: {problem}")
+    if "StorageResolution" in metric and (
+        problem := spec.check_resolution(name, metric["StorageResolution"])
+    ):
+        errors.append(f"{where}.StorageResolution: {problem}")
+    return errors + _validate_member(name, doc.get(name, _MISSING))
+
+
+_MISSING = object()
+
+
+def _validate_member(name: str, value: object) -> list[str]:
+    where = f"$.{name}"
+    if value is _MISSING:
+        return [f"{where}: metric value missing: expected a number or an array of numbers"]
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not 0 < len(value) <= spec.MAX_VALUES_PER_METRIC:
+        return [f"{where}: {len(value)} values: expected 1-{spec.MAX_VALUES_PER_METRIC}"]
+    return [f"{where}: {p}" for p in (spec.check_value(name, v) for v in values) if p]

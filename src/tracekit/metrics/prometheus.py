@@ -1,0 +1,119 @@
+"""The same metrics through prometheus-client, with a ``/metrics`` app for WSGI and ASGI servers.
+
+Counters become ``Counter`` (``<name>_total``), gauges ``Gauge``, observations ``Histogram``; time
+units are converted to seconds (``<name>_seconds``) as Prometheus expects. Values arrive at each
+flush (scope end or the interval), so a scrape lags by at most the flush interval.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import make_asgi_app as _make_asgi_app
+from prometheus_client import make_wsgi_app as _make_wsgi_app
+
+from tracekit import _stats
+from tracekit.metrics.model import Batch, Series
+
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+_TO_SECONDS = {"Seconds": 1.0, "Milliseconds": 1e-3, "Microseconds": 1e-6}
+_UNIT_SUFFIX = {"Bytes": "bytes", "Percent": "percent"}
+_default_registry: CollectorRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def default_registry() -> CollectorRegistry:
+    """tracekit's own registry (not prometheus-client's global one, to avoid name clashes)."""
+    global _default_registry
+    with _registry_lock:
+        if _default_registry is None:
+            _default_registry = CollectorRegistry()
+        return _default_registry
+
+
+class PrometheusOutput:
+    """Updates prometheus-client metrics from each flushed batch."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or default_registry()
+        self._metrics: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def emit(self, batch: Batch) -> None:
+        for series in batch.series:
+            self._apply(series)
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: float) -> None:
+        return None
+
+    def _apply(self, series: Series) -> None:
+        labels = tuple(prometheus_name(k) for k, _ in series.dimensions)
+        metric = self._metric(series, labels)
+        if metric is None:
+            return
+        child = metric.labels(*(v for _, v in series.dimensions)) if labels else metric
+        scale = _TO_SECONDS.get(series.unit, 1.0)
+        if series.kind == "count":
+            child.inc(sum(series.values))
+        elif series.kind == "gauge":
+            child.set(series.values[-1] * scale)
+        else:
+            for value in series.values:
+                child.observe(value * scale)
+
+    def _metric(self, series: Series, labels: tuple[str, ...]) -> Any:
+        name = metric_name(series.name, series.unit)
+        with self._lock:
+            known = self._metrics.get(name)
+            if known is None:
+                kind = {"count": Counter, "gauge": Gauge, "observe": Histogram}[series.kind]
+                metric = kind(name, f"{series.name} ({series.unit})", labels, registry=self.registry)
+                known = self._metrics[name] = (metric, labels)
+        if known[1] != labels:
+            _stats.report(
+                "metrics.prometheus.labels",
+                msg=f"tracekit: Prometheus metric {name!r} has labels {list(known[1])}; "
+                f"a series with {list(labels)} was skipped (use the same dimensions per metric)",
+            )
+            return None
+        return known[0]
+
+
+def prometheus_name(text: str) -> str:
+    """A valid Prometheus metric or label name: invalid characters become ``_``."""
+    name = _INVALID.sub("_", text)
+    return name if name and not name[0].isdigit() else f"_{name}"
+
+
+def metric_name(name: str, unit: str) -> str:
+    base = prometheus_name(name)
+    suffix = "seconds" if unit in _TO_SECONDS else _UNIT_SUFFIX.get(unit)
+    return f"{base}_{suffix}" if suffix and not base.endswith(suffix) else base
+
+
+def wsgi_app(registry: CollectorRegistry | None = None) -> Any:
+    """A WSGI app serving the Prometheus text format."""
+    return _make_wsgi_app(registry or default_registry())
+
+
+def asgi_app(registry: CollectorRegistry | None = None) -> Any:
+    """An ASGI app serving the Prometheus text format."""
+    return _make_asgi_app(registry or default_registry())
+
+
+def mount_flask(app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None) -> None:
+    """Serve ``path`` from the Flask app (dispatched before Flask's routing)."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {path: wsgi_app(registry)})
+
+
+def mount_fastapi(app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None) -> None:
+    """Mount the ASGI metrics app on a FastAPI/Starlette application."""
+    app.mount(path, asgi_app(registry))

@@ -1,0 +1,362 @@
+"""The recording core: specs checked once per metric, values appended per scope, flushes to outputs.
+
+A ``Scope`` collects values for one request or invocation (found through a context variable, so
+threads and asyncio tasks never mix their dimensions); the recorder's root scope collects everything
+recorded outside any scope and is flushed on an interval, at ``flush()`` and at exit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+from tracekit import _stats
+from tracekit.metrics import spec
+from tracekit.metrics.model import Batch, Dimensions, Kind, Series
+from tracekit.metrics.sinks import Output
+from tracekit.metrics.spec import MetricError
+
+OVERFLOW = "__overflow__"
+"""The value every non-default dimension takes once a metric has too many combinations."""
+
+SeriesKey = tuple[str, Dimensions | None]
+_current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "tracekit_metrics_scope", default=None
+)
+
+
+class Scope:
+    """Values recorded for one unit of work, with its own dimensions and document properties."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        dimensions: Mapping[str, str] | None = None,
+        properties: Mapping[str, object] | None = None,
+        flush: bool | None = None,
+        max_values: int = 100_000,
+    ) -> None:
+        self.recorder = recorder
+        self.dimensions: dict[str, str] = {}
+        self.properties: dict[str, object] = dict(properties or {})
+        self.flush_on_exit = recorder.scope_flush if flush is None else flush
+        self._data: dict[SeriesKey, list[float]] = {}
+        self._size = 0
+        self._max_values = max_values
+        self._lock = threading.Lock()
+        self._token: contextvars.Token[Scope | None] | None = None
+        for key, value in (dimensions or {}).items():
+            self.add_dimension(key, value)
+
+    def add_dimension(self, key: str, value: str) -> None:
+        """Add a dimension to every metric of this scope (checked now; bad ones are reported)."""
+        inherited = len(self.recorder.default_dimensions) + len(self.dimensions)
+        problem = spec.check_dimensions("<scope>", {key: value}, inherited)
+        if problem:
+            self.recorder.invalid(problem)
+            return
+        self.dimensions[key] = value
+
+    def set_property(self, key: str, value: object) -> None:
+        """A top-level EMF member that is searchable in Logs Insights but is not a metric."""
+        self.properties[key] = value
+
+    def add(self, key: SeriesKey, value: float, summed: bool = False) -> None:
+        self.add_many(((key, value, summed),))
+
+    def add_many(self, items: tuple[tuple[SeriesKey, float, bool], ...]) -> None:
+        """Append each value; ``summed`` ones (counters) are added in place, so they cost no memory."""
+        with self._lock:
+            for key, value, summed in items:
+                values = self._data.get(key)
+                if values is None:
+                    self._data[key] = [value]
+                    self._size += 1
+                elif summed:
+                    values[0] += value
+                else:
+                    values.append(value)
+                    self._size += 1
+            if self._size < self._max_values:
+                return
+        self._full()
+
+    def extend(self, key: SeriesKey, values: list[float]) -> None:
+        with self._lock:
+            self._data.setdefault(key, []).extend(values)
+            self._size += len(values)
+
+    def drain(self) -> dict[SeriesKey, list[float]]:
+        with self._lock:
+            data, self._data, self._size = self._data, {}, 0
+        return data
+
+    def _full(self) -> None:
+        if self is self.recorder.root:
+            self.recorder.request_flush()
+        if self._size > 2 * self._max_values:
+            dropped = len(self.drain())
+            _stats.incr("metrics.dropped.scope_full", dropped)
+            _stats.warn_once_per_interval(
+                "metrics.scope_full",
+                "tracekit: a metrics scope held over %d values; its %d series were dropped",
+                2 * self._max_values,
+                dropped,
+            )
+
+    def __enter__(self) -> Scope:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        try:
+            self.close()
+        except Exception as error:  # never into user code
+            _stats.report("metrics.scope", error)
+
+    def close(self) -> None:
+        """Emit (``flush_on_exit``) or hand the values to the enclosing scope."""
+        if self.flush_on_exit:
+            self.recorder.emit(self, trace_property())
+        else:
+            target = _current.get() or self.recorder.root
+            for (name, dims), values in self.drain().items():
+                merged = dict(self.dimensions)
+                merged.update(dims or ())
+                target.extend((name, tuple(sorted(merged.items())) or None), values)
+
+
+class Recorder:
+    """Configured state: namespace, defaults, outputs, spec cache and the cardinality guard."""
+
+    def __init__(
+        self,
+        namespace: str,
+        outputs: Sequence[Output],
+        default_dimensions: Mapping[str, str],
+        *,
+        max_combinations: int = 100,
+        flush_interval: float = 10.0,
+        scope_flush: bool = True,
+        strict: bool = False,
+    ) -> None:
+        problem = spec.check_namespace(namespace) or spec.check_dimensions(
+            "<default dimensions>", default_dimensions
+        )
+        if problem:
+            raise MetricError(problem)
+        self.namespace = namespace
+        self.outputs = list(outputs)
+        self.default_dimensions = dict(default_dimensions)
+        self.scope_flush = scope_flush
+        self.strict = strict
+        self.guard = CardinalityGuard(max_combinations, self.default_dimensions)
+        self.root = Scope(self, flush=True)
+        self._specs: set[tuple[str, str, int, Kind]] = set()
+        self._by_name: dict[str, tuple[str, int, Kind]] = {}
+        self.red_keys: dict[tuple[str, str], tuple[SeriesKey, ...]] = {}
+        self._valid_dims: set[Dimensions] = set()
+        self._emit_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._interval = flush_interval
+        self._thread: threading.Thread | None = None
+        if flush_interval > 0:
+            self._thread = threading.Thread(
+                target=self._interval_loop, name="tracekit-metrics-flush", daemon=True
+            )
+            self._thread.start()
+
+    def record(
+        self,
+        kind: Kind,
+        name: str,
+        value: float,
+        unit: str,
+        dimensions: Mapping[str, str] | None,
+        resolution: int,
+    ) -> None:
+        """Check (cached) and append one value to the current scope; errors are reported."""
+        scope = _current.get() or self.root
+        try:
+            if (name, unit, resolution, kind) not in self._specs:
+                self.admit(name, unit, resolution, kind)
+            if value.__class__ not in (int, float) or not -spec.VALUE_LIMIT < value < spec.VALUE_LIMIT:
+                raise MetricError(spec.check_value(name, value) or f"metric {name!r}: bad value")
+            dims = self._dims_key(name, dimensions, scope) if dimensions else None
+        except MetricError as exc:
+            self.invalid(str(exc))
+            return
+        scope.add((name, dims), value, kind == "count")
+
+    def invalid(self, message: str) -> None:
+        """A rejected input: raised in strict mode, otherwise counted and logged (rate-limited)."""
+        if self.strict:
+            raise MetricError(message)
+        _stats.incr("metrics.rejected")
+        _stats.warn_once_per_interval(f"metrics.rejected:{message[:60]}", "tracekit: %s", message)
+
+    def admit(self, name: str, unit: str, resolution: int, kind: Kind) -> None:
+        problem = (
+            spec.check_name(name) or spec.check_unit(name, unit) or spec.check_resolution(name, resolution)
+        )
+        if problem:
+            raise MetricError(problem)
+        known = self._by_name.setdefault(name, (unit, resolution, kind))
+        if known != (unit, resolution, kind):
+            raise MetricError(
+                f"metric {name!r} was first recorded as {known[2]} in {known[0]} at resolution "
+                f"{known[1]}; it cannot also be {kind} in {unit} at resolution {resolution}"
+            )
+        self._specs.add((name, unit, resolution, kind))
+
+    def _dims_key(self, name: str, dimensions: Mapping[str, str], scope: Scope) -> Dimensions:
+        try:
+            key = tuple(sorted(dimensions.items()))
+        except (TypeError, AttributeError):
+            raise MetricError(
+                spec.check_dimensions(name, dimensions)
+                or f"metric {name!r}: dimensions must be a mapping of str to str"
+            ) from None
+        if key not in self._valid_dims:
+            inherited = len(self.default_dimensions) + len(scope.dimensions)
+            problem = spec.check_dimensions(name, dimensions, inherited)
+            if problem:
+                raise MetricError(problem)
+            if len(self._valid_dims) < 100_000:
+                self._valid_dims.add(key)
+        return key
+
+    def batch(self, scope: Scope, properties: Mapping[str, object] | None = None) -> Batch | None:
+        """Drain ``scope`` into a batch with full (default + scope + call) dimensions."""
+        data = scope.drain()
+        if not data:
+            return None
+        base = dict(self.default_dimensions)
+        base.update(scope.dimensions)
+        base_key = tuple(sorted(base.items()))
+        series: dict[tuple[str, Dimensions], Series] = {}
+        for (name, call_dims), values in data.items():
+            unit, resolution, kind = self._by_name[name]
+            dims = base_key if not call_dims else tuple(sorted({**base, **dict(call_dims)}.items()))
+            if len(dims) > spec.MAX_DIMENSIONS:
+                self.invalid(spec.check_dimensions(name, dict(dims)) or name)
+                continue
+            dims = self.guard.admit(name, dims)
+            known = series.get((name, dims))
+            if known is None:  # folded overflow series and overridden dimensions meet here
+                series[(name, dims)] = Series(name, unit, resolution, kind, dims, values)
+            else:
+                known.values.extend(values)
+        props = {**scope.properties, **(properties or {})}
+        return Batch(self.namespace, int(time.time() * 1000), list(series.values()), props)
+
+    def emit(self, scope: Scope, properties: Mapping[str, object] | None = None) -> None:
+        """Flush ``scope`` to every output; one failing output does not stop the others."""
+        with self._emit_lock:
+            batch = self.batch(scope, properties)
+        if batch is None:
+            return
+        for output in self.outputs:
+            try:
+                output.emit(batch)
+            except Exception as exc:  # an output bug must not reach the app
+                _stats.report(f"metrics.output.{type(output).__name__}", exc)
+
+    def flush(self, timeout: float) -> bool:
+        """Emit the current scope (if any) and the root scope, then wait for the outputs."""
+        current = _current.get()
+        if current is not None and current is not self.root:
+            self.emit(current, trace_property())
+        self.emit(self.root)
+        deadline = time.monotonic() + timeout
+        ok = True
+        for output in self.outputs:
+            ok = output.flush(max(deadline - time.monotonic(), 0.0)) and ok
+        return ok
+
+    def close(self, timeout: float) -> None:
+        self._stopped.set()
+        self._wake.set()
+        self.flush(timeout)
+        for output in self.outputs:
+            output.close(timeout)
+
+    def request_flush(self) -> None:
+        """The root scope is full: wake the interval flusher, or flush here when there is none."""
+        if self._thread is not None:
+            self._wake.set()
+        else:
+            self.emit(self.root)
+
+    def _interval_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self.emit(self.root)
+            except Exception as exc:  # keep the flusher alive
+                _stats.report("metrics.interval_flush", exc)
+
+
+class CardinalityGuard:
+    """Caps distinct dimension combinations per metric; later ones fold into ``OVERFLOW``."""
+
+    def __init__(self, limit: int, defaults: Mapping[str, str]) -> None:
+        self.limit = limit
+        self._defaults = set(defaults.items())
+        self._seen: dict[str, set[Dimensions]] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, name: str, dims: Dimensions) -> Dimensions:
+        with self._lock:
+            seen = self._seen.setdefault(name, set())
+            if dims in seen:
+                return dims
+            if len(seen) < self.limit:
+                seen.add(dims)
+                return dims
+            folded = tuple((k, v if (k, v) in self._defaults else OVERFLOW) for k, v in dims)
+            seen.add(folded)
+            first = name not in self._warned
+            self._warned.add(name)
+        _stats.incr("metrics.cardinality_overflow")
+        if first:
+            _stats.logger.warning(
+                "tracekit: metric %r has more than %d dimension combinations; further ones are "
+                "recorded as %r (raise max_dimension_combinations if this is expected)",
+                name,
+                self.limit,
+                OVERFLOW,
+            )
+        return folded
+
+
+def current_scope() -> Scope | None:
+    return _current.get()
+
+
+def trace_property() -> dict[str, object]:
+    """``{"xray_trace_id": ...}`` when the current span is sampled, so metrics link to traces."""
+    from opentelemetry import trace
+
+    from tracekit.ids import to_xray_trace_id
+
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        return {"xray_trace_id": to_xray_trace_id(context.trace_id)}
+    return {}

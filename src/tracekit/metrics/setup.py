@@ -1,0 +1,91 @@
+"""Turn ``configure()`` arguments and the environment into a ``Recorder`` with its outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tracekit.config import ConfigError
+from tracekit.metrics.recorder import Recorder
+from tracekit.metrics.sinks import (
+    DEFAULT_AGENT,
+    AgentWriter,
+    EmfOutput,
+    FileWriter,
+    Output,
+    StreamWriter,
+)
+
+OUTPUT_FORMS = "stdout, file:PATH, agent, tcp://host:port, udp://host:port, cloudwatch, prometheus"
+_ENVIRONMENTS = {"lambda": "stdout", "local": "stdout", "agent": "agent", "ec2": "agent", "ecs": "agent"}
+
+
+def build_recorder(
+    env: Mapping[str, str],
+    *,
+    namespace: str | None,
+    outputs: Sequence[str | Output] | None,
+    default_dimensions: Mapping[str, str] | None,
+    service: str | None,
+    flush_interval: float | None,
+    max_combinations: int,
+    scope_flush: bool,
+    strict: bool,
+) -> Recorder:
+    namespace = (
+        namespace or env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
+    )
+    service = (
+        service
+        or env.get("AWS_EMF_SERVICE_NAME")
+        or env.get("POWERTOOLS_SERVICE_NAME")
+        or env.get("OTEL_SERVICE_NAME")
+    )
+    if default_dimensions is None:
+        default_dimensions = {"ServiceName": service} if service else {}
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    if flush_interval is None:
+        flush_interval = 0.0 if in_lambda else 10.0
+    if max_combinations < 1:
+        raise ConfigError("max_dimension_combinations", max_combinations, "an integer >= 1")
+    built = [make_output(o, env) for o in (outputs or [default_output(env)])]
+    return Recorder(
+        namespace,
+        built,
+        default_dimensions,
+        max_combinations=max_combinations,
+        flush_interval=flush_interval,
+        scope_flush=scope_flush,
+        strict=strict,
+    )
+
+
+def default_output(env: Mapping[str, str]) -> str:
+    """stdout in Lambda (its log agent extracts EMF), the CloudWatch agent anywhere else."""
+    chosen = env.get("AWS_EMF_ENVIRONMENT", "").strip().lower()
+    if chosen:
+        if chosen not in _ENVIRONMENTS:
+            raise ConfigError("AWS_EMF_ENVIRONMENT", chosen, "Lambda, Local, Agent, EC2 or ECS")
+        return _ENVIRONMENTS[chosen]
+    return "stdout" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "agent"
+
+
+def make_output(spec: str | Output, env: Mapping[str, str]) -> Output:
+    if not isinstance(spec, str):
+        return spec
+    if spec == "stdout":
+        return EmfOutput(StreamWriter())
+    if spec.startswith("file:") and len(spec) > 5:
+        return EmfOutput(FileWriter(spec[5:]))
+    if spec == "agent":
+        return EmfOutput(AgentWriter(env.get("AWS_EMF_AGENT_ENDPOINT") or DEFAULT_AGENT))
+    if spec.startswith(("tcp://", "udp://")):
+        return EmfOutput(AgentWriter(spec))
+    if spec == "cloudwatch":
+        from tracekit.metrics.cloudwatch import PutMetricDataOutput
+
+        return PutMetricDataOutput(region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+    if spec == "prometheus":
+        from tracekit.metrics.prometheus import PrometheusOutput
+
+        return PrometheusOutput()
+    raise ConfigError("outputs", spec, OUTPUT_FORMS)

@@ -1,0 +1,115 @@
+"""A bounded queue drained in batches by one daemon thread: the caller never blocks on I/O.
+
+Shared by the agent socket writer, the PutMetricData batcher and the CloudWatch Logs shipper.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from tracekit import _stats
+
+T = TypeVar("T")
+
+
+class BatchWorker(Generic[T]):
+    """Queue up to ``max_items``; ``send`` gets up to ``max_batch`` items at a time on the thread.
+
+    ``linger`` lets a partial batch wait for more items (fewer, fuller API calls); a flush or close
+    cuts the wait short. ``send`` must not raise; if it does the batch is counted as dropped.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[list[T]], None],
+        *,
+        max_items: int,
+        max_batch: int,
+        linger: float = 0.0,
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._max_items = max_items
+        self._max_batch = max_batch
+        self._linger = linger
+        self._queue: deque[T] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, item: T) -> bool:
+        """Queue ``item``; False (and counted as ``<name>.dropped.queue_full``) when full or closed."""
+        with self._cond:
+            if self._closed or len(self._queue) >= self._max_items:
+                _stats.incr(f"{self.name}.dropped.queue_full")
+                return False
+            self._queue.append(item)
+            if self._thread is None:
+                self._start()
+            if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
+                self._cond.notify_all()
+        return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + (1 if self._busy else 0)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far was handed to ``send``; False on timeout."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            self._urgent = True
+            self._cond.notify_all()
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+            self._urgent = False
+        return True
+
+    def close(self, timeout: float) -> bool:
+        """Flush, then stop the thread; later ``put`` calls return False."""
+        done = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        return done
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"tracekit-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._send(batch)
+            except Exception as exc:  # the thread must survive any sender bug
+                _stats.incr(f"{self.name}.dropped.send_error", len(batch))
+                _stats.report(f"{self.name}.send", exc)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _next_batch(self) -> list[T] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            if self._linger and len(self._queue) < self._max_batch and not self._urgent:
+                self._cond.wait(self._linger)
+            count = min(len(self._queue), self._max_batch)
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._busy = True
+            return batch
