@@ -1,0 +1,323 @@
+"""``tracekit sampling ...``: validate, plan, apply, export, drift, explain, cost, import, serve.
+
+Exit codes: 0 fine, 1 error (bad files, failed API call), 2 drift found (``drift`` only).
+boto3 and PyYAML are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATHS = ["sampling"]
+PRICE_PER_MILLION = 5.00
+"""USD per million traces recorded: AWS X-Ray list price (us-east-1) at the time of writing."""
+FREE_TRACES = 100_000
+"""Traces recorded per month in the X-Ray free tier."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``tracekit sampling`` and its sub-commands."""
+    top = subparsers.add_parser(
+        "sampling", help="sampling rules as code (validate, plan, apply, drift...)",
+        description="Keep X-Ray sampling rules in files and an account in step.",
+    )
+    top.set_defaults(handler=lambda args: _help(top))
+    sub = top.add_subparsers(dest="sampling_command", metavar="COMMAND")
+    _add(sub, "validate", _validate, "check rule files against every constraint of the X-Ray API",
+         aws=False, files_required=True)
+    plan = _add(sub, "plan", _plan, "show the create/update/delete steps that make X-Ray match")
+    apply = _add(sub, "apply", _apply, "perform the plan (idempotent; retries throttling)")
+    drift = _add(sub, "drift", _drift, "exit 2 when the live rules differ from the files (for CI)")
+    for parser in (plan, apply, drift):
+        parser.add_argument("--prune-unmanaged", action="store_true",
+                            help="also delete live rules that tracekit did not create")
+    export = _add(sub, "export", _export, "write the live rules to a rule file", files=False)
+    export.add_argument("-o", "--output", help="file to write (.yaml or .json; default stdout)")
+    explain = _add(sub, "explain", _explain, "which rule matches a request, and why not the others")
+    for flag in ("--service", "--method", "--path"):
+        explain.add_argument(flag, required=True, help=f"the request's {flag[2:]}")
+    explain.add_argument("--host", help="the request's Host header")
+    explain.add_argument("--service-type", help="the origin, e.g. AWS::ECS::Container")
+    explain.add_argument("--live", action="store_true", help="use the account's rules, not files")
+    _add_cost(sub)
+    convert = _add(sub, "import", _import, "convert an X-Ray SDK local-rules file (v1/v2)",
+                   aws=False, files=False)
+    convert.add_argument("sdk_file", help="the X-Ray SDK sampling rules JSON file")
+    convert.add_argument("-o", "--output", help="file to write (default stdout)")
+    _add_serve(sub)
+
+
+def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
+         files: bool = True, files_required: bool = False) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text + ".")
+    if files:
+        parser.add_argument("paths", nargs="+" if files_required else "*", metavar="FILE",
+                            help="rule files or directories (default: sampling/)")
+    if aws:
+        parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+        parser.add_argument("--endpoint-url", help="X-Ray endpoint, e.g. a local control plane")
+        parser.add_argument("--profile", help="AWS named profile")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_cost(sub: Any) -> None:
+    cost = sub.add_parser(
+        "cost", help="traces per month per rule and the X-Ray recording cost",
+        description="Estimate traces recorded per month per rule for a request rate. Reservoirs "
+        "are per account per second (X-Ray centralized sampling).")
+    cost.add_argument("paths", nargs="*", metavar="FILE", help="rule files (default: sampling/)")
+    cost.add_argument("--rps", type=float, required=True, help="total requests per second")
+    cost.add_argument("--profile", metavar="FILE",
+                      help="traffic mix (YAML/JSON: requests: [{service, method, path, host, "
+                      "service_type, share}]); default: all traffic hits the Default rule")
+    cost.add_argument("--price-per-million", type=float, default=PRICE_PER_MILLION,
+                      help=f"USD per million traces recorded (default {PRICE_PER_MILLION:.2f}, "
+                      "the X-Ray list price)")
+    cost.add_argument("--free-traces", type=int, default=FREE_TRACES,
+                      help=f"free traces per month (default {FREE_TRACES:,}, the free tier)")
+    cost.add_argument("--json", action="store_true", help="machine-readable output")
+    cost.set_defaults(handler=_cost)
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="run a local X-Ray sampling control plane (boto3/SDK compatible)",
+        description="Serve the X-Ray sampling API on HTTP, backed by SQLite.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=2000, help="port (default 2000, the daemon's)")
+    serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    serve.add_argument("--rules", metavar="DIR", help="seed from these rule files")
+    serve.set_defaults(handler=_serve)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The rule set from the given paths, or None after printing every problem."""
+    from tracekit.sampling import rules
+
+    ruleset, problems = rules.check(args.paths or DEFAULT_PATHS)
+    if problems:
+        _emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
+              "\n".join(str(p) for p in problems))
+        return None
+    return ruleset
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    return session.client("xray", endpoint_url=args.endpoint_url,
+                          config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+
+def _aws_call(args: argparse.Namespace, func: Callable[[], int]) -> int:
+    """Run an AWS-backed command; an API or credentials error becomes one line and exit 1."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return func()
+    except (BotoCoreError, ClientError) as exc:
+        _emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
+        return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
+    ruleset = _load(args)
+    if ruleset is None:
+        return 1
+    names = [r.name for r in ruleset.ordered()]
+    _emit(args, {"ok": True, "rules": names, "tail": [t.name for t in ruleset.tail]},
+          f"ok: {len(names)} rules ({', '.join(names)}), {len(ruleset.tail)} tail policies")
+    return 0
+
+
+def _make_plan(args: argparse.Namespace) -> Any:
+    from tracekit.sampling import plan
+
+    ruleset = _load(args)
+    if ruleset is None:
+        return None
+    return plan.make_plan(ruleset, plan.live_rules(_client(args)), args.prune_unmanaged)
+
+
+def _plan_text(result: Any) -> str:
+    lines = [c.describe() for c in result.changes] or ["no changes"]
+    lines += [f"  keep {n!r}: not managed by tracekit (--prune-unmanaged deletes it)"
+              for n in result.kept_unmanaged]
+    return "\n".join(lines)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    def run() -> int:
+        result = _make_plan(args)
+        if result is None:
+            return 1
+        _emit(args, result.to_json(), _plan_text(result))
+        return 0
+
+    return _aws_call(args, run)
+
+
+def _drift(args: argparse.Namespace) -> int:
+    def run() -> int:
+        result = _make_plan(args)
+        if result is None:
+            return 1
+        _emit(args, {"drift": not result.empty, **result.to_json()},
+              "drift:\n" + _plan_text(result) if not result.empty else "no drift")
+        return 0 if result.empty else 2
+
+    return _aws_call(args, run)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from tracekit.sampling import plan
+
+    def run() -> int:
+        result = _make_plan(args)
+        if result is None:
+            return 1
+        report = plan.apply(_client(args), result)
+        lines = [f"applied: {c.describe()}" for c in report.applied] or ["no changes"]
+        if report.failed:
+            lines.append(f"FAILED: {report.failed.describe()}: {report.error}")
+            lines += [f"not applied: {c.describe()}" for c in report.not_applied]
+        _emit(args, report.to_json(), "\n".join(lines))
+        return 0 if report.ok else 1
+
+    return _aws_call(args, run)
+
+
+def _write(output: str | None, ruleset: Any) -> None:
+    from tracekit.sampling import rules
+
+    text = rules.dump(ruleset, json_format=bool(output and output.endswith(".json")))
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tracekit.sampling import plan
+
+    def run() -> int:
+        ruleset = plan.export(_client(args))
+        if args.json and not args.output:
+            _emit(args, {"rules": [r.to_file() for r in ruleset.ordered()]}, "")
+        else:
+            _write(args.output, ruleset)
+        return 0
+
+    return _aws_call(args, run)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tracekit.sampling import rules
+
+    ruleset, problems = rules.check([args.sdk_file])
+    if problems:
+        _emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
+              "\n".join(str(p) for p in problems))
+        return 1
+    _write(args.output, ruleset)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from tracekit.sampling.matching import SamplingRequest, mismatches
+
+    def run() -> int:
+        if args.live:
+            from tracekit.sampling import plan
+
+            ordered = plan.live_rules(_client(args))
+        else:
+            ruleset = _load(args)
+            if ruleset is None:
+                return 1
+            ordered = ruleset.ordered()
+        request = SamplingRequest(service=args.service, service_type=args.service_type,
+                                  host=args.host, method=args.method, path=args.path)
+        steps, lines, matched = [], [], None
+        for rule in ordered:
+            reasons = mismatches(rule, request)
+            steps.append({"rule": rule.name, "priority": rule.priority, "matches": not reasons,
+                          "reasons": reasons})
+            if not reasons:
+                matched = rule
+                lines.append(f"MATCH {rule.name!r} (priority {rule.priority}): reservoir "
+                              f"{rule.reservoir_size}/s, then {rule.fixed_rate:.0%}")
+                break
+            lines.append(f"  no  {rule.name!r} (priority {rule.priority}): " + "; ".join(reasons))
+        _emit(args, {"matched": matched.name if matched else None, "steps": steps},
+              "\n".join(lines))
+        return 0
+
+    return _aws_call(args, run)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from tracekit.sampling import cost
+
+    ruleset = _load(args)
+    if ruleset is None:
+        return 1
+    try:
+        mix = cost.load_profile(args.profile) if args.profile else cost.DEFAULT_MIX
+    except ValueError as exc:
+        _emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
+        return 1
+    estimate = cost.estimate(ruleset.ordered(), mix, args.rps, args.price_per_million,
+                             args.free_traces)
+    _emit(args, estimate.to_json(), estimate.text())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import threading
+
+    from tracekit.sampling.controlplane import ControlPlane
+
+    plane = ControlPlane(args.db, args.host, args.port)
+    if args.rules:
+        plane.load_dir(args.rules)
+    plane.start()
+    print(f"X-Ray sampling control plane on {plane.url} (Ctrl-C stops it)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        plane.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tracekit.sampling.cli`` runs the same commands as ``tracekit sampling``."""
+    from tracekit.cli import main as tracekit_main
+
+    return tracekit_main(["sampling", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

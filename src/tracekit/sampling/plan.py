@@ -1,0 +1,244 @@
+"""Plan, apply, export and drift: keep an account's sampling rules in step with the rule files.
+
+Works with any boto3 ``xray`` client (real X-Ray, or the local control plane via ``endpoint_url``).
+Only rules tagged ``managed-by: tracekit`` are deleted, unless ``prune_unmanaged``; ``Default`` is
+never deleted and only its rates and boost are compared. The managed-by tag itself is never part of
+a diff, so an exported file plans to no changes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from tracekit.sampling.rules import MANAGED_TAG, Rule, RuleSet
+from tracekit.sampling.validate import DEFAULT_MUTABLE
+
+Action = Literal["create", "update", "replace", "delete"]
+THROTTLE_CODES = ("ThrottledException", "ThrottlingException", "TooManyRequestsException")
+_NOT_COMPARED = ("RuleName", "RuleARN", "Version")
+_UPDATABLE_ONLY_BY_REPLACE = ("Version",)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a plan; ``fields`` are the API fields (and ``Tags``) that differ."""
+
+    action: Action
+    name: str
+    desired: Rule | None = None
+    live: Rule | None = None
+    fields: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """A one-line human summary, e.g. ``~ update 'Default': FixedRate 0.05 -> 0.1``."""
+        sign = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}[self.action]
+        text = f"{sign} {self.action} {self.name!r}"
+        if self.fields and self.live and self.desired:
+            before, after = _comparable(self.live), _comparable(self.desired)
+            text += ": " + ", ".join(f"{f} {before.get(f)!r} -> {after.get(f)!r}" for f in self.fields)
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "rule": self.name, "fields": list(self.fields),
+                "summary": self.describe()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes that make the account match the files, in the order ``apply`` runs them."""
+
+    changes: tuple[Change, ...] = ()
+    kept_unmanaged: tuple[str, ...] = ()
+    """Live rules absent from the files that are kept because tracekit did not create them."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"changes": [c.to_json() for c in self.changes],
+                "kept_unmanaged": list(self.kept_unmanaged)}
+
+
+@dataclass
+class ApplyReport:
+    """What ``apply`` did: applied changes, the one that failed (and why), and those not tried."""
+
+    applied: list[Change] = field(default_factory=list)
+    failed: Change | None = None
+    error: str = ""
+    not_applied: list[Change] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "applied": [c.to_json() for c in self.applied],
+                "failed": self.failed.to_json() if self.failed else None, "error": self.error,
+                "not_applied": [c.to_json() for c in self.not_applied]}
+
+
+def live_rules(client: Any) -> list[Rule]:
+    """Every rule in the account (all pages) with its tags."""
+    rules: list[Rule] = []
+    for page in client.get_paginator("get_sampling_rules").paginate():
+        for record in page.get("SamplingRuleRecords", []):
+            api = record["SamplingRule"]
+            rules.append(Rule.from_api(api, _tags(client, api["RuleARN"]), location="live"))
+    return sorted(rules, key=lambda r: r.sort_key)
+
+
+def _tags(client: Any, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    token: str | None = None
+    while True:
+        kwargs = {"ResourceARN": arn, **({"NextToken": token} if token else {})}
+        page = client.list_tags_for_resource(**kwargs)
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        token = page.get("NextToken")
+        if not token:
+            return tags
+
+
+def _comparable(rule: Rule) -> dict[str, Any]:
+    api = {k: v for k, v in rule.to_api().items() if k not in _NOT_COMPARED}
+    if rule.is_default:
+        api = {k: v for k, v in api.items() if k in DEFAULT_MUTABLE}
+    api.setdefault("SamplingRateBoost", None)
+    api["Tags"] = {k: v for k, v in rule.tags.items() if k != MANAGED_TAG[0]}
+    return api
+
+
+def _diff(desired: Rule, live: Rule) -> tuple[str, ...]:
+    want, have = _comparable(desired), _comparable(live)
+    return tuple(k for k in want if want[k] != have.get(k))
+
+
+def make_plan(desired: RuleSet, live: Sequence[Rule], prune_unmanaged: bool = False) -> Plan:
+    """Diff the files against the live rules: deletes first (they free rule slots), then updates
+    and replacements, then creates."""
+    wanted = {r.name: r for r in desired.ordered()}
+    have = {r.name: r for r in live}
+    deletes, kept = [], []
+    for rule in live:
+        if rule.name in wanted or rule.is_default:
+            continue
+        if prune_unmanaged or rule.tags.get(MANAGED_TAG[0]) == MANAGED_TAG[1]:
+            deletes.append(Change("delete", rule.name, live=rule))
+        else:
+            kept.append(rule.name)
+    updates, creates = [], []
+    for rule in wanted.values():
+        current = have.get(rule.name)
+        if current is None:
+            creates.append(Change("create", rule.name, desired=rule))
+            continue
+        fields = _diff(rule, current)
+        if fields:
+            replace = _needs_replace(rule, current)
+            updates.append(Change("replace" if replace else "update", rule.name, rule, current, fields))
+    return Plan(tuple(deletes + updates + creates), tuple(kept))
+
+
+def _needs_replace(desired: Rule, live: Rule) -> bool:
+    """UpdateSamplingRule cannot remove a boost; Default is never replaced."""
+    return not desired.is_default and desired.boost is None and live.boost is not None
+
+
+def apply(
+    client: Any,
+    plan: Plan,
+    *,
+    attempts: int = 6,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyReport:
+    """Run the plan; retry throttling with backoff; stop at the first other error."""
+    report = ApplyReport()
+    for index, change in enumerate(plan.changes):
+        try:
+            for call in _calls(change):
+                _with_retry(lambda c=call: c(client), attempts, sleep)  # type: ignore[misc]
+        except Exception as exc:
+            report.failed, report.error = change, _error_text(exc)
+            report.not_applied = list(plan.changes[index + 1 :])
+            return report
+        report.applied.append(change)
+    return report
+
+
+_Call = Callable[[Any], Any]
+
+
+def _calls(change: Change) -> list[_Call]:
+    if change.action == "delete":
+        return [lambda c: c.delete_sampling_rule(RuleName=change.name)]
+    desired = change.desired
+    assert desired is not None
+    create: _Call = lambda c: c.create_sampling_rule(  # noqa: E731
+        SamplingRule=desired.to_api(),
+        Tags=[{"Key": k, "Value": v} for k, v in {**desired.tags, **dict([MANAGED_TAG])}.items()],
+    )
+    if change.action == "create":
+        return [create]
+    if change.action == "replace":
+        return [lambda c: c.delete_sampling_rule(RuleName=change.name), create]
+    calls: list[_Call] = []
+    api_fields = [f for f in change.fields if f != "Tags"]
+    if api_fields:
+        update = {"RuleName": change.name, **{f: desired.to_api()[f] for f in api_fields}}
+        calls.append(lambda c: c.update_sampling_rule(SamplingRuleUpdate=update))
+    if "Tags" in change.fields and change.live is not None:
+        calls += _tag_calls(change.live, desired)
+    return calls
+
+
+def _tag_calls(live: Rule, desired: Rule) -> list[_Call]:
+    """Tag changes go through TagResource/UntagResource on the rule's ARN."""
+    calls: list[_Call] = []
+    removed = [k for k in live.tags if k not in desired.tags and k != MANAGED_TAG[0]]
+    if removed:
+        calls.append(lambda c: c.untag_resource(ResourceARN=live.arn, TagKeys=removed))
+    if desired.tags:
+        tags = [{"Key": k, "Value": v} for k, v in desired.tags.items()]
+        calls.append(lambda c: c.tag_resource(ResourceARN=live.arn, Tags=tags))
+    return calls
+
+
+def _with_retry(call: Callable[[], Any], attempts: int, sleep: Callable[[float], None]) -> Any:
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts - 1 or not _is_throttle(exc):
+                raise
+            sleep(min(5.0, 0.2 * 2**attempt) * (0.5 + random.random() / 2))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_throttle(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code", "")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in THROTTLE_CODES or status == 429
+
+
+def _error_text(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    if error:
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def export(client: Any) -> RuleSet:
+    """The live rules as a rule set whose dump plans to no changes against the account."""
+    rules = [
+        replace(r, tags={k: v for k, v in r.tags.items() if k != MANAGED_TAG[0]}, location="")
+        for r in live_rules(client)
+    ]
+    return RuleSet(tuple(rules))

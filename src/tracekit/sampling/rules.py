@@ -1,0 +1,482 @@
+"""The sampling rule model and the rule files (YAML or JSON) that hold it.
+
+A tracekit rule file is a superset of X-Ray's centralized rule model: the API's own field names,
+plus ``Description`` and ``Tags`` (a mapping), with readable defaults (every matcher ``*``,
+``ResourceARN: *``, ``Version: 1``). X-Ray SDK local-rules files (version 1 and 2) are recognised
+and converted (see :func:`convert_sdk_local`). Errors name ``file:line: field: problem``.
+PyYAML is imported only when a YAML file is read or written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracekit.sampling import validate
+from tracekit.sampling.validate import DEFAULT_PRIORITY, DEFAULT_RULE_NAME
+
+MANAGED_TAG = ("managed-by", "tracekit")
+"""Rules carrying this tag were created by tracekit; only they are ever deleted by ``apply``."""
+FILE_SUFFIXES = (".yaml", ".yml", ".json")
+RULE_KEYS = (*validate.RULE_FIELDS, "Description", "Tags")
+TAIL_KEYS = ("Name", "Description", "StatusCodes", "ReservoirSize", "FixedRate")
+_Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Boost:
+    """X-Ray adaptive sampling: a temporary rate of up to ``max_rate`` when anomalies appear."""
+
+    max_rate: float
+    cooldown_minutes: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One centralized sampling rule; ``description`` and ``location`` never reach X-Ray."""
+
+    name: str
+    priority: int
+    fixed_rate: float
+    reservoir_size: int
+    service_name: str = "*"
+    service_type: str = "*"
+    host: str = "*"
+    http_method: str = "*"
+    url_path: str = "*"
+    resource_arn: str = "*"
+    version: int = 1
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    boost: Boost | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = field(default="", compare=False)
+    location: str = field(default="", compare=False)
+    arn: str = field(default="", compare=False)
+    """The RuleARN of a live rule (empty for rules read from files)."""
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_RULE_NAME
+
+    @property
+    def sort_key(self) -> tuple[int, int, str]:
+        """X-Ray's evaluation order: Priority, then RuleName; Default always last."""
+        return (1 if self.is_default else 0, self.priority, self.name)
+
+    def to_api(self) -> dict[str, Any]:
+        """The ``SamplingRule`` structure of the X-Ray API."""
+        api: dict[str, Any] = {
+            "RuleName": self.name,
+            "ResourceARN": self.resource_arn,
+            "Priority": self.priority,
+            "FixedRate": self.fixed_rate,
+            "ReservoirSize": self.reservoir_size,
+            "ServiceName": self.service_name,
+            "ServiceType": self.service_type,
+            "Host": self.host,
+            "HTTPMethod": self.http_method,
+            "URLPath": self.url_path,
+            "Version": self.version,
+            "Attributes": dict(self.attributes),
+        }
+        if self.boost is not None:
+            api["SamplingRateBoost"] = {
+                "MaxRate": self.boost.max_rate,
+                "CooldownWindowMinutes": self.boost.cooldown_minutes,
+            }
+        return api
+
+    @classmethod
+    def from_api(
+        cls,
+        api: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        location: str = "",
+    ) -> Rule:
+        """Build from an API-shaped (already validated) mapping; absent matchers mean ``*``."""
+        boost = api.get("SamplingRateBoost")
+        name = str(api["RuleName"])
+        return cls(
+            name=name,
+            priority=int(api.get("Priority", DEFAULT_PRIORITY)),
+            fixed_rate=float(api["FixedRate"]),
+            reservoir_size=int(api["ReservoirSize"]),
+            service_name=str(api.get("ServiceName", "*")),
+            service_type=str(api.get("ServiceType", "*")),
+            host=str(api.get("Host", "*")),
+            http_method=str(api.get("HTTPMethod", "*")),
+            url_path=str(api.get("URLPath", "*")),
+            resource_arn=str(api.get("ResourceARN", "*")),
+            version=int(api.get("Version", 1)),
+            attributes=dict(api.get("Attributes") or {}),
+            boost=Boost(float(boost["MaxRate"]), int(boost["CooldownWindowMinutes"])) if boost else None,
+            tags=dict(tags or {}),
+            description=description,
+            location=location,
+            arn=str(api.get("RuleARN", "")),
+        )
+
+    def to_file(self) -> dict[str, Any]:
+        """The readable file form: fields left at their default are omitted."""
+        api = self.to_api()
+        out: dict[str, Any] = {"RuleName": self.name}
+        if self.description:
+            out["Description"] = self.description
+        for key, value in api.items():
+            if key == "RuleName" or value in ("*", {}) or (key == "Version" and value == 1):
+                continue
+            if key == "Priority" and self.is_default:
+                continue
+            out[key] = value
+        if self.tags:
+            out["Tags"] = dict(sorted(self.tags.items()))
+        return out
+
+
+DEFAULT_RULE = Rule(DEFAULT_RULE_NAME, DEFAULT_PRIORITY, 0.05, 1, description="1 per second + 5%")
+"""The built-in default of every X-Ray SDK and of a new account."""
+
+
+@dataclass(frozen=True)
+class TailPolicy:
+    """A keep-decision taken after the trace ends (by the sidecar): head rules cannot see status."""
+
+    name: str
+    status_low: int
+    status_high: int
+    reservoir_size: int
+    fixed_rate: float
+    description: str = ""
+
+    def applies(self, status: int) -> bool:
+        return self.status_low <= status <= self.status_high
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Rules in evaluation order plus the sidecar's tail policies."""
+
+    rules: tuple[Rule, ...] = ()
+    tail: tuple[TailPolicy, ...] = ()
+
+    def ordered(self) -> list[Rule]:
+        """Rules in X-Ray's order, with the built-in Default added when the files have none."""
+        rules = list(self.rules)
+        if not any(r.is_default for r in rules):
+            rules.append(DEFAULT_RULE)
+        return sorted(rules, key=lambda r: r.sort_key)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in a rule file, printed as ``file:line: field: problem (accepted: ...)``."""
+
+    file: str
+    line: int
+    field: str
+    problem: str
+    accepted: str = ""
+
+    def __str__(self) -> str:
+        tail = f" (accepted: {self.accepted})" if self.accepted else ""
+        return f"{self.file}:{self.line}: {self.field}: {self.problem}{tail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field,
+                "problem": self.problem, "accepted": self.accepted}
+
+
+class RuleFileError(ValueError):
+    """Rule files with problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, directories as their ``*.yaml``/``*.yml``/``*.json`` files (sorted)."""
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file())
+        else:
+            files.append(item)
+    return files
+
+
+def check(paths: Iterable[str | Path]) -> tuple[RuleSet, list[Problem]]:
+    """Read and validate every file; return what could be read and every problem found."""
+    rules: list[Rule] = []
+    tail: list[TailPolicy] = []
+    problems: list[Problem] = []
+    for path in expand(paths):
+        file_rules, file_tail, file_problems = _read_file(path)
+        rules += file_rules
+        tail += file_tail
+        problems += file_problems
+    for rule, (fld, problem, accepted) in validate.check_unique(rules):
+        file, _, line = rule.location.rpartition(":")
+        problems.append(Problem(file, int(line or 0), fld, problem, accepted))
+    return RuleSet(tuple(rules), tuple(tail)), problems
+
+
+def load(paths: Iterable[str | Path]) -> RuleSet:
+    """Read rule files; raise :class:`RuleFileError` listing every problem."""
+    ruleset, problems = check(paths)
+    if problems:
+        raise RuleFileError(problems)
+    return ruleset
+
+
+def _read_file(path: Path) -> tuple[list[Rule], list[TailPolicy], list[Problem]]:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [], [Problem(file, 0, "(file)", f"cannot be read: {exc}", "UTF-8 YAML or JSON")]
+    try:
+        doc, lines, problems = _parse_text(text, file, json_syntax=path.suffix == ".json")
+    except _SyntaxProblem as exc:
+        return [], [], [exc.problem]
+    if _is_sdk_local(doc):
+        doc, lines, more = convert_sdk_local(doc, lines, file)
+        problems += more
+    if not isinstance(doc, dict):
+        return [], [], [*problems, Problem(file, 1, "(document)", "is not a mapping",
+                                           "a mapping with 'rules' and optional 'tail'")]
+    problems += [_at(file, lines, (k,), k, "unknown top-level key", "rules, tail")
+                 for k in doc if k not in ("rules", "tail")]
+    rules = _parse_list(doc, "rules", lines, file, problems, _parse_rule)
+    tail = _parse_list(doc, "tail", lines, file, problems, _parse_tail)
+    return rules, tail, problems
+
+
+class _SyntaxProblem(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def _parse_text(text: str, file: str, json_syntax: bool) -> tuple[Any, dict[_Path, int], list[Problem]]:
+    """Values plus the line of every key/item; JSON values come from ``json`` for exact numbers."""
+    import yaml
+
+    value: Any = None
+    if json_syntax:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _SyntaxProblem(Problem(file, exc.lineno, "(syntax)", exc.msg, "JSON")) from exc
+    lines: dict[_Path, int] = {}
+    problems: list[Problem] = []
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            composed = None if node is None else _walk(loader, node, (), lines, problems, file)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        if json_syntax:
+            return value, {}, []
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise _SyntaxProblem(Problem(file, line, "(syntax)", str(exc.problem), "YAML")) from exc
+    except yaml.YAMLError as exc:
+        raise _SyntaxProblem(Problem(file, 0, "(syntax)", str(exc), "YAML")) from exc
+    return (value if json_syntax else composed), lines, problems
+
+
+def _walk(loader: Any, node: Any, path: _Path, lines: dict[_Path, int],
+          problems: list[Problem], file: str) -> Any:
+    import yaml
+
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                problems.append(Problem(file, key_node.start_mark.line + 1, str(key),
+                                        "duplicate key", "each key once per mapping"))
+            out[key] = _walk(loader, value_node, (*path, key), lines, problems, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(loader, n, (*path, i), lines, problems, file) for i, n in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _at(file: str, lines: Mapping[_Path, int], path: _Path, fld: str, problem: str,
+        accepted: str = "") -> Problem:
+    """A problem located at the nearest recorded line of ``path`` or its parents."""
+    while path and path not in lines:
+        path = path[:-1]
+    return Problem(file, lines.get(path, 1), fld, problem, accepted)
+
+
+def _parse_list(doc: Mapping[str, Any], key: str, lines: Mapping[_Path, int], file: str,
+                problems: list[Problem], parse: Any) -> list[Any]:
+    items = doc.get(key) or []
+    if not isinstance(items, list):
+        problems.append(_at(file, lines, (key,), key, "must be a list", "a list of mappings"))
+        return []
+    parsed = [parse(item, (key, i), lines, file, problems) for i, item in enumerate(items)]
+    return [p for p in parsed if p is not None]
+
+
+def _parse_rule(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
+                problems: list[Problem]) -> Rule | None:
+    if not isinstance(raw, dict):
+        problems.append(_at(file, lines, path, "rules", "item is not a mapping", "a rule mapping"))
+        return None
+    is_default = raw.get("RuleName") == DEFAULT_RULE_NAME
+    api = {k: v for k, v in raw.items() if k not in ("Description", "Tags")}
+    api.setdefault("Version", 1)
+    api.setdefault("ResourceARN", "*")
+    for name in validate.MATCHER_FIELDS:
+        api.setdefault(name, "*")
+    if is_default:
+        api.setdefault("Priority", DEFAULT_PRIORITY)
+    issues = validate.check_rule(api)
+    if is_default:
+        issues += validate.check_default(api)
+    tags = raw.get("Tags", {})
+    if isinstance(tags, Mapping):
+        issues += validate.check_tags([{"Key": k, "Value": v} for k, v in tags.items()])
+    else:
+        issues.append(("Tags", "must be a mapping", "a mapping of tag keys to values"))
+    description = raw.get("Description", "")
+    if not isinstance(description, str):
+        issues.append(("Description", "must be a string", "text"))
+    for fld, problem, accepted in issues:
+        accepted = ", ".join(RULE_KEYS) if problem == "unknown field" else accepted
+        problems.append(_at(file, lines, (*path, *fld.split(".")), fld, problem, accepted))
+    if issues:
+        return None
+    line = lines.get(path, 1)
+    return Rule.from_api(api, tags, description, f"{file}:{line}")
+
+
+def _parse_tail(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
+                problems: list[Problem]) -> TailPolicy | None:
+    accepted_status = "'LOW-HIGH' with 100 <= LOW <= HIGH <= 599, e.g. '500-599'"
+    issues: list[tuple[str, str, str]] = []
+    if not isinstance(raw, dict):
+        issues.append(("tail", "item is not a mapping", "a mapping with " + ", ".join(TAIL_KEYS)))
+        raw = {}
+    issues += [(k, "unknown field", ", ".join(TAIL_KEYS)) for k in raw if k not in TAIL_KEYS]
+    name = raw.get("Name")
+    if not isinstance(name, str) or not name:
+        issues.append(("Name", "is required", "a non-empty string"))
+    match = re.fullmatch(r"\s*(\d{3})\s*-\s*(\d{3})\s*", str(raw.get("StatusCodes", "")))
+    low, high = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not 100 <= low <= high <= 599:
+        issues.append(("StatusCodes", f"{raw.get('StatusCodes')!r} is not a range", accepted_status))
+    issues += validate.check_rule({k: raw[k] for k in ("ReservoirSize", "FixedRate") if k in raw},
+                                  partial=True)
+    for fld, problem, accepted in issues:
+        problems.append(_at(file, lines, (*path, fld), fld, problem, accepted))
+    if issues:
+        return None
+    return TailPolicy(str(name), low, high, int(raw.get("ReservoirSize", 0)),
+                      float(raw.get("FixedRate", 1.0)), str(raw.get("Description", "")))
+
+
+def _is_sdk_local(doc: Any) -> bool:
+    return isinstance(doc, dict) and "default" in doc and "version" in doc
+
+
+SDK_FIELD_MAP = {
+    "fixed_target": "ReservoirSize",
+    "rate": "FixedRate",
+    "http_method": "HTTPMethod",
+    "url_path": "URLPath",
+    "description": "Description",
+}
+"""X-Ray SDK local-rule keys -> tracekit keys; ``host`` (v2) / ``service_name`` (v1) -> ``Host``."""
+
+
+def convert_sdk_local(
+    doc: Mapping[str, Any], lines: Mapping[_Path, int], file: str
+) -> tuple[dict[str, Any], dict[_Path, int], list[Problem]]:
+    """Convert an X-Ray SDK local-rules document (version 1 or 2) to the tracekit form.
+
+    ``default`` becomes ``Default``; rule *i* (file order) gets Priority ``10 * (i + 1)`` so file
+    order is kept, RuleName from its description (made unique, at most 32 characters) or
+    ``local-<i+1>``, ``fixed_target`` -> ReservoirSize, ``rate`` -> FixedRate, ``host`` (v2) or
+    ``service_name`` (v1, which the SDK matches against the *host*) -> Host. ServiceName stays ``*``.
+    Note the semantic shift: ``fixed_target`` is per SDK process per second, ReservoirSize is per
+    account per second, shared by all clients.
+    """
+    problems: list[Problem] = []
+    version = doc.get("version")
+    if version not in (1, 2):
+        problems.append(_at(file, lines, ("version",), "version", f"{version!r} is not supported",
+                            "1 or 2 (X-Ray SDK local rules)"))
+    host_key = "service_name" if version == 1 else "host"
+    out_lines: dict[_Path, int] = {(): lines.get((), 1), ("rules",): lines.get(("rules",), 1)}
+    converted: list[dict[str, Any]] = []
+    used: set[str] = set()
+    sources: list[tuple[_Path, Any, bool]] = [(("default",), doc.get("default"), True)]
+    items = doc.get("rules") or []
+    sources += [(("rules", i), r, False) for i, r in enumerate(items if isinstance(items, list) else [])]
+    for index, (src, raw, is_default) in enumerate(sources):
+        keys = {**SDK_FIELD_MAP, host_key: "Host"}
+        if not isinstance(raw, dict):
+            problems.append(_at(file, lines, src, str(src[0]), "is not a mapping", "a rule mapping"))
+            continue
+        for key in raw:
+            if key not in keys:
+                problems.append(_at(file, lines, (*src, key), key, "unknown key", ", ".join(keys)))
+        rule = {keys[k]: v for k, v in raw.items() if k in keys}
+        for key in ("Host", "HTTPMethod", "URLPath"):
+            if is_default and key in rule:
+                problems.append(_at(file, lines, src, key, "set on the default rule", "no matchers"))
+            elif not is_default and key not in rule:
+                problems.append(_at(file, lines, src, key, "is required", "a glob pattern"))
+        rule["RuleName"] = DEFAULT_RULE_NAME if is_default else _unique_name(raw, index, used)
+        if not is_default:
+            rule["Priority"] = 10 * index
+        path: _Path = ("rules", len(converted))
+        out_lines[path] = lines.get(src, 1)
+        for key, api_key in keys.items():
+            if (*src, key) in lines:
+                out_lines[(*path, api_key)] = lines[(*src, key)]
+        converted.append(rule)
+    return {"rules": converted}, out_lines, problems
+
+
+def _unique_name(raw: Mapping[str, Any], index: int, used: set[str]) -> str:
+    base = re.sub(r"\s+", " ", str(raw.get("description") or "")).strip()[:32] or f"local-{index}"
+    name, n = base, 2
+    while name in used or name == DEFAULT_RULE_NAME:
+        suffix = f"-{n}"
+        name, n = base[: 32 - len(suffix)] + suffix, n + 1
+    used.add(name)
+    return name
+
+
+def dump(ruleset: RuleSet, json_format: bool = False) -> str:
+    """Render rules (and tail policies) as a tracekit rule file that :func:`load` reads back."""
+    doc: dict[str, Any] = {"rules": [r.to_file() for r in ruleset.ordered()]}
+    if ruleset.tail:
+        doc["tail"] = [_tail_to_file(t) for t in ruleset.tail]
+    if json_format:
+        return json.dumps(doc, indent=2) + "\n"
+    import yaml
+
+    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def _tail_to_file(policy: TailPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {"Name": policy.name}
+    if policy.description:
+        out["Description"] = policy.description
+    out.update(StatusCodes=f"{policy.status_low}-{policy.status_high}",
+               ReservoirSize=policy.reservoir_size, FixedRate=policy.fixed_rate)
+    return out
