@@ -122,7 +122,7 @@ class UdpReceiver:
             parsed = json.loads(protocol.decode(datagram))
         except protocol.ProtocolError as exc:
             error = (exc.reason, str(exc))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested JSON
             error = ("invalid_json", str(exc))
         else:
             if isinstance(parsed, dict):
