@@ -1,0 +1,127 @@
+"""Forward received OTLP trace requests to another OTLP/HTTP endpoint (a collector, or X-Ray itself).
+
+X-Ray's own OTLP endpoint (``https://xray.<region>.amazonaws.com/v1/traces``) wants SigV4 with service
+``xray``: requests to ``*.amazonaws.com`` are signed by botocore from the task's credentials
+(:class:`~tracekit.xray.signed_http.SignedHTTP`), other endpoints get plain POSTs.
+
+Several received requests are sent as one: serialised protobuf messages concatenate into a valid
+message whose repeated fields (``resource_spans``) are the union of theirs, so no re-encoding is needed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from tracekit import _stats
+from tracekit.sidecar.otlp_spans import PROTOBUF
+from tracekit.xray.batching import BatchQueue
+from tracekit.xray.signed_http import SignedHTTP, SigningError
+
+STATS = "sidecar.otlp.forward"
+RETRYABLE = frozenset({429, 502, 503, 504})
+"""The statuses OTLP/HTTP says a client should retry."""
+
+
+class OtlpForwarder:
+    """Bounded, batched, retried forwarding of serialised ``ExportTraceServiceRequest`` bodies."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sigv4: bool | None = None,
+        region: str | None = None,
+        credentials: object = None,
+        max_bytes: int = 16 * 1024 * 1024,
+        max_batch: int = 32,
+        workers: int = 2,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--otlp-forward {url!r} is not valid: expected http(s)://host[:port]/path")
+        self.url = url
+        self._path = parts.path or "/v1/traces"
+        self._timeout = timeout
+        self._retry_for = retry_for
+        sign = parts.hostname.endswith(".amazonaws.com") if sigv4 is None else sigv4
+        self._signed = (
+            SignedHTTP(region, f"{parts.scheme}://{parts.netloc}", credentials=credentials, timeout=timeout)
+            if sign
+            else None
+        )
+        self._queue: BatchQueue[bytes] = BatchQueue(
+            self._deliver,
+            max_batch=max_batch,
+            max_bytes=max_bytes,
+            workers=workers,
+            max_wait=0.5,
+            stats_prefix=STATS,
+            name="tracekit-otlp-forward",
+        )
+
+    @property
+    def signed(self) -> bool:
+        return self._signed is not None
+
+    def submit(self, body: bytes) -> bool:
+        """Queue one protobuf-encoded request; False (and counted) when the buffer is full."""
+        return self._queue.submit(body)
+
+    def flush(self, timeout: float) -> bool:
+        return self._queue.flush(timeout)
+
+    def close(self, timeout: float) -> None:
+        self._queue.close(timeout)
+
+    def _deliver(self, bodies: list[bytes]) -> None:
+        body = b"".join(bodies)
+        deadline = time.monotonic() + self._retry_for
+        backoff = 0.1
+        while True:
+            outcome = self._post(body)
+            if outcome is None:
+                _stats.incr(f"{STATS}.sent_requests", len(bodies))
+                return
+            retry, reason = outcome
+            left = deadline - time.monotonic()
+            if not retry or left <= 0 or self._queue.aborted.is_set():
+                self._queue.count_dropped(reason, len(bodies))
+                return
+            _stats.incr(f"{STATS}.retries")
+            backoff = min(backoff * 2, 5.0)
+            self._queue.aborted.wait(min(left, random.uniform(backoff / 2, backoff)))
+
+    def _post(self, body: bytes) -> tuple[bool, str] | None:
+        """None when delivered, else (worth retrying, reason); failures are logged rate-limited."""
+        try:
+            status = self._send(body)
+        except SigningError as exc:
+            _stats.report(f"{STATS}.{exc.reason}", exc)
+            return False, exc.reason
+        except (OSError, http.client.HTTPException) as exc:
+            _stats.report(f"{STATS}.unreachable", exc, f"tracekit: OTLP forward to {self.url} failed: {exc}")
+            return True, "unreachable"
+        if status < 300:
+            return None
+        _stats.report(f"{STATS}.http_{status}", msg=f"tracekit: OTLP forward to {self.url}: HTTP {status}")
+        return status in RETRYABLE, f"http_{status}"
+
+    def _send(self, body: bytes) -> int:
+        if self._signed is not None:
+            return self._signed.post(self._path, body, PROTOBUF).status
+        request = urllib.request.Request(
+            self.url, data=body, method="POST", headers={"Content-Type": PROTOBUF}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
