@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from support.xray_schema import validate_document
 
+from support.xray_schema import validate_document
 from tracekit import _stats
 from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
 from tracekit.xray.segments import to_document
@@ -257,7 +257,7 @@ def test_a_failing_sink_costs_the_spans_not_the_receiver() -> None:
     rx = OtlpHttpReceiver("127.0.0.1", 0, sink=ExplodingSink())
     rx.start()
     try:
-        status, payload, _ = post(url(rx), request_with_ids(b"\x01" * 8).SerializeToString())
+        status, _, _ = post(url(rx), request_with_ids(b"\x01" * 8).SerializeToString())
         assert status == 503  # every span refused: the client keeps them and retries
         assert _stats.stats()["errors.sidecar.otlp.sink"] == 1
         status, _, _ = post(url(rx), b"\xff")
