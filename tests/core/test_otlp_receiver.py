@@ -97,6 +97,14 @@ def test_grpc_exporter_spans_are_decoded(receiver: OtlpReceiver, compression: gr
     assert (request.transport, request.status, request.headers["x-tenant"]) == ("grpc", 200, "t1")
 
 
+def test_endpoint_is_the_base_for_otel_exporter_otlp_endpoint(
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    assert HttpExporter().export(_work()) == SpanExportResult.SUCCESS
+    assert len(receiver.wait_for(2)) == 2
+
+
 def _post(url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
