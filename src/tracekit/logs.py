@@ -1,0 +1,402 @@
+"""Structured JSON logs correlated with traces: structlog loggers and stdlib records, one format.
+
+Every line is one JSON object: ``timestamp`` (ISO-8601 UTC, ms), ``level``, ``message``, ``logger``,
+``service``, ``xray_trace_id`` / ``trace_id`` / ``span_id`` when a span is current, the fields bound
+with ``bind_context`` (the Lambda decorator binds request id, function name and cold start), the
+call's own fields (sensitive keys redacted) and ``exception{type,message,stack}``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from tracekit import _stats, logs_buffer, redaction
+from tracekit.config import ConfigError
+from tracekit.logs_buffer import Record, RequestLog
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "TracekitHandler",
+    "bind_context",
+    "clear_context",
+    "configure",
+    "get_logger",
+    "request_finished",
+    "request_scope",
+    "request_started",
+]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+          logging.ERROR: "error", logging.CRITICAL: "critical"}  # fmt: skip
+_OWN_KEYS = frozenset(("timestamp", "level", "message", "logger", "service", "exception"))
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+@dataclass(frozen=True)
+class _Config:
+    level: int
+    service: str
+    stream: TextIO | None
+    sample_rate: float
+    buffer_debug: bool
+    buffer_size: int
+
+    @property
+    def min_level(self) -> int:
+        """Records below ``level`` still reach the processor when they may be sampled or buffered."""
+        return logging.DEBUG if self.sample_rate > 0 or self.buffer_debug else self.level
+
+
+_config: _Config | None = None
+_write_lock = threading.Lock()
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "tracekit_log_context", default=None
+)
+_request_tokens: contextvars.ContextVar[logs_buffer.Token | None] = contextvars.ContextVar(
+    "tracekit_request_token", default=None
+)
+
+
+def configure(
+    level: str | int | None = None,
+    service: str | None = None,
+    *,
+    stream: TextIO | None = None,
+    stdlib: bool = True,
+    debug_sample_rate: float | None = None,
+    buffer_debug: bool = False,
+    buffer_size: int = 200,
+    redact_keys: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Set the level, service name and request behaviour; ``stdlib`` routes ``logging`` here too.
+
+    ``debug_sample_rate``: share of requests whose debug lines are all written (env
+    ``POWERTOOLS_LOGGER_SAMPLE_RATE``). ``buffer_debug``: keep a request's debug lines (up to
+    ``buffer_size``) and write them only if the request ends in an error. With ``stdlib`` the root
+    logger's handlers are replaced by one that writes this JSON, so each record appears once.
+    """
+    global _config
+    env = os.environ if env is None else env
+    if buffer_size < 1:
+        raise ConfigError("buffer_size", buffer_size, "an integer >= 1")
+    redaction.add_sensitive_keys(redact_keys)
+    _config = _Config(
+        level=_parse_level(level, env),
+        service=service
+        or env.get("OTEL_SERVICE_NAME")
+        or env.get("POWERTOOLS_SERVICE_NAME")
+        or env.get("AWS_LAMBDA_FUNCTION_NAME")
+        or "unknown_service",
+        stream=stream,
+        sample_rate=_parse_rate(debug_sample_rate, env),
+        buffer_debug=buffer_debug,
+        buffer_size=buffer_size,
+    )
+    if stdlib:
+        _install_stdlib_handler(_config.level)
+
+
+def _parse_level(level: str | int | None, env: Mapping[str, str]) -> int:
+    if level is None:
+        name = next(
+            (n for n in ("LOG_LEVEL", "POWERTOOLS_LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL") if env.get(n)), ""
+        )
+        level, source = (env[name], name) if name else ("INFO", "level")
+    else:
+        source = "level"
+    if isinstance(level, int) and level in _NAMES:
+        return level
+    value = _LEVELS.get(str(level).strip().lower())
+    if value is None:
+        raise ConfigError(source, level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value
+
+
+def _parse_rate(rate: float | None, env: Mapping[str, str]) -> float:
+    source, raw = "debug_sample_rate", cast("float | str", rate)
+    if rate is None:
+        source, raw = "POWERTOOLS_LOGGER_SAMPLE_RATE", env.get("POWERTOOLS_LOGGER_SAMPLE_RATE", "0")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(source, raw, "a number between 0 and 1") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(source, raw, "a number between 0 and 1")
+    return value
+
+
+def _active() -> _Config:
+    if _config is None:
+        configure(stdlib=False)
+    assert _config is not None
+    return _config
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> FilteringBoundLogger:
+    """A structlog logger writing tracekit's JSON lines (configures from the environment if needed).
+
+    structlog is imported here, not at module import: ``import tracekit.logs`` stays cheap.
+    """
+    import structlog
+
+    config = _active()
+    return cast(
+        "FilteringBoundLogger",
+        structlog.wrap_logger(
+            _SINK,
+            processors=[_process],
+            wrapper_class=structlog.make_filtering_bound_logger(config.min_level),
+            context_class=dict,
+            cache_logger_on_first_use=True,
+            __logger=name or "root",
+            **initial_values,
+        ),
+    )
+
+
+def bind_context(**fields: Any) -> None:
+    """Add fields to every line of the current context (request, invocation, task)."""
+    current = _context.get()
+    _context.set({**current, **fields} if current else fields)
+
+
+def clear_context() -> None:
+    _context.set(None)
+
+
+def request_started() -> None:
+    """Call at the start of a request/invocation: decides debug sampling, starts the debug buffer."""
+    config = _active()
+    _, token = logs_buffer.start(config.sample_rate, config.buffer_size)
+    _request_tokens.set(token)
+
+
+def request_finished(error: bool = False, **fields: Any) -> None:
+    """Call at the end: on error the buffered debug lines are written. ``fields`` (route, status,
+    duration_ms...) are written as one ``request finished`` line, which the README's Logs Insights
+    latency query reads."""
+    try:
+        state = logs_buffer.finish(_request_tokens.get(), error, _write_record)
+        _request_tokens.set(None)
+        fields = {**(state.fields if state else {}), **fields}
+        if fields:
+            get_logger("tracekit.request").info("request finished", **fields)
+    except Exception as exc:
+        _stats.report("logs.request_finished", exc)
+
+
+@contextmanager
+def request_scope() -> Iterator[RequestLog]:
+    """``request_started`` / ``request_finished`` around a block; an exception counts as an error.
+
+    Set ``state.error = True`` for failures that do not raise (a 5xx response) and fill
+    ``state.fields`` for the ``request finished`` line.
+    """
+    config = _active()
+    state, token = logs_buffer.start(config.sample_rate, config.buffer_size)
+    failed = False
+    try:
+        yield state
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _request_tokens.set(token)
+        request_finished(failed)
+
+
+def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
+    """The one structlog processor: level/sampling/buffer decision, then the JSON line."""
+    from structlog import DropEvent
+
+    try:
+        line = _dispatch(
+            _LEVELS.get(method, logging.INFO), str(event.pop("__logger", "root")), event, time.time()
+        )
+    except Exception as exc:
+        _stats.report("logs.render", exc)
+        raise DropEvent from None
+    if line is None:
+        raise DropEvent
+    return line
+
+
+def _dispatch(levelno: int, logger: str, event: MutableMapping[str, Any], created: float) -> str | None:
+    """The line to write now, or None when the record is dropped or buffered."""
+    config = _active()
+    request = logs_buffer.current()
+    if levelno < config.level:
+        if request is None or not (request.sampled or config.buffer_debug):
+            return None
+        record = _record(config, levelno, logger, event, created)
+        if request.sampled:
+            return _encode(record)
+        request.keep(record)
+        return None
+    if levelno >= logging.ERROR and request is not None and request.buffer:
+        request.release(_write_record)
+    return _encode(_record(config, levelno, logger, event, created))
+
+
+def _record(
+    config: _Config, levelno: int, logger: str, event: MutableMapping[str, Any], created: float
+) -> Record:
+    record: Record = {
+        "timestamp": _iso(created),
+        "level": _NAMES.get(levelno, "info"),
+        "message": str(event.pop("event", "")),
+        "logger": logger,
+        "service": config.service,
+    }
+    correlation = _correlation()
+    if correlation:
+        record.update(correlation)
+    exc_info = event.pop("exc_info", None)
+    context = _context.get()
+    for fields in (context, event):
+        for key, value in (fields or {}).items():
+            if key not in _OWN_KEYS:
+                record[key] = _redacted(key, value)
+    if exc_info:
+        record["exception"] = _exception(exc_info)
+    return record
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if redaction.is_sensitive(key):
+        return redaction.REDACTED
+    if isinstance(value, (dict, list, tuple)):
+        return redaction.redact(value)
+    return value
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def _iso(created: float) -> str:
+    """``2026-11-25T15:40:01.123Z``; the formatted second is cached (most lines share it)."""
+    global _second
+    whole = int(created)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
+
+
+_get_current_span: Any = None
+_to_xray_trace_id: Any = None
+
+
+def _correlation() -> dict[str, str] | None:
+    """Trace fields of the current span; OTel and ``tracekit.ids`` load on first use, not import."""
+    global _get_current_span, _to_xray_trace_id
+    if _get_current_span is None:
+        from opentelemetry.trace import get_current_span
+
+        from tracekit.ids import to_xray_trace_id
+
+        _get_current_span, _to_xray_trace_id = get_current_span, to_xray_trace_id
+    context = _get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return {
+        "xray_trace_id": _to_xray_trace_id(context.trace_id),
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+    }
+
+
+def _exception(exc_info: Any) -> dict[str, str]:
+    if isinstance(exc_info, BaseException):
+        exc: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        exc = sys.exc_info()[1]
+    if exc is None:
+        return {"type": "None", "message": "", "stack": ""}
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"type": type(exc).__qualname__, "message": str(exc), "stack": stack}
+
+
+def _write(line: str) -> None:
+    stream = (_config.stream if _config else None) or sys.stdout
+    with _write_lock:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def _write_record(record: Record) -> None:
+    _write(_encode(record))
+
+
+class _Sink:
+    """The structlog "logger": writes the rendered line whatever the method name."""
+
+    def msg(self, line: str) -> None:
+        try:
+            _write(line)
+        except Exception as exc:
+            _stats.report("logs.write", exc)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+_SINK = _Sink()
+
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class TracekitHandler(logging.Handler):
+    """Writes stdlib ``logging`` records as tracekit JSON, with the same correlation fields."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+            event["event"] = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                event["exc_info"] = record.exc_info
+            line = _dispatch(record.levelno, record.name, event, record.created)
+            if line is not None:
+                _write(line)
+        except Exception as exc:
+            if record.name == "tracekit":  # report() would log through this handler again
+                _stats.incr("errors.logs.stdlib")
+            else:
+                _stats.report("logs.stdlib", exc)
+
+
+def _install_stdlib_handler(level: int) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(TracekitHandler())
+    root.setLevel(level)

@@ -1,0 +1,70 @@
+"""Per-request log state: debug sampling and the buffer of debug records kept for errors only.
+
+A request that ends well discards its buffered debug records; one that ends in an error (or logs at
+error level) writes them out first, so the lines that explain a failure are there without paying for
+debug output on every request. The buffer is bounded; the oldest records go first, counted.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracekit import _stats
+
+Record = dict[str, Any]
+Token = contextvars.Token["RequestLog | None"]
+
+
+@dataclass
+class RequestLog:
+    """One request's log state. Set ``error`` to have the debug buffer written out at the end."""
+
+    sampled: bool
+    limit: int
+    error: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+    buffer: deque[Record] = field(default_factory=deque)
+
+    def keep(self, record: Record) -> None:
+        if len(self.buffer) >= self.limit:
+            self.buffer.popleft()
+            _stats.incr("logs.buffer.dropped")
+        self.buffer.append(record)
+
+    def release(self, write: Callable[[Record], None]) -> None:
+        while self.buffer:
+            write(self.buffer.popleft())
+
+
+_current: contextvars.ContextVar[RequestLog | None] = contextvars.ContextVar(
+    "tracekit_request_log", default=None
+)
+
+
+def current() -> RequestLog | None:
+    return _current.get()
+
+
+def start(sample_rate: float, limit: int) -> tuple[RequestLog, Token]:
+    """Begin a request; its debug records are sampled with probability ``sample_rate``."""
+    state = RequestLog(sampled=sample_rate > 0 and random.random() < sample_rate, limit=limit)
+    return state, _current.set(state)
+
+
+def finish(token: Token | None, error: bool, write: Callable[[Record], None]) -> RequestLog | None:
+    """End the current request: write the buffer out on error, otherwise drop it."""
+    state = _current.get()
+    if token is not None:
+        _current.reset(token)
+    else:
+        _current.set(None)
+    if state is not None:
+        if error or state.error:
+            state.release(write)
+        state.buffer.clear()
+    return state
