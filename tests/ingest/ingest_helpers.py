@@ -52,3 +52,30 @@ def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+class ListShipper:
+    """A LineShipper that keeps lines in memory, with an optional capacity."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.lines: list[tuple[str, int | None]] = []
+        self.capacity = capacity
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def put(self, message: str, timestamp_ms: int | None = None) -> bool:
+        with self._lock:
+            if self.capacity is not None and len(self.lines) >= self.capacity:
+                return False
+            self.lines.append((message, timestamp_ms))
+            return True
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+    def docs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(line) for line, _ in self.lines]

@@ -118,8 +118,13 @@ class EmfReceiver:
         if problems:
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             return _reject("invalid_emf", origin, problems[0] + more)
-        if not self.shipper.put(text, doc["_aws"]["Timestamp"]):
-            _stats.incr(f"{STATS}.dropped.shipper_full")
+        try:
+            shipped = self.shipper.put(text, doc["_aws"]["Timestamp"])
+        except Exception as exc:  # a failing shipper loses this line, not the connection
+            _stats.report(f"{STATS}.shipper", exc)
+            shipped = False
+        if not shipped:
+            _stats.incr(f"{STATS}.dropped.not_shipped")
             return False
         _stats.incr(f"{STATS}.accepted")
         return True

@@ -1,0 +1,189 @@
+"""The sidecar's EMF agent endpoint (TCP and UDP), with real EMF clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from ingest_helpers import ListShipper, wait_until
+
+import tracekit.metrics
+from tracekit import _stats
+from tracekit.sidecar.emf_receiver import EmfReceiver
+
+
+def emf_line(name: str = "Latency", value: object = 12.5, **extra: object) -> bytes:
+    doc = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": "Shop", "Dimensions": [["Route"]],
+                 "Metrics": [{"Name": name, "Unit": "Milliseconds"}]}
+            ],
+        },
+        "Route": "/cart",
+        name: value,
+        **extra,
+    }
+    return json.dumps(doc).encode()
+
+
+@pytest.fixture
+def shipper() -> ListShipper:
+    return ListShipper()
+
+
+@pytest.fixture
+def emf(shipper: ListShipper) -> Iterator[EmfReceiver]:
+    rx = EmfReceiver("127.0.0.1", 0, shipper=shipper, max_line=4096)
+    rx.start()
+    yield rx
+    rx.stop()
+
+
+def test_aws_embedded_metrics_tcp_sink_is_received(emf: EmfReceiver, shipper: ListShipper) -> None:
+    """The real aws-embedded-metrics library, configured the documented way, in its own process."""
+    host, port = emf.address()
+    script = (
+        "import asyncio\n"
+        "from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger\n"
+        "async def main():\n"
+        "    m = create_metrics_logger()\n"
+        "    m.set_namespace('Shop')\n"
+        "    m.put_dimensions({'Route': '/cart'})\n"
+        "    m.put_metric('Latency', 12.5, 'Milliseconds')\n"
+        "    m.set_property('RequestId', 'r-1')\n"
+        "    await m.flush()\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "AWS_EMF_AGENT_ENDPOINT": f"tcp://{host}:{port}",
+           "AWS_EMF_ENVIRONMENT": "agent", "AWS_EMF_SERVICE_NAME": "shop"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    wait_until(lambda: shipper.lines, what="the aws-embedded-metrics document")
+    (doc,) = shipper.docs()
+    assert doc["Latency"] == 12.5 and doc["RequestId"] == "r-1"
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Shop"
+    assert shipper.lines[0][1] == doc["_aws"]["Timestamp"]
+    assert _stats.stats()["sidecar.emf.accepted"] == 1
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+def test_tracekit_agent_sink_is_received(emf: EmfReceiver, shipper: ListShipper, scheme: str) -> None:
+    host, port = emf.address()
+    tracekit.metrics.configure("Shop", outputs=[f"{scheme}://{host}:{port}"], service="shop")
+    try:
+        for route in ("/a", "/b"):
+            tracekit.metrics.count("Orders", 2, dimensions={"Route": route})
+        tracekit.metrics.observe("Latency", 3.5)
+        assert tracekit.metrics.flush(5)
+    finally:
+        tracekit.metrics.shutdown()
+    wait_until(lambda: sum(1 for d in shipper.docs() if "Orders" in d) == 2, what="tracekit documents")
+    orders = sorted(d["Route"] for d in shipper.docs() if "Orders" in d)
+    assert orders == ["/a", "/b"]
+
+
+def test_invalid_lines_are_counted_and_never_shipped(
+    emf: EmfReceiver, shipper: ListShipper, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = [
+        b"not json",
+        b'{"no_aws": 1}',
+        emf_line(value="fast"),
+        b"\xff\xfe{}",
+        b"[1, 2]",
+        b'{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "bad ns!", '
+        b'"Dimensions": [], "Metrics": []}]}}',
+    ]
+    with socket.create_connection(emf.address()) as conn:
+        conn.sendall(b"\n".join([emf_line("First"), *bad, emf_line("Last")]) + b"\n")
+    wait_until(lambda: _stats.stats().get("sidecar.emf.received") == 8, what="8 lines")
+    wait_until(lambda: len(shipper.lines) == 2, what="the 2 valid lines")
+    assert [next(k for k in d if k in ("First", "Last")) for d in shipper.docs()] == ["First", "Last"]
+    counts = _stats.stats()
+    assert counts["sidecar.emf.rejected.not_json"] == 1
+    assert counts["sidecar.emf.rejected.not_utf8"] == 1
+    assert counts["sidecar.emf.rejected.invalid_emf"] == 4
+    text = caplog.text
+    assert "EMF line from tcp 127.0.0.1:" in text and "rejected (invalid_emf): $._aws" in text
+
+
+def test_overlong_tcp_line_is_skipped_up_to_its_newline(emf: EmfReceiver, shipper: ListShipper) -> None:
+    with socket.create_connection(emf.address()) as conn:
+        conn.sendall(b'{"x": "' + b"y" * 10_000)  # over max_line=4096, in pieces
+        conn.sendall(b"z" * 10_000 + b'"}\n' + emf_line("After") + b"\n")
+    wait_until(lambda: shipper.lines, what="the line after the overlong one")
+    assert "After" in shipper.docs()[0]
+    assert _stats.stats()["sidecar.emf.rejected.too_large"] == 1
+
+
+def test_udp_datagrams_with_several_lines_and_no_final_newline(
+    emf: EmfReceiver, shipper: ListShipper
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(emf_line("A") + b"\n" + emf_line("B"), emf.address())
+        udp.sendto(b"garbage\n", emf.address())
+    wait_until(lambda: len(shipper.lines) == 2, what="two UDP lines")
+    wait_until(lambda: _stats.stats().get("sidecar.emf.rejected.not_json") == 1, what="the bad datagram")
+
+
+def test_full_shipper_counts_drops(shipper: ListShipper) -> None:
+    shipper.capacity = 1
+    rx = EmfReceiver("127.0.0.1", 0, shipper=shipper)
+    rx.start()
+    try:
+        with socket.create_connection(rx.address()) as conn:
+            conn.sendall(emf_line() + b"\n" + emf_line() + b"\n")
+        wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.not_shipped") == 1, what="a drop")
+    finally:
+        rx.stop()
+    assert shipper.closed  # stop() flushes and closes the shipper
+
+
+def test_connection_cap_and_stop_with_idle_clients(shipper: ListShipper) -> None:
+    rx = EmfReceiver("127.0.0.1", 0, shipper=shipper, max_connections=1)
+    rx.start()
+    idle = socket.create_connection(rx.address())
+    wait_until(lambda: rx._conns, what="the first connection to be served")
+    extra = socket.create_connection(rx.address())
+    assert extra.recv(1) == b""  # closed at once
+    wait_until(lambda: _stats.stats().get("sidecar.emf.rejected.too_many_connections") == 1,
+               what="the refused connection to be counted")
+    began = time.monotonic()
+    rx.stop()  # must not hang on the idle client
+    assert time.monotonic() - began < 3
+    idle.close()
+    extra.close()
+
+
+def test_a_failing_shipper_does_not_kill_the_connection_thread() -> None:
+    class Broken(ListShipper):
+        def put(self, message: str, timestamp_ms: int | None = None) -> bool:
+            raise RuntimeError("boom")
+
+    rx = EmfReceiver("127.0.0.1", 0, shipper=Broken())
+    rx.start()
+    try:
+        with socket.create_connection(rx.address()) as conn:
+            conn.sendall(emf_line() + b"\n" + emf_line() + b"\n")
+            wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.not_shipped") == 2, what="2 drops")
+            conn.sendall(emf_line() + b"\n")  # the connection is still served
+            wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.not_shipped") == 3, what="3 drops")
+        assert _stats.stats()["errors.sidecar.emf.shipper"] == 3
+    finally:
+        rx.stop()
+
+
+def test_tcp_and_udp_share_the_port(emf: EmfReceiver) -> None:
+    host, port = emf.address()
+    assert port != 0
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):
+        probe.bind((host, port))
+    probe.close()
