@@ -187,3 +187,38 @@ def test_tcp_and_udp_share_the_port(emf: EmfReceiver) -> None:
     with pytest.raises(OSError):
         probe.bind((host, port))
     probe.close()
+
+
+def test_emf_lines_reach_cloudwatch_logs_with_the_emf_header(moto: str) -> None:
+    """Clients -> EMF endpoint -> LogsShipper -> PutLogEvents (moto) -> GetLogEvents, in order."""
+    import boto3
+
+    from tracekit.cwlogs import LogsShipper
+
+    client = boto3.client("logs", endpoint_url=moto, region_name="us-east-1")
+    sent_headers: list[dict[str, str]] = []
+    client.meta.events.register(
+        "before-send.cloudwatch-logs.PutLogEvents",
+        lambda request, **_: sent_headers.append(
+            {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        ),
+    )
+    shipper = LogsShipper("/ecs/shop/metrics", "sidecar", emf=True, linger=0.05, client=client)
+    rx = EmfReceiver("127.0.0.1", 0, shipper=shipper)
+    rx.start()
+    try:
+        lines = [emf_line("M", i) for i in range(50)]
+        with socket.create_connection(rx.address()) as conn:
+            conn.sendall(b"\n".join(lines[:25]) + b"\n" + b"not emf\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"\n".join(lines[25:]) + b"\n", rx.address())
+        wait_until(lambda: _stats.stats().get("sidecar.emf.accepted") == 50, what="50 accepted lines")
+    finally:
+        rx.stop()  # flushes the shipper
+    events = client.get_log_events(
+        logGroupName="/ecs/shop/metrics", logStreamName="sidecar", startFromHead=True
+    )["events"]
+    assert sorted(json.loads(e["message"])["M"] for e in events) == list(range(50))
+    assert all(e["timestamp"] == json.loads(e["message"])["_aws"]["Timestamp"] for e in events)
+    assert sent_headers and all(h.get("x-amzn-logs-format") == "json/emf" for h in sent_headers)
+    assert _stats.stats()["sidecar.emf.rejected.not_json"] == 1
