@@ -1,0 +1,130 @@
+"""The CloudWatch Logs shipper against moto server, read back with GetLogEvents."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from tracekit import _stats
+from tracekit.cwlogs import (
+    EVENT_OVERHEAD,
+    MAX_BATCH_BYTES,
+    MAX_EVENT_BYTES,
+    LogsShipper,
+    batches,
+    make_event,
+)
+
+
+@pytest.fixture(autouse=True)
+def _reset_stats() -> None:
+    _stats.reset()
+
+
+def _client(moto: str) -> Any:
+    return boto3.client("logs", endpoint_url=moto, region_name="us-east-1")
+
+
+def _read_all(client: Any, group: str, stream: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    token = None
+    while True:
+        kwargs = {"nextToken": token} if token else {}
+        page = client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs)
+        events.extend(page["events"])
+        if page["nextForwardToken"] == token:
+            return events
+        token = page["nextForwardToken"]
+
+
+def _count_calls(client: Any) -> list[int]:
+    calls: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(len(params["logEvents"]))
+
+    client.meta.events.register("provide-client-params.cloudwatch-logs.PutLogEvents", record)
+    return calls
+
+
+def test_every_line_arrives_in_order_and_groups_are_created(moto: str) -> None:
+    client = _client(moto)
+    calls = _count_calls(client)
+    shipper = LogsShipper("/app/web", "host-1", client=client, linger=0.05)
+    base = int(time.time() * 1000) - 60_000
+    # Out of order on purpose: batches must be sorted before sending (moto rejects disorder).
+    lines = [(base + (i * 7919) % 25_000, f"line {(i * 7919) % 25_000}") for i in range(25_000)]
+    assert all(shipper.put(message, stamp) for stamp, message in lines)
+    assert shipper.flush(60)
+    events = _read_all(client, "/app/web", "host-1")
+    assert [e["message"] for e in events] == [f"line {i}" for i in range(25_000)]
+    assert [e["timestamp"] for e in events] == [base + i for i in range(25_000)]
+    assert max(calls) <= 10_000 and sum(calls) >= 25_000
+    assert _stats.stats()["cwlogs.sent"] == 25_000
+    shipper.close(5)
+
+
+def test_emf_header_is_sent(moto: str) -> None:
+    client = _client(moto)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(request: Any, event_name: str, **_: Any) -> None:
+        value = request.headers.get("x-amzn-logs-format")
+        seen.append((event_name.rsplit(".", 1)[1], value and bytes(value).decode()))
+
+    client.meta.events.register("before-send.cloudwatch-logs.PutLogEvents", capture)
+    client.meta.events.register("before-send.cloudwatch-logs.CreateLogGroup", capture)
+    shipper = LogsShipper("/emf", "s", client=client, emf=True, linger=0)
+    shipper.put('{"_aws":{}}')
+    assert shipper.flush(10)
+    assert ("PutLogEvents", "json/emf") in seen
+    assert ("CreateLogGroup", None) in seen  # only PutLogEvents carries the header
+    assert _read_all(client, "/emf", "s")[0]["message"] == '{"_aws":{}}'
+
+
+def test_batches_respect_bytes_and_the_24_hour_span() -> None:
+    big = [make_event("x" * 10_000, 1_000 + i) for i in range(300)]  # ~3 MB
+    chunks = batches(big)
+    assert len(chunks) == 3
+    assert all(sum(e.size for e in c) <= MAX_BATCH_BYTES for c in chunks)
+    hour = 3600 * 1000
+    spread = [make_event(f"e{i}", i * 6 * hour) for i in range(10)]  # 54 hours
+    for chunk in batches(spread):
+        assert chunk[-1].timestamp_ms - chunk[0].timestamp_ms < 24 * hour
+    assert [e.message for c in batches(spread) for e in c] == [f"e{i}" for i in range(10)]
+
+
+def test_oversized_and_out_of_window_events(moto: str) -> None:
+    huge = make_event("é" * MAX_EVENT_BYTES)
+    assert huge.size <= MAX_EVENT_BYTES and huge.message.startswith("éé")
+    assert huge.size - EVENT_OVERHEAD == len(huge.message.encode())
+    assert _stats.stats()["cwlogs.truncated"] == 1
+    client = _client(moto)
+    shipper = LogsShipper("/g", "s", client=client, linger=0)
+    now = int(time.time() * 1000)
+    shipper.put("ancient", now - 15 * 24 * 3600 * 1000)
+    shipper.put("future", now + 3 * 3600 * 1000)
+    shipper.put("fine", now)
+    assert shipper.flush(10)
+    assert [e["message"] for e in _read_all(client, "/g", "s")] == ["fine"]
+    assert _stats.stats()["cwlogs.dropped.out_of_window"] == 2
+
+
+def test_bounded_buffer_and_unreachable_endpoint_never_raise() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shipper = LogsShipper(
+        "/g", "s", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1",
+        max_buffer_bytes=1_000, max_attempts=1, linger=5,
+    )  # fmt: skip
+    accepted = [shipper.put("x" * 100) for _ in range(20)]
+    assert accepted.count(True) == 7  # 7 x 126 bytes fit in 1,000
+    assert _stats.stats()["cwlogs.dropped.buffer_full"] == 13
+    assert shipper.flush(20)
+    assert _stats.stats()["cwlogs.dropped.error"] == 7
+    assert shipper.put("room again")  # the buffer drained
