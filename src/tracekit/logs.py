@@ -210,13 +210,15 @@ def request_finished(error: bool = False, **fields: Any) -> None:
 
 
 @contextmanager
-def request_scope() -> Iterator[RequestLog]:
+def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
     """``request_started`` / ``request_finished`` around a block; an exception counts as an error.
 
-    Set ``state.error = True`` for failures that do not raise (a 5xx response) and fill
-    ``state.fields`` for the ``request finished`` line.
+    ``context_fields`` (the Lambda decorator passes request id, function name, cold start) are on
+    every line inside the block. Set ``state.error = True`` for failures that do not raise (a 5xx
+    response) and fill ``state.fields`` for the ``request finished`` line.
     """
     config = _active()
+    context_token = _context.set({**(_context.get() or {}), **context_fields})
     state, token = logs_buffer.start(config.sample_rate, config.buffer_size)
     failed = False
     try:
@@ -227,6 +229,7 @@ def request_scope() -> Iterator[RequestLog]:
     finally:
         _request_tokens.set(token)
         request_finished(failed)
+        _context.reset(context_token)
 
 
 def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:

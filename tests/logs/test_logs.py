@@ -90,6 +90,11 @@ def test_lambda_context_fields_are_per_context(lines: Callable[..., Lines]) -> N
     logs.clear_context()
     log.info("after")
     assert "request_id" not in read()[-1]
+    with logs.request_scope(function_request_id="abc", cold_start=False):
+        log.info("in scope")
+    log.info("out of scope")
+    assert read()[-2]["function_request_id"] == "abc" and read()[-2]["cold_start"] is False
+    assert "function_request_id" not in read()[-1]
 
 
 def test_exceptions_have_type_message_and_stack(lines: Callable[..., Lines]) -> None:
