@@ -47,27 +47,34 @@ def emf(shipper: ListShipper) -> Iterator[EmfReceiver]:
     rx.stop()
 
 
-def test_aws_embedded_metrics_tcp_sink_is_received(emf: EmfReceiver, shipper: ListShipper) -> None:
+AWS_EMF_SCRIPT = """
+import asyncio, sys
+from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger
+async def main():
+    for i in range(int(sys.argv[1])):
+        m = create_metrics_logger()
+        m.set_namespace('Shop')
+        m.put_dimensions({'Route': '/cart'})
+        m.put_metric('Latency', 12.5, 'Milliseconds')
+        m.set_property('RequestId', f'r-{i}')
+        await m.flush()
+asyncio.run(main())
+"""
+
+
+def run_aws_embedded_metrics(rx: EmfReceiver, documents: int) -> None:
     """The real aws-embedded-metrics library, configured the documented way, in its own process."""
-    host, port = emf.address()
-    script = (
-        "import asyncio\n"
-        "from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger\n"
-        "async def main():\n"
-        "    m = create_metrics_logger()\n"
-        "    m.set_namespace('Shop')\n"
-        "    m.put_dimensions({'Route': '/cart'})\n"
-        "    m.put_metric('Latency', 12.5, 'Milliseconds')\n"
-        "    m.set_property('RequestId', 'r-1')\n"
-        "    await m.flush()\n"
-        "asyncio.run(main())\n"
-    )
+    host, port = rx.address()
     env = {**os.environ, "AWS_EMF_AGENT_ENDPOINT": f"tcp://{host}:{port}",
            "AWS_EMF_ENVIRONMENT": "agent", "AWS_EMF_SERVICE_NAME": "shop"}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", AWS_EMF_SCRIPT, str(documents)], env=env, check=True, timeout=60)
+
+
+def test_aws_embedded_metrics_tcp_sink_is_received(emf: EmfReceiver, shipper: ListShipper) -> None:
+    run_aws_embedded_metrics(emf, 1)
     wait_until(lambda: shipper.lines, what="the aws-embedded-metrics document")
     (doc,) = shipper.docs()
-    assert doc["Latency"] == 12.5 and doc["RequestId"] == "r-1"
+    assert doc["Latency"] == 12.5 and doc["RequestId"] == "r-0"
     assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Shop"
     assert shipper.lines[0][1] == doc["_aws"]["Timestamp"]
     assert _stats.stats()["sidecar.emf.accepted"] == 1
@@ -207,18 +214,25 @@ def test_emf_lines_reach_cloudwatch_logs_with_the_emf_header(moto: str) -> None:
     rx = EmfReceiver("127.0.0.1", 0, shipper=shipper)
     rx.start()
     try:
-        lines = [emf_line("M", i) for i in range(50)]
+        run_aws_embedded_metrics(rx, 20)
+        host, port = rx.address()
+        tracekit.metrics.configure("Shop", outputs=[f"tcp://{host}:{port}"], service="shop")
+        tracekit.metrics.count("Orders", 3)
+        tracekit.metrics.shutdown()
         with socket.create_connection(rx.address()) as conn:
-            conn.sendall(b"\n".join(lines[:25]) + b"\n" + b"not emf\n")
+            conn.sendall(b"\n".join(emf_line("M", i) for i in range(25)) + b"\nnot emf\n")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.sendto(b"\n".join(lines[25:]) + b"\n", rx.address())
-        wait_until(lambda: _stats.stats().get("sidecar.emf.accepted") == 50, what="50 accepted lines")
+            udp.sendto(b"\n".join(emf_line("M", i) for i in range(25, 50)) + b"\n", rx.address())
+        wait_until(lambda: _stats.stats().get("sidecar.emf.accepted") == 71, what="71 accepted lines")
     finally:
         rx.stop()  # flushes the shipper
     events = client.get_log_events(
         logGroupName="/ecs/shop/metrics", logStreamName="sidecar", startFromHead=True
     )["events"]
-    assert sorted(json.loads(e["message"])["M"] for e in events) == list(range(50))
-    assert all(e["timestamp"] == json.loads(e["message"])["_aws"]["Timestamp"] for e in events)
+    docs = [json.loads(e["message"]) for e in events]
+    assert sorted(d["M"] for d in docs if "M" in d) == list(range(50))
+    assert sorted(d["RequestId"] for d in docs if "RequestId" in d) == sorted(f"r-{i}" for i in range(20))
+    assert [d["Orders"] for d in docs if "Orders" in d] == [3]
+    assert [e["timestamp"] for e in events] == [d["_aws"]["Timestamp"] for d in docs]
     assert sent_headers and all(h.get("x-amzn-logs-format") == "json/emf" for h in sent_headers)
     assert _stats.stats()["sidecar.emf.rejected.not_json"] == 1
