@@ -86,6 +86,11 @@ def get_tracer() -> trace.Tracer | None:
     return tracer
 
 
+def is_configured() -> bool:
+    """True once ``configure`` ran, explicitly or on first use (integrations keep the user's setup)."""
+    return "key" in _state
+
+
 def current_config() -> _config.Config:
     """The configuration in force (defaults from the environment before ``configure``)."""
     cfg: _config.Config | None = _state.get("config")

@@ -1,0 +1,293 @@
+"""``@tracekit.lambda_handler``: one span per invocation, under the segment Lambda writes.
+
+Per invocation: the parent comes from ``_X_AMZN_TRACE_ID`` (the span becomes a subsegment of the
+function's segment; ``Sampled=0`` records nothing), the trigger is recognised from the event, the
+logs and metrics of the invocation carry its request id and cold-start flag, and everything is
+flushed before the handler returns, because Lambda freezes the process right after. Exceptions from
+the handler are recorded and re-raised unchanged; tracekit's own failures are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from tracekit import _stats, api, ids, propagation, provider
+from tracekit.aws_lambda import events, runtime
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+DEFAULT_FLUSH_TIMEOUT = 2.0
+"""Longest wait for exporters before returning (X-Ray over UDP is done at once; OTLP may wait)."""
+FLUSH_MARGIN_MS = 200
+"""Flushing stops this long before the invocation's deadline, so the flush never causes a timeout."""
+
+_MARKER = "__tracekit_lambda__"
+_cold = [True]
+
+
+def instrument(handler: H, *, name: str | None = None, flush_timeout: float | None = None) -> H:
+    """Wrap a Lambda handler (``def`` or ``async def``); the result is a plain ``(event, context)``
+    function the runtime can call. Configures tracing with Lambda defaults unless already done."""
+    if getattr(handler, _MARKER, False):
+        return handler
+    runtime.ensure_configured()
+    span_name = name or _qualified_name(handler)
+    timeout = _flush_timeout() if flush_timeout is None else flush_timeout
+    call = _run_async(handler) if inspect.iscoroutinefunction(handler) else handler
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        invocation = _begin(span_name, event, context)
+        try:
+            result = call(event, context)
+        except BaseException as exc:
+            _finish(invocation, context, timeout, exc=exc)
+            raise
+        _finish(invocation, context, timeout, result=result)
+        return result
+
+    setattr(wrapper, _MARKER, True)
+    return cast(H, wrapper)
+
+
+def lambda_handler(handler: H | None = None, /, **options: Any) -> Any:
+    """Decorator form of :func:`instrument`: ``@lambda_handler`` or ``@lambda_handler(name=...)``."""
+    if handler is None:
+        return lambda fn: instrument(fn, **options)
+    return instrument(handler, **options)
+
+
+class _Invocation:
+    """What :func:`_begin` set up, for :func:`_finish` to close."""
+
+    def __init__(self, stack: ExitStack, span: Span, trigger: events.Trigger) -> None:
+        self.stack, self.span, self.trigger = stack, span, trigger
+
+
+def _begin(span_name: str, event: Any, context: Any) -> _Invocation | None:
+    stack = ExitStack()
+    try:
+        cold = _take_cold_start()
+        request_id = str(getattr(context, "aws_request_id", "") or "")
+        trigger = _recognise(event)
+        stack.callback(otel_context.detach, otel_context.attach(_parent_context()))
+        _enter_logs(stack, request_id, cold)
+        _enter_metrics(stack, request_id, cold)
+        kind = SpanKind.CONSUMER if trigger.is_message else SpanKind.INTERNAL
+        span = stack.enter_context(
+            api.span(span_name, kind=kind, attributes=_span_attributes(context, request_id, cold, trigger))
+        )
+        api.annotate("ColdStart", cold)
+        _add_links(span, trigger.trace_headers)
+        return _Invocation(stack, span, trigger)
+    except Exception as exc:
+        _stats.report("lambda.begin", exc)
+        _close(stack, None)
+        return None
+
+
+def _finish(
+    invocation: _Invocation | None,
+    context: Any,
+    timeout: float,
+    *,
+    result: Any = None,
+    exc: BaseException | None = None,
+) -> None:
+    try:
+        if invocation is not None:
+            if exc is None and invocation.trigger.is_http:
+                _record_status(invocation.span, result)
+            _close(invocation.stack, exc)
+        budget = _flush_budget(context, timeout)
+        provider.force_flush(budget)
+        _flush_metrics(budget)
+    except Exception as err:
+        _stats.report("lambda.finish", err)
+
+
+def _close(stack: ExitStack, exc: BaseException | None) -> None:
+    """Exit everything entered for the invocation; a handler exception ends the span as failed."""
+    try:
+        if exc is None:
+            stack.close()
+        else:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+    except Exception as err:
+        if err is not exc:
+            _stats.report("lambda.close", err)
+
+
+def _take_cold_start() -> bool:
+    cold, _cold[0] = _cold[0], False
+    return cold and not runtime.is_provisioned()
+
+
+def _recognise(event: Any) -> events.Trigger:
+    try:
+        return events.recognise(event)
+    except Exception as exc:
+        _stats.report("lambda.event_source", exc)
+        return events.Trigger()
+
+
+def _parent_context() -> otel_context.Context:
+    """The context Lambda gives this invocation: its segment as the remote parent."""
+    header = os.environ.get("_X_AMZN_TRACE_ID")
+    carrier = {propagation.HEADER: header} if header else {}
+    return propagation.XRayPropagator().extract(carrier, otel_context.Context())
+
+
+def _span_attributes(context: Any, request_id: str, cold: bool, trigger: events.Trigger) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "faas.trigger": trigger.trigger,
+        "faas.coldstart": cold,
+        "faas.name": runtime.function_name(),
+        "aws.lambda.event_source": trigger.source,
+        **trigger.attributes,
+    }
+    if request_id:
+        attrs["faas.invocation_id"] = attrs["aws.request_id"] = request_id
+    arn = getattr(context, "invoked_function_arn", None)
+    if isinstance(arn, str) and arn:
+        attrs["cloud.resource_id"] = arn
+    version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    if version:
+        attrs["faas.version"] = version
+    return attrs
+
+
+def _add_links(span: Span, headers: list[str]) -> None:
+    """Link to each message's producer span, so its trace is one click away."""
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    for value in headers:
+        header = propagation.parse_header(value)
+        if header is None or header.parent is None:
+            _stats.incr("lambda.links.unparseable")
+            continue
+        flags = TraceFlags(TraceFlags.SAMPLED if header.sampled else TraceFlags.DEFAULT)
+        producer = SpanContext(header.root, header.parent, is_remote=True, trace_flags=flags)
+        span.add_link(producer, {"aws.xray.trace_id": ids.to_xray_trace_id(header.root)})
+
+
+def _record_status(span: Span, result: Any) -> None:
+    """HTTP triggers: the returned ``statusCode`` makes the subsegment an error (4xx) or fault (5xx)."""
+    status = result.get("statusCode") if isinstance(result, dict) else None
+    try:
+        code = int(status) if status is not None else 200
+    except (TypeError, ValueError):
+        return
+    span.set_attribute("http.response.status_code", code)
+    if code >= 500:
+        span.set_status(Status(StatusCode.ERROR, f"HTTP {code}"))
+
+
+# -- logs and metrics, when the application uses them -------------------------------------------
+
+
+def _enter_logs(stack: ExitStack, request_id: str, cold: bool) -> None:
+    """Logs written during the invocation carry its request id and cold-start flag."""
+    logs = sys.modules.get("tracekit.logs")
+    if logs is None:
+        return
+    fields = {"function_request_id": request_id, "cold_start": cold, "function_name": runtime.function_name()}
+    request_scope = getattr(logs, "request_scope", None)
+    if callable(request_scope):
+        stack.enter_context(cast(AbstractContextManager[Any], request_scope(**fields)))
+    else:
+        logs.bind_context(**fields)
+        stack.callback(logs.clear_context)
+
+
+def _metrics() -> Any:
+    """``tracekit.metrics`` if the application uses it or the environment names a namespace."""
+    module = sys.modules.get("tracekit.metrics")
+    named = os.environ.get("AWS_EMF_NAMESPACE") or os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
+    if module is None and named:
+        import tracekit.metrics as module
+    return module
+
+
+def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
+    metrics = _metrics()
+    if metrics is None:
+        return
+    properties = {"function_request_id": request_id} if request_id else None
+    stack.enter_context(cast(AbstractContextManager[Any], metrics.scope(properties=properties)))
+    if cold:
+        metrics.count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
+
+
+def _flush_metrics(timeout: float) -> None:
+    metrics = sys.modules.get("tracekit.metrics")
+    if metrics is not None:
+        metrics.flush(timeout)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _flush_budget(context: Any, timeout: float) -> float:
+    """``timeout``, cut so that flushing ends before the invocation's deadline."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        try:
+            left = (float(remaining()) - FLUSH_MARGIN_MS) / 1000
+            return max(0.0, min(timeout, left))
+        except (TypeError, ValueError):
+            pass
+    return timeout
+
+
+def _flush_timeout() -> float:
+    value = os.environ.get("TRACEKIT_LAMBDA_FLUSH_TIMEOUT", "")
+    try:
+        return float(value) if value else DEFAULT_FLUSH_TIMEOUT
+    except ValueError:
+        _stats.report(
+            "lambda.flush_timeout",
+            msg=f"TRACEKIT_LAMBDA_FLUSH_TIMEOUT={value!r} is not valid: expected seconds, e.g. 2.0",
+        )
+        return DEFAULT_FLUSH_TIMEOUT
+
+
+def _qualified_name(handler: Callable[..., Any]) -> str:
+    module = getattr(handler, "__module__", None) or ""
+    qualname = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", "handler")
+    return f"{module}.{qualname}" if module and module != "__main__" else str(qualname)
+
+
+def _run_async(handler: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    """Run an ``async def`` handler to completion on one event loop kept for the process.
+
+    The loop outlives the invocation so that clients bound to it (aiohttp sessions, aioboto3) can be
+    reused by the next one, as module-level clients are in synchronous handlers.
+    """
+    import asyncio
+
+    loop: list[asyncio.AbstractEventLoop] = []
+
+    def run(event: Any, context: Any) -> Any:
+        if not loop or loop[0].is_closed():
+            loop[:] = [asyncio.new_event_loop()]
+        return loop[0].run_until_complete(handler(event, context))
+
+    return run
+
+
+def _reset_cold_start() -> None:
+    """For tests: the next invocation counts as a cold start again."""
+    _cold[0] = True
+
+
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "instrument", "lambda_handler"]

@@ -1,0 +1,238 @@
+"""``tracekit layer build``: a Lambda layer zip with tracekit, its runtime dependencies and the wrapper.
+
+Layout (unpacked under /opt): ``python/`` (on the runtime's ``sys.path``) and the exec wrapper
+``tracekit-instrument``. Dependencies are resolved for the target runtime (``--python-version``,
+manylinux2014 wheels for the architecture). boto3/botocore and what only they need are left out:
+the Python runtime ships them. Tests, caches and console scripts are stripped, and bytecode is
+precompiled (unchecked-hash ``.pyc``: /opt is read-only, so Lambda could not cache it itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+ARCHITECTURES = {
+    "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
+    "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64"),
+}
+"""Lambda architecture -> (uv ``--python-platform``, pip ``--platform``)."""
+EXCLUDED = ("boto3", "botocore", "s3transfer", "jmespath")
+"""Provided by the Lambda Python runtime; nothing tracekit imports on the Lambda path needs them."""
+_STRIP_DIRS = ("__pycache__", "tests", "test")
+_STRIP_SUFFIXES = (".pyc", ".pyi", ".lock")
+"""Stale bytecode, type stubs (no use at run time) and the installer's lock file."""
+WRAPPER_NAME = "tracekit-instrument"
+WRAPPER_SCRIPT = """#!/bin/sh
+# tracekit zero-code instrumentation for AWS Lambda.
+# Set AWS_LAMBDA_EXEC_WRAPPER=/opt/tracekit-instrument on a function that has the tracekit layer:
+# the configured handler is kept in TRACEKIT_ORIGINAL_HANDLER and tracekit's entry point, which
+# imports and instruments it, takes its place (in _HANDLER and on the command line).
+entry=tracekit.aws_lambda.entry.handler
+if [ -n "${_HANDLER:-}" ] && [ "$_HANDLER" != "$entry" ]; then
+  export TRACEKIT_ORIGINAL_HANDLER="$_HANDLER"
+  for arg do
+    shift
+    if [ "$arg" = "$TRACEKIT_ORIGINAL_HANDLER" ]; then arg=$entry; fi
+    set -- "$@" "$arg"
+  done
+  export _HANDLER="$entry"
+fi
+exec "$@"
+"""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A built layer: where it is, its sizes, and whether bytecode is inside."""
+
+    path: Path
+    zip_bytes: int
+    unzipped_bytes: int
+    files: int
+    bytecode: bool
+    note: str = ""
+
+
+def build(python: str = "3.11", arch: str = "x86_64", output: Path | None = None) -> Layer:
+    """Build the layer zip for Lambda's ``python`` runtime on ``arch``; returns what was built."""
+    if python not in PYTHON_VERSIONS:
+        raise ValueError(f"--python {python!r} is not supported: expected {', '.join(PYTHON_VERSIONS)}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"--arch {arch!r} is not supported: expected {', '.join(ARCHITECTURES)}")
+    output = output or Path(f"tracekit-layer-python{python}-{arch}.zip")
+    with tempfile.TemporaryDirectory(prefix="tracekit-layer-") as tmp:
+        root = Path(tmp)
+        site = root / "python"
+        _install_dependencies(site, python, arch)
+        _copy_tracekit(site)
+        _remove_distributions(site, EXCLUDED)
+        _strip(site)
+        bytecode, note = _compile(site, python)
+        (root / WRAPPER_NAME).write_text(WRAPPER_SCRIPT)
+        files, unzipped = _zip(root, output)
+    return Layer(output, output.stat().st_size, unzipped, files, bytecode, note)
+
+
+def runtime_requirements() -> list[str]:
+    """tracekit's own dependencies (no extras), as installed."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        found = requires("tracekit") or []
+    except PackageNotFoundError as exc:
+        raise RuntimeError("tracekit is not installed: build from an environment that has it") from exc
+    return [req.split(";")[0].strip() for req in found if "extra ==" not in req]
+
+
+def _install_dependencies(site: Path, python: str, arch: str) -> None:
+    requirements = runtime_requirements()
+    uv = shutil.which("uv") or _beside_interpreter("uv")
+    uv_platform, pip_platform = ARCHITECTURES[arch]
+    target = ["--target", str(site), "--python-version", python]
+    if uv:
+        cmd = [uv, "pip", "install", "-q", *target, "--python-platform", uv_platform]
+    else:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", *target, "--platform", pip_platform]
+        cmd += ["--implementation", "cp"]
+    cmd += ["--only-binary", ":all:", *requirements]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"installing {' '.join(requirements)} failed:\n{result.stderr.strip()}")
+
+
+def _beside_interpreter(name: str) -> str | None:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+def _copy_tracekit(site: Path) -> None:
+    import tracekit
+
+    source = Path(tracekit.__file__).parent
+    shutil.copytree(source, site / "tracekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    info = site / f"tracekit-{tracekit.__version__}.dist-info"
+    info.mkdir()
+    metadata = f"Metadata-Version: 2.1\nName: tracekit\nVersion: {tracekit.__version__}\n"
+    (info / "METADATA").write_text(metadata)
+
+
+def _remove_distributions(site: Path, names: tuple[str, ...]) -> None:
+    """Delete installed distributions by their RECORD (what pip/uv wrote for them)."""
+    wanted = {name.lower().replace("-", "_") for name in names}
+    for info in site.glob("*.dist-info"):
+        name = info.name.rsplit("-", 1)[0].lower().replace("-", "_")
+        if name not in wanted:
+            continue
+        record = info / "RECORD"
+        for line in record.read_text().splitlines() if record.exists() else ():
+            path = site / line.split(",")[0]
+            if path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+    for name in wanted:
+        shutil.rmtree(site / name, ignore_errors=True)
+
+
+def _strip(site: Path) -> None:
+    """Remove caches, test suites, console scripts, stubs and stale bytecode."""
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    for path in sorted(site.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in _STRIP_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.suffix in _STRIP_SUFFIXES and path.is_file():
+            path.unlink()
+
+
+def _compile(site: Path, python: str) -> tuple[bool, str]:
+    """Precompile with an interpreter of the target version; bytecode of another version is useless."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    interpreter = sys.executable if python == running else shutil.which(f"python{python}")
+    if interpreter is None:
+        return False, (
+            f"no python{python} interpreter on this machine: bytecode not precompiled "
+            f"(build on a machine with python{python} to include it)"
+        )
+    cmd = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    cmd.append(str(site))
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return False, f"compileall failed: {result.stdout.strip()[-500:]}"
+    return True, ""
+
+
+def _zip(root: Path, output: Path) -> tuple[int, int]:
+    """Zip ``root`` deterministically (sorted, fixed timestamps), keeping the wrapper executable."""
+    files = unzipped = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            name = path.relative_to(root).as_posix()
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            mode = 0o755 if name == WRAPPER_NAME else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            data = path.read_bytes()
+            archive.writestr(info, data)
+            files += 1
+            unzipped += len(data)
+    return files, unzipped
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``tracekit layer build``."""
+    layer = subparsers.add_parser("layer", help="AWS Lambda layer tools", description="Lambda layer tools.")
+    commands = layer.add_subparsers(dest="layer_command", metavar="COMMAND", required=True)
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    build_cmd = commands.add_parser(
+        "build",
+        help="build the tracekit Lambda layer zip",
+        description=(
+            "Build a Lambda layer zip: python/ with tracekit and its runtime dependencies (without "
+            "boto3/botocore, which the runtime has), precompiled bytecode, and the exec wrapper "
+            "/opt/tracekit-instrument (set AWS_LAMBDA_EXEC_WRAPPER to it to trace without code changes)."
+        ),
+    )
+    build_cmd.add_argument(
+        "--python", choices=PYTHON_VERSIONS, default=running if running in PYTHON_VERSIONS else "3.11",
+        help="the function's Python runtime version (default: this interpreter's)",
+    )
+    build_cmd.add_argument(
+        "--arch", choices=tuple(ARCHITECTURES), default="x86_64", help="the function's architecture"
+    )
+    build_cmd.add_argument(
+        "-o", "--output", type=Path, help="zip to write (default: tracekit-layer-pythonX.Y-ARCH.zip)"
+    )
+    build_cmd.set_defaults(handler=_build_command)
+
+
+def _build_command(args: argparse.Namespace) -> int:
+    try:
+        layer = build(args.python, args.arch, args.output)
+    except (RuntimeError, ValueError) as exc:
+        print(f"tracekit layer build: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {layer.path} ({layer.files} files)")
+    print(f"zip size:      {_mb(layer.zip_bytes)}")
+    print(f"unzipped size: {_mb(layer.unzipped_bytes)}")
+    print(f"bytecode:      {'precompiled for Python ' + args.python if layer.bytecode else 'not included'}")
+    if layer.note:
+        print(f"note: {layer.note}")
+    return 0
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.2f} MB ({size:,} bytes)"
+
+
+__all__ = ["EXCLUDED", "WRAPPER_SCRIPT", "Layer", "build", "register", "runtime_requirements"]
