@@ -115,6 +115,7 @@ class ControlPlane:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each keep-alive answer waits ~40 ms
 
             def do_POST(self) -> None:
                 self._serve()
@@ -140,8 +141,8 @@ class ControlPlane:
 
         self._server = ThreadingHTTPServer(self._address, Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="tracekit-xray-sampling",
-                         daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="tracekit-xray-sampling", daemon=True).start()
         return self
 
     def stop(self) -> None:
