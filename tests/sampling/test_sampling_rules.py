@@ -166,3 +166,18 @@ def test_sdk_local_rules_problems(tmp_path: Path) -> None:
     assert any("URLPath: set on the default rule" in p for p in found)
     assert any("Host: is required" in p for p in found)
     assert any("ReservoirSize: -1 is out of range" in p for p in found)
+
+
+def test_tail_policy_decisions() -> None:
+    from tracekit.sampling.tail import TailDecider
+
+    now = [100.0]
+    [policy] = rules.load([RULES_DIR]).tail
+    keep_all = TailDecider([policy], clock=lambda: now[0])
+    assert [keep_all.keep(s) for s in (200, 302, 404, 503, None)] == [
+        None, None, "Error responses", "Error responses", None]
+    assert keep_all.keep(None, fault=True) == "Error responses"
+    capped = TailDecider([rules.TailPolicy("5xx", 500, 599, 2, 0.0)], clock=lambda: now[0])
+    assert [capped.keep(500) for _ in range(4)] == ["5xx", "5xx", None, None]
+    now[0] += 1
+    assert capped.keep(599) == "5xx"
