@@ -8,7 +8,11 @@ import sys
 from collections.abc import Sequence
 
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
-COMMAND_MODULES: tuple[str, ...] = ("tracekit.demo", "tracekit.aws_lambda.layer")
+COMMAND_MODULES: tuple[str, ...] = (
+    "tracekit.demo",
+    "tracekit.sampling.cli",
+    "tracekit.aws_lambda.layer",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
