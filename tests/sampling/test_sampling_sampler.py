@@ -221,3 +221,14 @@ def test_a_broken_decision_never_raises(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(sampler, "_select", boom)
     assert decide(sampler, ORDERS) == (False, None)
     assert _stats.stats()["errors.sampling.decision"] == 1
+
+
+def test_rule_attributes_match_span_attributes(plane: ControlPlane, clock: Any) -> None:
+    plane.load_rules([Rule("Gold tenants", 5, 1.0, 0, attributes={"tenant": "gold-*"}),
+                      Rule("Nobody else", 6, 0.0, 0)])
+    sampler = XRaySampler("svc", endpoint=plane.url, clock=clock, background=False)
+    sampler.poll_rules()
+    assert decide(sampler, {"tenant": "GOLD-7", "http.request.method": "GET"}) == (
+        True, "Gold tenants")
+    assert decide(sampler, {"tenant": "silver"}) == (False, None)
+    assert decide(sampler, {"tenant": 7}) == (False, None)  # only string attributes match

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,7 +99,7 @@ class XRaySampler(Sampler):
         self.service_name = service_name
         self.origin = origin
         self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self.client_id = secrets.token_hex(12)
+        self.client_id = os.urandom(12).hex()
         self._clock = clock
         self._rng = rng or random.Random()
         self._background = background
@@ -109,6 +109,8 @@ class XRaySampler(Sampler):
         self._lock = threading.Lock()
         self._local = [_RuleState.local(r) for r in _local_rules(local_rules)]
         self._central: list[_RuleState] = []
+        self._uses_attributes = any(s.rule.attributes for s in self._local)
+        """Only collect string attributes when some rule matches on Attributes."""
         self._fetched_at: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -156,7 +158,10 @@ class XRaySampler(Sampler):
             host=_text(attrs.get("server.address") or attrs.get("http.host")),
             method=_text(attrs.get("http.request.method") or attrs.get("http.method")),
             path=_text(path),
-            attributes={k: v for k, v in attrs.items() if isinstance(v, str)},
+            attributes=(
+                {k: v for k, v in attrs.items() if isinstance(v, str)}
+                if self._uses_attributes else {}
+            ),
         )
 
     def _select(self, request: SamplingRequest, now: float) -> _RuleState:
@@ -261,6 +266,7 @@ class XRaySampler(Sampler):
                 states.append(state)
             self._central = states
             self._fetched_at = self._clock()
+            self._uses_attributes = any(s.rule.attributes for s in (*states, *self._local))
 
     def poll_targets(self) -> None:
         """Report due statistics, load the new quotas, rates and boosts."""
