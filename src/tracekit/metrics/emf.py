@@ -14,60 +14,97 @@ from collections.abc import Iterator
 from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Series
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-
-def serialize(batch: Batch) -> list[dict[str, object]]:
-    """The EMF documents for ``batch`` (see module docstring for the splitting rules)."""
-    groups: dict[Dimensions, list[Series]] = {}
-    for series in batch.series:
-        groups.setdefault(series.dimensions, []).append(series)
-    docs: list[dict[str, object]] = []
-    for dims, members in groups.items():
-        docs.extend(_group_documents(batch, dims, members))
-    return docs
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def dumps(batch: Batch) -> list[str]:
-    """``serialize`` as compact JSON lines (no trailing newline)."""
-    return [_dumps(doc) for doc in serialize(batch)]
+    """The EMF documents for ``batch`` as compact JSON lines (no trailing newline).
+
+    Documents are assembled from cached JSON fragments (names, dimension members, metric
+    definitions): only the values and the timestamp are formatted per flush. Strings go through the
+    JSON encoder once, numbers are finite ints/floats whose ``repr`` is valid JSON.
+    """
+    groups: dict[Dimensions, list[Series]] = {}
+    for series in batch.series:
+        groups.setdefault(series.dimensions, []).append(series)
+    lines: list[str] = []
+    for dims, members in groups.items():
+        lines.extend(_group_lines(batch, dims, members))
+    return lines
 
 
-def _group_documents(batch: Batch, dims: Dimensions, members: list[Series]) -> Iterator[dict[str, object]]:
-    base = dict(batch.properties)
-    base.update(dims)
-    dimension_sets = [[key for key, _ in dims]]
-    pending = [(s, s.emitted()) for s in members if s.name not in base]
+def serialize(batch: Batch) -> list[dict[str, object]]:
+    """``dumps`` parsed back into objects (for tests and tools; the hot path never needs it)."""
+    return [json.loads(line) for line in dumps(batch)]
+
+
+def _group_lines(batch: Batch, dims: Dimensions, members: list[Series]) -> Iterator[str]:
+    keys = tuple(key for key, _ in dims)
+    taken = {*keys, *batch.properties}
+    head = "".join(_member(k, v) for k, v in batch.properties.items() if k not in keys)
+    head += "".join(_dimension_member(k, v) for k, v in dims)
+    directive = _directive_head(batch.namespace, keys)
+    stamp = str(batch.timestamp_ms)
+    pending = [(s, s.emitted()) for s in members if s.name not in taken]
     step = spec.MAX_VALUES_PER_METRIC
     offset = 0
     while pending:
         for start in range(0, len(pending), spec.MAX_METRICS_PER_DOCUMENT):
             chunk = pending[start : start + spec.MAX_METRICS_PER_DOCUMENT]
-            doc = dict(base)
-            for series, values in chunk:
-                part = values[offset : offset + step]
-                doc[series.name] = part[0] if len(part) == 1 else part
-            doc["_aws"] = {
-                "Timestamp": batch.timestamp_ms,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": batch.namespace,
-                        "Dimensions": dimension_sets,
-                        "Metrics": [_definition(s.name, s.unit, s.resolution) for s, _ in chunk],
-                    }
-                ],
-            }
-            yield doc
+            yield _document(head, directive, stamp, chunk, offset)
         offset += step
         pending = [(s, v) for s, v in pending if len(v) > offset]
 
 
+def _document(
+    head: str, directive: str, stamp: str, chunk: list[tuple[Series, list[float]]], offset: int
+) -> str:
+    values: list[str] = []
+    definitions: list[str] = []
+    for series, emitted in chunk:
+        name, definition = _fragments(series.name, series.unit, series.resolution)
+        part = (
+            emitted[offset : offset + spec.MAX_VALUES_PER_METRIC]
+            if offset or len(emitted) > spec.MAX_VALUES_PER_METRIC
+            else emitted
+        )
+        values.append(name + (repr(part[0]) if len(part) == 1 else f"[{','.join(map(repr, part))}]"))
+        definitions.append(definition)
+    return (
+        f'{{{head}{",".join(values)},"_aws":{{"Timestamp":{stamp},"CloudWatchMetrics":'
+        f"[{directive}{','.join(definitions)}]}}]}}}}"
+    )
+
+
+_FRAGMENTS: dict[tuple[str, str, int], tuple[str, str]] = {}
+
+
+def _fragments(name: str, unit: str, resolution: int) -> tuple[str, str]:
+    """``"name":`` and the metric definition JSON, cached (bounded) per metric."""
+    key = (name, unit, resolution)
+    found = _FRAGMENTS.get(key)
+    if found is None:
+        definition: dict[str, object] = {"Name": name, "Unit": unit}
+        if resolution == 1:
+            definition["StorageResolution"] = 1
+        found = (_encode(name) + ":", _encode(definition))
+        if len(_FRAGMENTS) < 10_000:
+            _FRAGMENTS[key] = found
+    return found
+
+
+def _member(key: str, value: object) -> str:
+    return f"{_encode(key)}:{_encode(value)},"
+
+
 @functools.lru_cache(maxsize=4096)
-def _definition(name: str, unit: str, resolution: int) -> dict[str, object]:
-    definition: dict[str, object] = {"Name": name, "Unit": unit}
-    if resolution == 1:
-        definition["StorageResolution"] = 1
-    return definition
+def _dimension_member(key: str, value: str) -> str:
+    return _member(key, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _directive_head(namespace: str, keys: tuple[str, ...]) -> str:
+    return f'{{"Namespace":{_encode(namespace)},"Dimensions":[{_encode(list(keys))}],"Metrics":['
 
 
 def validate(doc: object) -> list[str]:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from tracekit import _stats
 from tracekit.metrics import spec
@@ -52,12 +53,17 @@ class Scope:
             self.add_dimension(key, value)
 
     def add_dimension(self, key: str, value: str) -> None:
-        """Add a dimension to every metric of this scope (checked now; bad ones are reported)."""
-        inherited = len(self.recorder.default_dimensions) + len(self.dimensions)
-        problem = spec.check_dimensions("<scope>", {key: value}, inherited)
-        if problem:
-            self.recorder.invalid(problem)
-            return
+        """Add a dimension to every metric of this scope (checked once per pair; bad ones reported)."""
+        recorder = self.recorder
+        known = key.__class__ is str and value.__class__ is str and (key, value) in recorder.valid_pairs
+        if not known or len(self.dimensions) + len(recorder.default_dimensions) >= spec.MAX_DIMENSIONS:
+            inherited = len(recorder.default_dimensions) + len(self.dimensions)
+            problem = spec.check_dimensions("<scope>", {key: value}, inherited)
+            if problem:
+                recorder.invalid(problem)
+                return
+            if len(recorder.valid_pairs) < 10_000:
+                recorder.valid_pairs.add((key, value))
         self.dimensions[key] = value
 
     def set_property(self, key: str, value: object) -> None:
@@ -167,6 +173,7 @@ class Recorder:
         self._by_name: dict[str, tuple[str, int, Kind]] = {}
         self.red_keys: dict[tuple[str, str], tuple[SeriesKey, ...]] = {}
         self._valid_dims: set[Dimensions] = set()
+        self.valid_pairs: set[tuple[str, str]] = set()
         self._emit_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -243,24 +250,29 @@ class Recorder:
         data = scope.drain()
         if not data:
             return None
-        base = dict(self.default_dimensions)
-        base.update(scope.dimensions)
+        base = {**self.default_dimensions, **scope.dimensions}
         base_key = tuple(sorted(base.items()))
-        series: dict[tuple[str, Dimensions], Series] = {}
+        by_name, admit = self._by_name, self.guard.admit
+        series: list[Series] = []
+        folded = False
         for (name, call_dims), values in data.items():
-            unit, resolution, kind = self._by_name[name]
-            dims = base_key if not call_dims else tuple(sorted({**base, **dict(call_dims)}.items()))
-            if len(dims) > spec.MAX_DIMENSIONS:
-                self.invalid(spec.check_dimensions(name, dict(dims)) or name)
+            dims = base_key if call_dims is None else self._full_dimensions(name, base, call_dims)
+            if dims is None:
                 continue
-            dims = self.guard.admit(name, dims)
-            known = series.get((name, dims))
-            if known is None:  # folded overflow series and overridden dimensions meet here
-                series[(name, dims)] = Series(name, unit, resolution, kind, dims, values)
-            else:
-                known.values.extend(values)
-        props = {**scope.properties, **(properties or {})}
-        return Batch(self.namespace, int(time.time() * 1000), list(series.values()), props)
+            admitted = admit(name, dims)
+            # Folded overflow, or call dimensions equal to the scope's, can produce duplicates.
+            folded = folded or admitted is not dims or call_dims is not None
+            series.append(Series(name, *by_name[name], admitted, values))
+        props = {**scope.properties, **properties} if properties else scope.properties
+        stamp = int(time.time() * 1000)
+        return Batch(self.namespace, stamp, _merge(series) if folded else series, props)
+
+    def _full_dimensions(self, name: str, base: dict[str, str], call_dims: Dimensions) -> Dimensions | None:
+        dims = tuple(sorted({**base, **dict(call_dims)}.items()))
+        if len(dims) <= spec.MAX_DIMENSIONS:
+            return dims
+        self.invalid(spec.check_dimensions(name, dict(dims)) or name)
+        return None
 
     def emit(self, scope: Scope, properties: Mapping[str, object] | None = None) -> None:
         """Flush ``scope`` to every output; one failing output does not stop the others."""
@@ -323,6 +335,9 @@ class CardinalityGuard:
         self._lock = threading.Lock()
 
     def admit(self, name: str, dims: Dimensions) -> Dimensions:
+        seen = self._seen.get(name)
+        if seen is not None and dims in seen:  # the common case, without the lock
+            return dims
         with self._lock:
             seen = self._seen.setdefault(name, set())
             if dims in seen:
@@ -346,17 +361,38 @@ class CardinalityGuard:
         return folded
 
 
+def _merge(series: list[Series]) -> list[Series]:
+    """Join series that ended up with the same dimensions (folded overflow, overridden keys)."""
+    merged: dict[tuple[str, Dimensions], Series] = {}
+    for item in series:
+        known = merged.get((item.name, item.dimensions))
+        if known is None:
+            merged[(item.name, item.dimensions)] = item._replace(values=list(item.values))
+        else:
+            known.values.extend(item.values)
+    return list(merged.values())
+
+
 def current_scope() -> Scope | None:
     return _current.get()
 
 
+_get_current_span: Any = None
+
+
 def trace_property() -> dict[str, object]:
-    """``{"xray_trace_id": ...}`` when the current span is sampled, so metrics link to traces."""
-    from opentelemetry import trace
+    """``{"xray_trace_id": ...}`` when the current span is sampled, so metrics link to traces.
 
-    from tracekit.ids import to_xray_trace_id
+    OpenTelemetry is imported on first use, not when ``tracekit.metrics`` is imported.
+    """
+    global _get_current_span
+    if _get_current_span is None:
+        from opentelemetry.trace import get_current_span
 
-    context = trace.get_current_span().get_span_context()
+        _get_current_span = get_current_span
+    context = _get_current_span().get_span_context()
     if context.is_valid and context.trace_flags.sampled:
+        from tracekit.ids import to_xray_trace_id
+
         return {"xray_trace_id": to_xray_trace_id(context.trace_id)}
     return {}
