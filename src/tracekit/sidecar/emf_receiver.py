@@ -38,7 +38,10 @@ class LineShipper(Protocol):
 
 
 class EmfReceiver:
-    """A sidecar :class:`~tracekit.sidecar.pipeline.Listener`: the agent's EMF port, TCP and UDP."""
+    """A sidecar :class:`~tracekit.sidecar.pipeline.Listener`: the agent's EMF port, TCP and UDP.
+
+    Both sockets are bound when it is made, on the same port (a free one for both given port 0).
+    """
 
     name = "emf"
 
@@ -52,13 +55,11 @@ class EmfReceiver:
         max_connections: int = MAX_CONNECTIONS,
         shutdown_timeout: float = 10.0,
     ) -> None:
-        self._host, self._port = host, port
         self.shipper = shipper
         self._max_line = max_line
         self._slots = threading.BoundedSemaphore(max_connections)
         self._shutdown_timeout = shutdown_timeout
-        self._tcp: socket.socket | None = None
-        self._udp: socket.socket | None = None
+        self._tcp, self._udp = _bind_pair(host, port)
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -67,8 +68,6 @@ class EmfReceiver:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind TCP and UDP on the same port (a free one for both when the port is 0)."""
-        self._tcp, self._udp = _bind_pair(self._host, self._port)
         for target, name in ((self._accept_loop, "tcp"), (self._udp_loop, "udp")):
             thread = threading.Thread(target=target, name=f"tracekit-emf-{name}", daemon=True)
             thread.start()
@@ -78,9 +77,8 @@ class EmfReceiver:
         """Stop receiving, then ship what is buffered within ``shutdown_timeout``."""
         self._stopping.set()
         for sock in (self._tcp, self._udp):
-            if sock is not None:
-                _shutdown(sock)
-                sock.close()
+            _shutdown(sock)
+            sock.close()
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
@@ -90,8 +88,6 @@ class EmfReceiver:
         self.shipper.close(self._shutdown_timeout)
 
     def address(self) -> tuple[str, int]:
-        if self._tcp is None:
-            return self._host, self._port
         host, port = self._tcp.getsockname()[:2]
         return str(host), int(port)
 
@@ -130,7 +126,6 @@ class EmfReceiver:
         return True
 
     def _accept_loop(self) -> None:
-        assert self._tcp is not None
         while not self._stopping.is_set():
             try:
                 conn, peer = self._tcp.accept()
@@ -177,7 +172,6 @@ class EmfReceiver:
             self._slots.release()
 
     def _udp_loop(self) -> None:
-        assert self._udp is not None
         while not self._stopping.is_set():
             try:
                 data, peer = self._udp.recvfrom(UDP_BUFFER)

@@ -40,7 +40,7 @@ class Reply:
 
 
 class OtlpHttpReceiver:
-    """A sidecar :class:`~tracekit.sidecar.pipeline.Listener` for OTLP/HTTP traces."""
+    """A sidecar :class:`~tracekit.sidecar.pipeline.Listener` for OTLP/HTTP traces (bound when made)."""
 
     name = "otlp"
 
@@ -58,23 +58,20 @@ class OtlpHttpReceiver:
     ) -> None:
         if sink is None and forwarder is None:
             raise ValueError("the OTLP receiver needs a sink, a forwarder, or both")
-        self._host, self._port = host, port
         self.sink = sink
         self.forwarder = forwarder
         self._annotate_all = annotate_all
         self._max_body = max_body
-        self._max_connections = max_connections
         self._shutdown_timeout = shutdown_timeout
-        self._server: _Server | None = None
+        self._server = _Server((host, port), _Handler, max_connections)
+        self._server.receiver = self
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        server = _Server((self._host, self._port), _Handler, self._max_connections)
-        server.receiver = self
-        self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="tracekit-otlp", daemon=True
-        )
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="tracekit-otlp",
+            daemon=True,
+        )  # fmt: skip
         self._thread.start()
 
     def stop(self) -> None:
@@ -82,17 +79,14 @@ class OtlpHttpReceiver:
 
         The sink is shared with the other listeners, so the sidecar closes it, not this receiver.
         """
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(5.0)
+        self._server.server_close()
         if self.forwarder is not None:
             self.forwarder.close(self._shutdown_timeout)
 
     def address(self) -> tuple[str, int]:
-        if self._server is None:
-            return self._host, self._port
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 

@@ -1,0 +1,124 @@
+"""Settings and assembly of the sidecar's extra receivers: OTLP/HTTP traces and EMF (agent protocol).
+
+The settings below join the sidecar's table (:data:`tracekit.sidecar.settings.OPTIONS`), so each has a
+flag, a ``TRACEKIT_SIDECAR_*`` variable and a YAML key like every other sidecar setting.
+:func:`listeners` builds the receivers from resolved settings; the sidecar adds them to its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from tracekit.sidecar.pipeline import Listener, SegmentSink
+
+Address = tuple[str, int]
+
+DEFAULTS: Mapping[str, Any] = {
+    "otlp_address": ("127.0.0.1", 4318),
+    "otlp_forward": None,
+    "otlp_translate": None,
+    "emf_address": ("127.0.0.1", 25888),
+    "emf_log_group": "/tracekit/emf",
+    "emf_log_stream": None,
+    "logs_endpoint_url": None,
+}
+"""The defaults of the settings this module adds (the sidecar's ``Settings`` repeats them)."""
+
+HELP: Mapping[str, tuple[str, str | None]] = {
+    "otlp_address": ("OTLP/HTTP trace receiver (POST /v1/traces); 'off' disables it", "HOST:PORT"),
+    "otlp_forward": ("also send received OTLP to this URL (SigV4 for *.amazonaws.com)", "URL"),
+    "otlp_translate": ("turn OTLP spans into X-Ray documents (default: unless --otlp-forward)", None),
+    "emf_address": ("EMF endpoint, TCP and UDP (CloudWatch agent protocol); 'off' disables", "HOST:PORT"),
+    "emf_log_group": ("CloudWatch Logs group for EMF lines (created if missing)", "NAME"),
+    "emf_log_stream": ("log stream for EMF lines (default: the host name)", "NAME"),
+    "logs_endpoint_url": ("CloudWatch Logs endpoint instead of logs.REGION", "URL"),
+}
+
+
+def parse_optional_address(text: str) -> Address | None:
+    """``host:port``, or ``off`` for a receiver that should not run."""
+    from tracekit.sidecar.settings import parse_address
+
+    return None if text.strip().lower() == "off" else parse_address(text)
+
+
+def attach(sidecar: Any) -> None:
+    """Add the receivers that ``sidecar.settings`` asks for to a ``Sidecar`` before it starts."""
+    sender = sidecar.sender
+    region = sender.http.region if sender is not None else sidecar.settings.region
+    for listener in listeners(sidecar.settings, sidecar.sink, region):
+        sidecar.add(listener)
+
+
+def listeners(settings: Any, sink: SegmentSink, region: str | None) -> list[Listener]:
+    """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs."""
+    found: list[Listener] = []
+    share = settings.shutdown_timeout / 3  # the sidecar then closes the shared sink with the rest
+    otlp = _get(settings, "otlp_address")
+    if otlp is not None:
+        found.append(_otlp(settings, otlp, sink, region, share))
+    emf = _get(settings, "emf_address")
+    if emf is not None:
+        found.append(_emf(settings, emf, region, share))
+    return found
+
+
+def _get(settings: Any, name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def _otlp(settings: Any, address: Address, sink: SegmentSink, region: str | None, share: float) -> Listener:
+    from tracekit.sidecar.otlp_forward import OtlpForwarder
+    from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
+
+    url = _get(settings, "otlp_forward")
+    forwarder = OtlpForwarder(url, region=region, retry_for=settings.retry_for) if url else None
+    translate = _get(settings, "otlp_translate")
+    if translate is None:
+        translate = forwarder is None
+    return OtlpHttpReceiver(
+        address[0], address[1], sink=sink if translate else None, forwarder=forwarder,
+        shutdown_timeout=share,
+    )  # fmt: skip
+
+
+def _emf(settings: Any, address: Address, region: str | None, share: float) -> Listener:
+    from tracekit.sidecar.emf_receiver import EmfReceiver, LineShipper
+
+    shipper: LineShipper
+    if settings.local:
+        import sys
+
+        shipper = StreamLines(sys.stdout)
+    else:
+        from tracekit.cwlogs import LogsShipper
+
+        stream = _get(settings, "emf_log_stream") or socket.gethostname()
+        shipper = LogsShipper(
+            _get(settings, "emf_log_group"), stream, region=region,
+            endpoint_url=_get(settings, "logs_endpoint_url"), emf=True,
+        )  # fmt: skip
+    return EmfReceiver(address[0], address[1], shipper=shipper, shutdown_timeout=share)
+
+
+class StreamLines:
+    """Local mode has no CloudWatch: valid EMF lines are printed (to stdout), one per line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def put(self, message: str, timestamp_ms: int | None = None) -> bool:
+        with self._lock:  # one connection thread per client: keep lines whole
+            self._stream.write(message + "\n")
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        self._stream.flush()
+        return True
+
+    def close(self, timeout: float) -> None:
+        self._stream.flush()
