@@ -10,6 +10,8 @@ fi
 .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
 echo "== ruff"
 .venv/bin/ruff check src tests bench examples
+echo "== hadolint"
+.venv/bin/hadolint Dockerfile
 echo "== mypy (strict on src/tracekit)"
 .venv/bin/mypy
 echo "== pytest"
