@@ -229,3 +229,16 @@ def test_handler_without_http(tmp_path: Any, clock: Any) -> None:
     assert [r["SamplingRule"]["RuleName"] for r in json.loads(body)["SamplingRuleRecords"]] == [
         "kept", "Default"]
     reopened.stop()
+
+
+def test_oversized_body_refused(plane: ControlPlane) -> None:
+    import socket
+
+    host, port = plane.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 1000000000\r\n\r\n")  # never sent: must not be read
+        answer = conn.makefile("rb").read()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert json.loads(body)["__type"] == "InvalidRequestException"

@@ -232,3 +232,24 @@ def test_rule_attributes_match_span_attributes(plane: ControlPlane, clock: Any) 
         True, "Gold tenants")
     assert decide(sampler, {"tenant": "silver"}) == (False, None)
     assert decide(sampler, {"tenant": 7}) == (False, None)  # only string attributes match
+
+
+def test_forked_worker_is_a_new_client(seeded: ControlPlane) -> None:
+    import os
+
+    sampler = XRaySampler("order-service", endpoint=seeded.url, targets_interval=0.05)
+    decide(sampler, ORDERS)
+    wait_for(lambda: sampler._fetched_at is not None)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: no poller thread inherited, a new ClientID, its own poller
+        ok = sampler._thread is None
+        decide(sampler, ORDERS)
+        ok = ok and sampler._thread is not None and sampler._thread.is_alive()
+        os.write(write, f"{int(ok)} {sampler.client_id}".encode())
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 100).decode().split()
+    os.waitpid(pid, 0)
+    sampler.shutdown()
+    assert answer[0] == "1" and answer[1] != sampler.client_id and len(answer[1]) == 24

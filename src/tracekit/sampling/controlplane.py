@@ -38,6 +38,7 @@ BOOST_SECONDS = 60
 SUMMARY_WINDOW = 60
 MAX_STATS_DOCS = 25
 MAX_RULES = 25
+MAX_BODY = 1 << 20
 """User rules per account (Default excluded), beyond which CreateSamplingRule fails."""
 
 Response = tuple[int, dict[str, str], bytes]
@@ -125,10 +126,16 @@ class ControlPlane:
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = plane.handle(
-                    self.command, self.path, dict(self.headers.items()), body
-                )
+                if length > MAX_BODY:
+                    self.close_connection = True
+                    status, headers, payload = plane.error_response(ApiError(
+                        "InvalidRequestException", f"body of {length} bytes (accepted: at most "
+                        f"{MAX_BODY})", 413))
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    status, headers, payload = plane.handle(
+                        self.command, self.path, dict(self.headers.items()), body
+                    )
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -199,9 +206,13 @@ class ControlPlane:
             result = route(self._parse(body))
             return 200, self._headers(), json.dumps(result).encode()
         except ApiError as err:
-            payload = {"__type": err.code, "Message": str(err), **err.extra}
-            headers = {**self._headers(), "x-amzn-ErrorType": f"{err.code}:"}
-            return err.status, headers, json.dumps(payload).encode()
+            return self.error_response(err)
+
+    def error_response(self, err: ApiError) -> Response:
+        """The REST-JSON error botocore parses: code in x-amzn-ErrorType and ``__type``."""
+        payload = {"__type": err.code, "Message": str(err), **err.extra}
+        headers = {**self._headers(), "x-amzn-ErrorType": f"{err.code}:"}
+        return err.status, headers, json.dumps(payload).encode()
 
     @staticmethod
     def _headers() -> dict[str, str]:
@@ -459,6 +470,7 @@ class ControlPlane:
                          (name, now, doc["RequestCount"], doc["SampledCount"],
                           doc.get("BorrowCount", 0)))
         self._db.execute("DELETE FROM stats WHERE ts < ?", (now - 3600,))
+        self._db.execute("DELETE FROM clients WHERE seen < ?", (now - 3600,))
 
     def _quota(self, name: str, client: str, size: int, now: float) -> int:
         rows = self._db.execute("SELECT client, rate FROM clients WHERE rule = ? AND seen >= ?",

@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,7 @@ class XRaySampler(Sampler):
         self._fetched_at: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        _forget_in_child(self)
 
     # -- decisions (request path) ------------------------------------------------------------
 
@@ -320,6 +322,12 @@ class XRaySampler(Sampler):
             raise ValueError(f"{path} answered {type(answer).__name__}, not a JSON object")
         return answer
 
+    def _after_fork(self) -> None:
+        """A forked worker is a new X-Ray client: own ClientID, own poller, fresh lock."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self.client_id = os.urandom(12).hex()
+
     def shutdown(self) -> None:
         """Stop the poller thread."""
         self._stop.set()
@@ -355,6 +363,18 @@ class SamplingStatsProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _forget_in_child(sampler: XRaySampler) -> None:
+    """Reset per-process state after fork (gunicorn --preload) without keeping the sampler alive."""
+    ref = weakref.ref(sampler)
+
+    def after_fork() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._after_fork()
+
+    os.register_at_fork(after_in_child=after_fork)
 
 
 def _local_rules(source: str | Path | RuleSet | Iterable[Rule] | None) -> list[Rule]:
