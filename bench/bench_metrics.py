@@ -49,7 +49,9 @@ def _stdout(null: _Null) -> Iterator[None]:
 def tracekit_variant() -> Callable[[], None]:
     import tracekit.metrics as tk
 
-    tk.configure("Bench", outputs=["stdout"], default_dimensions={"service": "svc"}, flush_interval=0, env={})
+    tk.configure(
+        "Bench", outputs=["stdout"], default_dimensions={"service": "svc"}, flush_interval=0, env={}
+    )
 
     def invocation() -> None:
         with tk.scope(dimensions=DIMS):
@@ -145,7 +147,9 @@ def main() -> int:
             check_document(null)
             best[name] = min(best.get(name, seconds), seconds)
     per_metric = {name: s / (args.invocations * 10) * 1e6 for name, s in best.items()}
-    print(f"{args.invocations} invocations x 10 metrics x 4 dimensions, best of {args.rounds} rounds")
+    print(
+        f"{args.invocations} invocations x 10 metrics x 4 dimensions, best of {args.rounds} rounds"
+    )
     print(f"{'library':<22} {'us/metric':>10} {'us/invocation':>14} {'tracekit ratio':>15}")
     for name, us in per_metric.items():
         ratio = per_metric["tracekit"] / us

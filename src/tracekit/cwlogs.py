@@ -1,11 +1,12 @@
 """Ship lines to CloudWatch Logs with PutLogEvents, within every limit of that API.
 
-``put`` never blocks and never raises: lines go to a byte-bounded buffer (full -> ``False``, counted)
-that a daemon thread drains. Batches hold <= 10,000 events and <= 1,048,576 bytes (message bytes + 26
-per event), sorted by time, spanning <= 24 h; an event over 1 MB is truncated (counted); events outside
-the accepted window (14 days back, 2 h ahead) are dropped (counted) instead of failing the batch.
-Missing groups and streams are created. botocore's standard retry mode handles throttling and 5xx.
-With ``emf=True`` each call carries ``x-amzn-logs-format: json/emf`` so CloudWatch extracts metrics.
+``put`` never blocks and never raises: lines go to a byte-bounded buffer (full -> ``False``,
+counted) that a daemon thread drains. Batches hold <= 10,000 events and <= 1,048,576 bytes (message
+bytes + 26 per event), sorted by time, spanning <= 24 h; an event over 1 MB is truncated (counted);
+events outside the accepted window (14 days back, 2 h ahead) are dropped (counted) instead of
+failing the batch. Missing groups and streams are created. botocore's standard retry mode handles
+throttling and 5xx. With ``emf=True`` each call carries ``x-amzn-logs-format: json/emf`` so
+CloudWatch extracts metrics.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class LogsShipper:
         )
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool:
-        """Queue one line; False (counted as ``cwlogs.dropped.buffer_full``) when the buffer is full."""
+        """Queue a line; False when the buffer is full (counted: ``cwlogs.dropped.buffer_full``)."""
         try:
             event = make_event(message, timestamp_ms)
             with self._lock:
@@ -147,7 +148,9 @@ class LogsShipper:
                 "logs", region_name=self._region, endpoint_url=self._endpoint_url, config=config
             )
         if self.emf and not self._hooked:
-            self._client.meta.events.register("before-sign.cloudwatch-logs.PutLogEvents", _add_emf_header)
+            self._client.meta.events.register(
+                "before-sign.cloudwatch-logs.PutLogEvents", _add_emf_header
+            )
             self._hooked = True
         return self._client
 

@@ -66,7 +66,7 @@ class _Config:
 
     @property
     def min_level(self) -> int:
-        """Records below ``level`` still reach the processor when they may be sampled or buffered."""
+        """Records below ``level`` reach the processor when they may be sampled or buffered."""
         return logging.DEBUG if self.sample_rate > 0 or self.buffer_debug else self.level
 
 
@@ -123,7 +123,12 @@ def configure(
 def _parse_level(level: str | int | None, env: Mapping[str, str]) -> int:
     if level is None:
         name = next(
-            (n for n in ("LOG_LEVEL", "POWERTOOLS_LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL") if env.get(n)), ""
+            (
+                n
+                for n in ("LOG_LEVEL", "POWERTOOLS_LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL")
+                if env.get(n)
+            ),
+            "",
         )
         level, source = (env[name], name) if name else ("INFO", "level")
     else:
@@ -189,7 +194,7 @@ def clear_context() -> None:
 
 
 def request_started() -> None:
-    """Call at the start of a request/invocation: decides debug sampling, starts the debug buffer."""
+    """Call when a request/invocation starts: decides debug sampling, starts the debug buffer."""
     config = _active()
     _, token = logs_buffer.start(config.sample_rate, config.buffer_size)
     _request_tokens.set(token)
@@ -238,7 +243,10 @@ def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
 
     try:
         line = _dispatch(
-            _LEVELS.get(method, logging.INFO), str(event.pop("__logger", "root")), event, time.time()
+            _LEVELS.get(method, logging.INFO),
+            str(event.pop("__logger", "root")),
+            event,
+            time.time(),
         )
     except Exception as exc:
         _stats.report("logs.render", exc)
@@ -248,7 +256,9 @@ def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     return line
 
 
-def _dispatch(levelno: int, logger: str, event: MutableMapping[str, Any], created: float) -> str | None:
+def _dispatch(
+    levelno: int, logger: str, event: MutableMapping[str, Any], created: float
+) -> str | None:
     """The line to write now, or None when the record is dropped or buffered."""
     config = _active()
     request = logs_buffer.current()

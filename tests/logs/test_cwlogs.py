@@ -34,7 +34,9 @@ def _read_all(client: Any, group: str, stream: str) -> list[dict[str, Any]]:
     token = None
     while True:
         kwargs = {"nextToken": token} if token else {}
-        page = client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs)
+        page = client.get_log_events(
+            logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs
+        )
         events.extend(page["events"])
         if page["nextForwardToken"] == token:
             return events

@@ -1,4 +1,4 @@
-"""An in-memory EMF capture and a JSON-schema check written from the EMF spec (not from our code)."""
+"""An in-memory EMF capture, and a JSON-schema check written from the EMF spec (not our code)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,11 @@ EMF_SCHEMA: dict[str, Any] = {
                                     "type": "object",
                                     "required": ["Name"],
                                     "properties": {
-                                        "Name": {"type": "string", "minLength": 1, "maxLength": 255},
+                                        "Name": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 255,
+                                        },
                                         "Unit": {"enum": UNITS},
                                         "StorageResolution": {"enum": [1, 60]},
                                     },

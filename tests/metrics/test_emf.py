@@ -82,7 +82,9 @@ def test_thirty_dimensions_counting_defaults(capture: Capture) -> None:
         (lambda: metrics.count("c", dimensions={"k": 3}), "dimension 'k' value 3"),  # type: ignore[dict-item]
     ],
 )
-def test_bad_input_is_rejected_with_a_clear_error(capture: Capture, call: Any, expected: str) -> None:
+def test_bad_input_is_rejected_with_a_clear_error(
+    capture: Capture, call: Any, expected: str
+) -> None:
     metrics.configure("Test/App", outputs=[capture.output], flush_interval=0, strict=True, env={})
     with pytest.raises(metrics.MetricError, match=expected.replace("(", r"\(")):
         call()
@@ -132,7 +134,9 @@ _names = st.text(st.characters(min_codepoint=97, max_codepoint=122), min_size=1,
             st.sampled_from([1, 60]),
             st.sampled_from(["count", "gauge", "observe"]),
             st.dictionaries(_names.map(lambda s: "D" + s), _names, max_size=30),
-            st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=230),
+            st.lists(
+                st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=230
+            ),
         ),
         max_size=8,
         unique_by=lambda t: (t[0], tuple(sorted(t[4].items()))),
@@ -166,7 +170,11 @@ def _doc(**over: Any) -> dict[str, Any]:
         "_aws": {
             "Timestamp": 1,
             "CloudWatchMetrics": [
-                {"Namespace": "N", "Dimensions": [["svc"]], "Metrics": [{"Name": "m", "Unit": "Count"}]}
+                {
+                    "Namespace": "N",
+                    "Dimensions": [["svc"]],
+                    "Metrics": [{"Name": "m", "Unit": "Count"}],
+                }
             ],
         },
         "svc": "a",
@@ -184,7 +192,10 @@ def _doc(**over: Any) -> dict[str, Any]:
         (_doc(m=float("nan")), "$.m: metric 'm': value nan is NaN"),
         (_doc(m=list(range(101))), "$.m: 101 values"),
         (_doc(m=None), "$.m: metric 'm': value None is not a number"),
-        (_doc(svc=None), "$.svc: dimension referenced by $._aws.CloudWatchMetrics[0].Dimensions[0]"),
+        (
+            _doc(svc=None),
+            "$.svc: dimension referenced by $._aws.CloudWatchMetrics[0].Dimensions[0]",
+        ),
         (_doc(_aws={"Timestamp": 1.5, "CloudWatchMetrics": []}), "$._aws.Timestamp: 1.5"),
     ],
 )

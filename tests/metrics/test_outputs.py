@@ -181,7 +181,9 @@ def test_put_metric_data_read_back_with_get_metric_data(moto: str) -> None:
     assert _read_back(client, "PMD/Test", "latency", a, "SampleCount") == len(latencies)
     assert _read_back(client, "PMD/Test", "latency", a, "Maximum") == 250.5
     assert _read_back(client, "PMD/Test", "orders", a, "Sum") == 5
-    assert _read_back(client, "PMD/Test", "orders", {"ServiceName": "svc", "route": "/b"}, "Sum") == 2
+    assert (
+        _read_back(client, "PMD/Test", "orders", {"ServiceName": "svc", "route": "/b"}, "Sum") == 2
+    )
     assert _stats.stats()["metrics.cloudwatch.sent"] == 3  # one datum per series
 
 
@@ -202,7 +204,9 @@ def test_put_metric_data_batches_within_limits_and_retries_throttling(moto: str)
     client.meta.events.register("before-send.cloudwatch.PutMetricData", throttle)
     client.meta.events.register("provide-client-params.cloudwatch.PutMetricData", count_call)
     output = PutMetricDataOutput(client=client, linger=0.05)
-    metrics.configure("PMD/Test", outputs=[output], flush_interval=0, max_dimension_combinations=5000, env={})
+    metrics.configure(
+        "PMD/Test", outputs=[output], flush_interval=0, max_dimension_combinations=5000, env={}
+    )
     for i in range(2500):
         metrics.count("per_user", dimensions={"user": str(i)})
     assert metrics.flush(20.0)

@@ -60,7 +60,9 @@ def test_scope_without_flush_merges_into_the_interval_aggregate(capture: Capture
     assert doc["calls"] == 3 and doc["route"] == "/a"
 
 
-def test_cardinality_guard_folds_and_warns_once(capture: Capture, caplog: pytest.LogCaptureFixture) -> None:
+def test_cardinality_guard_folds_and_warns_once(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
     metrics.configure(
         "Test/App", outputs=[capture.output], service="svc", flush_interval=0,
         max_dimension_combinations=3, env={},

@@ -1,9 +1,9 @@
 """Custom CloudWatch metrics: EMF (stdout, file, agent), PutMetricData and Prometheus outputs.
 
 Nothing is recorded until metrics are configured, by ``configure()`` or by ``AWS_EMF_NAMESPACE`` /
-``POWERTOOLS_METRICS_NAMESPACE`` in the environment; until then every call costs one attribute check.
-Recording never raises into the application (unless ``configure(strict=True)``): rejected input is
-counted in ``tracekit._stats`` and logged with a message naming the metric.
+``POWERTOOLS_METRICS_NAMESPACE`` in the environment; until then every call costs one attribute
+check. Recording never raises into the application (unless ``configure(strict=True)``): rejected
+input is counted in ``tracekit._stats`` and logged with a message naming the metric.
 """
 
 from __future__ import annotations
@@ -266,7 +266,8 @@ _TIME_SCALE = {"Seconds": 1.0, "Milliseconds": 1000.0, "Microseconds": 1_000_000
 def record_request(route: str, method: str, status: int, duration_ms: float) -> None:
     """RED metrics for one request: count, 4xx, 5xx and latency per route and method.
 
-    Recorded in the root scope (aggregated, flushed on the interval and by ``flush()``); never raises.
+    Recorded in the root scope (aggregated, flushed on the interval and by ``flush()``).
+    Never raises.
     """
     recorder = _state.recorder
     if recorder is None:

@@ -1,9 +1,9 @@
 """PutMetricData for hosts without a CloudWatch agent: a background batcher.
 
 Each series becomes datums with ``Values``/``Counts`` (repeated values cost nothing extra; <= 150
-distinct values per datum). Calls carry <= 1,000 datums and stay under 1 MB; botocore's standard retry
-mode backs off on throttling and 5xx; what still fails is counted as dropped. boto3 is imported on the
-sender thread, never on the caller's.
+distinct values per datum). Calls carry <= 1,000 datums and stay under 1 MB; botocore's standard
+retry mode backs off on throttling and 5xx; what still fails is counted as dropped. boto3 is
+imported on the sender thread, never on the caller's.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ class PutMetricDataOutput:
         self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
         self._client = client
         self._worker: BatchWorker[_Item] = BatchWorker(
-            "metrics.cloudwatch", self._send, max_items=max_queue, max_batch=MAX_DATUMS, linger=linger
+            "metrics.cloudwatch",
+            self._send,
+            max_items=max_queue,
+            max_batch=MAX_DATUMS,
+            linger=linger,
         )
 
     def emit(self, batch: Batch) -> None:
@@ -79,7 +83,10 @@ class PutMetricDataOutput:
                 read_timeout=10,
             )
             self._client = boto3.client(
-                "cloudwatch", region_name=self._region, endpoint_url=self._endpoint_url, config=config
+                "cloudwatch",
+                region_name=self._region,
+                endpoint_url=self._endpoint_url,
+                config=config,
             )
         return self._client
 
@@ -97,7 +104,9 @@ def datums(series: Series, stamp: datetime) -> list[dict[str, Any]]:
     result = []
     for start in range(0, len(counted), MAX_VALUES_PER_DATUM):
         part = counted[start : start + MAX_VALUES_PER_DATUM]
-        result.append({**base, "Values": [float(v) for v, _ in part], "Counts": [float(c) for _, c in part]})
+        result.append(
+            {**base, "Values": [float(v) for v, _ in part], "Counts": [float(c) for _, c in part]}
+        )
     return result
 
 

@@ -1,8 +1,8 @@
 """Embedded Metric Format: serialise batches into spec-valid documents, and validate documents.
 
 Splitting happens here, whatever the source: at most 100 metrics per document and 100 values per
-metric, one document per dimension set. ``validate`` is reused by the sidecar for documents it did not
-write, so it reports every problem with its JSON path instead of stopping at the first.
+metric, one document per dimension set. ``validate`` is reused by the sidecar for documents it did
+not write, so it reports every problem with its JSON path instead of stopping at the first.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def _document(
             if offset or len(emitted) > spec.MAX_VALUES_PER_METRIC
             else emitted
         )
-        values.append(name + (repr(part[0]) if len(part) == 1 else f"[{','.join(map(repr, part))}]"))
+        values.append(
+            name + (repr(part[0]) if len(part) == 1 else f"[{','.join(map(repr, part))}]")
+        )
         definitions.append(definition)
     return (
         f'{{{head}{",".join(values)},"_aws":{{"Timestamp":{stamp},"CloudWatchMetrics":'
@@ -117,7 +119,9 @@ def validate(doc: object) -> list[str]:
     errors: list[str] = []
     stamp = meta.get("Timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp < 0:
-        errors.append(f"$._aws.Timestamp: {stamp!r} is not valid: expected epoch milliseconds (int)")
+        errors.append(
+            f"$._aws.Timestamp: {stamp!r} is not valid: expected epoch milliseconds (int)"
+        )
     directives = meta.get("CloudWatchMetrics")
     if not isinstance(directives, list):
         return [*errors, "$._aws.CloudWatchMetrics: missing or not an array of metric directives"]
@@ -129,13 +133,17 @@ def validate(doc: object) -> list[str]:
 def _validate_directive(doc: dict[str, object], directive: object, where: str) -> list[str]:
     if not isinstance(directive, dict):
         return [f"{where}: expected an object with Namespace, Dimensions, Metrics"]
-    errors = [f"{where}.Namespace: {p}" for p in [spec.check_namespace(directive.get("Namespace"))] if p]
+    errors = [
+        f"{where}.Namespace: {p}" for p in [spec.check_namespace(directive.get("Namespace"))] if p
+    ]
     errors.extend(_validate_dimension_sets(doc, directive.get("Dimensions"), f"{where}.Dimensions"))
     metrics = directive.get("Metrics")
     if not isinstance(metrics, list):
         return [*errors, f"{where}.Metrics: missing or not an array"]
     if len(metrics) > spec.MAX_METRICS_PER_DOCUMENT:
-        errors.append(f"{where}.Metrics: {len(metrics)} metrics exceed {spec.MAX_METRICS_PER_DOCUMENT}")
+        errors.append(
+            f"{where}.Metrics: {len(metrics)} metrics exceed {spec.MAX_METRICS_PER_DOCUMENT}"
+        )
     for j, metric in enumerate(metrics):
         errors.extend(_validate_metric(doc, metric, f"{where}.Metrics[{j}]"))
     return errors

@@ -73,7 +73,9 @@ class PrometheusOutput:
             known = self._metrics.get(name)
             if known is None:
                 kind = {"count": Counter, "gauge": Gauge, "observe": Histogram}[series.kind]
-                metric = kind(name, f"{series.name} ({series.unit})", labels, registry=self.registry)
+                metric = kind(
+                    name, f"{series.name} ({series.unit})", labels, registry=self.registry
+                )
                 known = self._metrics[name] = (metric, labels)
         if known[1] != labels:
             _stats.report(
@@ -107,13 +109,17 @@ def asgi_app(registry: CollectorRegistry | None = None) -> Any:
     return _make_asgi_app(registry or default_registry())
 
 
-def mount_flask(app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None) -> None:
+def mount_flask(
+    app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None
+) -> None:
     """Serve ``path`` from the Flask app (dispatched before Flask's routing)."""
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {path: wsgi_app(registry)})
 
 
-def mount_fastapi(app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None) -> None:
+def mount_fastapi(
+    app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None
+) -> None:
     """Mount the ASGI metrics app on a FastAPI/Starlette application."""
     app.mount(path, asgi_app(registry))

@@ -49,14 +49,20 @@ class Scope:
         self._max_values = max_values
         self._lock = threading.Lock()
         self._token: contextvars.Token[Scope | None] | None = None
+        self._base: Dimensions | None = None
         for key, value in (dimensions or {}).items():
             self.add_dimension(key, value)
 
     def add_dimension(self, key: str, value: str) -> None:
-        """Add a dimension to every metric of this scope (checked once per pair; bad ones reported)."""
+        """A dimension for every metric of this scope (checked once per pair, bad ones reported)."""
         recorder = self.recorder
-        known = key.__class__ is str and value.__class__ is str and (key, value) in recorder.valid_pairs
-        if not known or len(self.dimensions) + len(recorder.default_dimensions) >= spec.MAX_DIMENSIONS:
+        known = (
+            key.__class__ is str and value.__class__ is str and (key, value) in recorder.valid_pairs
+        )
+        if (
+            not known
+            or len(self.dimensions) + len(recorder.default_dimensions) >= spec.MAX_DIMENSIONS
+        ):
             inherited = len(recorder.default_dimensions) + len(self.dimensions)
             problem = spec.check_dimensions("<scope>", {key: value}, inherited)
             if problem:
@@ -65,30 +71,35 @@ class Scope:
             if len(recorder.valid_pairs) < 10_000:
                 recorder.valid_pairs.add((key, value))
         self.dimensions[key] = value
+        self._base = None
 
     def set_property(self, key: str, value: object) -> None:
         """A top-level EMF member that is searchable in Logs Insights but is not a metric."""
         self.properties[key] = value
 
     def add(self, key: SeriesKey, value: float, summed: bool = False) -> None:
-        self.add_many(((key, value, summed),))
-
-    def add_many(self, items: tuple[tuple[SeriesKey, float, bool], ...]) -> None:
-        """Append each value; ``summed`` ones (counters) are added in place, so they cost no memory."""
+        """Append a value; ``summed`` ones (counters) are added in place, so they cost no memory."""
         with self._lock:
-            for key, value, summed in items:
-                values = self._data.get(key)
-                if values is None:
-                    self._data[key] = [value]
-                    self._size += 1
-                elif summed:
-                    values[0] += value
-                else:
-                    values.append(value)
-                    self._size += 1
+            values = self._data.get(key)
+            if values is None:
+                self._data[key] = [value]
+            elif summed:
+                values[0] += value
+                return
+            else:
+                values.append(value)
+            self._size += 1
             if self._size < self._max_values:
                 return
         self._full()
+
+    @property
+    def base_dimensions(self) -> Dimensions:
+        """Default and scope dimensions, sorted; cached until ``add_dimension`` changes them."""
+        if self._base is None:
+            merged = {**self.recorder.default_dimensions, **self.dimensions}
+            self._base = tuple(sorted(merged.items()))
+        return self._base
 
     def extend(self, key: SeriesKey, values: list[float]) -> None:
         with self._lock:
@@ -199,7 +210,10 @@ class Recorder:
         try:
             if (name, unit, resolution, kind) not in self._specs:
                 self.admit(name, unit, resolution, kind)
-            if value.__class__ not in (int, float) or not -spec.VALUE_LIMIT < value < spec.VALUE_LIMIT:
+            if (
+                value.__class__ not in (int, float)
+                or not -spec.VALUE_LIMIT < value < spec.VALUE_LIMIT
+            ):
                 raise MetricError(spec.check_value(name, value) or f"metric {name!r}: bad value")
             dims = self._dims_key(name, dimensions, scope) if dimensions else None
         except MetricError as exc:
@@ -216,7 +230,9 @@ class Recorder:
 
     def admit(self, name: str, unit: str, resolution: int, kind: Kind) -> None:
         problem = (
-            spec.check_name(name) or spec.check_unit(name, unit) or spec.check_resolution(name, resolution)
+            spec.check_name(name)
+            or spec.check_unit(name, unit)
+            or spec.check_resolution(name, resolution)
         )
         if problem:
             raise MetricError(problem)
@@ -250,13 +266,14 @@ class Recorder:
         data = scope.drain()
         if not data:
             return None
-        base = {**self.default_dimensions, **scope.dimensions}
-        base_key = tuple(sorted(base.items()))
+        base_key = scope.base_dimensions
         by_name, admit = self._by_name, self.guard.admit
         series: list[Series] = []
         folded = False
         for (name, call_dims), values in data.items():
-            dims = base_key if call_dims is None else self._full_dimensions(name, base, call_dims)
+            dims = (
+                base_key if call_dims is None else self._full_dimensions(name, base_key, call_dims)
+            )
             if dims is None:
                 continue
             admitted = admit(name, dims)
@@ -267,8 +284,10 @@ class Recorder:
         stamp = int(time.time() * 1000)
         return Batch(self.namespace, stamp, _merge(series) if folded else series, props)
 
-    def _full_dimensions(self, name: str, base: dict[str, str], call_dims: Dimensions) -> Dimensions | None:
-        dims = tuple(sorted({**base, **dict(call_dims)}.items()))
+    def _full_dimensions(
+        self, name: str, base: Dimensions, call_dims: Dimensions
+    ) -> Dimensions | None:
+        dims = tuple(sorted({**dict(base), **dict(call_dims)}.items()))
         if len(dims) <= spec.MAX_DIMENSIONS:
             return dims
         self.invalid(spec.check_dimensions(name, dict(dims)) or name)

@@ -1,7 +1,7 @@
 """RED metrics (rate, errors, duration) per route template and method, for the web and Lambda hooks.
 
-The series keys of a route are built once; after that a request costs one dict lookup and one locked
-append of four values to the root scope.
+The series keys of a route are built once; after that a request costs one dict lookup and four
+appends to the root scope.
 """
 
 from __future__ import annotations
@@ -32,14 +32,11 @@ def record(recorder: Recorder, route: str, method: str, status: int, duration_ms
             "expected an int HTTP status"
         )
         return
-    recorder.root.add_many(
-        (
-            (keys[0], 1, True),
-            (keys[1], 1 if 400 <= status < 500 else 0, True),
-            (keys[2], 1 if status >= 500 else 0, True),
-            (keys[3], duration_ms, False),
-        )
-    )
+    root = recorder.root
+    root.add(keys[0], 1, True)
+    root.add(keys[1], 1 if 400 <= status < 500 else 0, True)
+    root.add(keys[2], 1 if status >= 500 else 0, True)
+    root.add(keys[3], duration_ms)
 
 
 def _keys(recorder: Recorder, route: str, method: str) -> tuple[SeriesKey, ...]:

@@ -16,7 +16,13 @@ from tracekit.metrics.sinks import (
 )
 
 OUTPUT_FORMS = "stdout, file:PATH, agent, tcp://host:port, udp://host:port, cloudwatch, prometheus"
-_ENVIRONMENTS = {"lambda": "stdout", "local": "stdout", "agent": "agent", "ec2": "agent", "ecs": "agent"}
+_ENVIRONMENTS = {
+    "lambda": "stdout",
+    "local": "stdout",
+    "agent": "agent",
+    "ec2": "agent",
+    "ecs": "agent",
+}
 
 
 def build_recorder(
@@ -32,7 +38,10 @@ def build_recorder(
     strict: bool,
 ) -> Recorder:
     namespace = (
-        namespace or env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
+        namespace
+        or env.get("AWS_EMF_NAMESPACE")
+        or env.get("POWERTOOLS_METRICS_NAMESPACE")
+        or "tracekit"
     )
     service = (
         service

@@ -1,7 +1,7 @@
 """EMF outputs: stdout (Lambda), a file, and the CloudWatch agent over TCP or UDP.
 
-The agent writer never blocks the caller: lines go to a bounded queue and a daemon thread sends them,
-reconnecting with backoff; lines that cannot be delivered are counted, never raised.
+The agent writer never blocks the caller: lines go to a bounded queue and a daemon thread sends
+them, reconnecting with backoff; lines that cannot be delivered are counted, never raised.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """CloudWatch metric limits and the checks shared by recording, EMF validation and PutMetricData.
 
-Each check returns ``None`` when the input is accepted, or one message that says what was wrong, where,
-and what is accepted, so the same text reaches the user whether it came from ``count()`` or from
-``emf.validate()`` in the sidecar.
+Each check returns ``None`` when the input is accepted, or one message that says what was wrong,
+where, and what is accepted, so the same text reaches the user whether it came from ``count()`` or
+from ``emf.validate()`` in the sidecar.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class MetricError(ValueError):
 
 def check_namespace(namespace: object) -> str | None:
     if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        return f"namespace {namespace!r} is not valid: expected 1-255 characters of [a-zA-Z0-9._#:/-]"
+        return (
+            f"namespace {namespace!r} is not valid: expected 1-255 characters of [a-zA-Z0-9._#:/-]"
+        )
     if namespace.startswith("AWS/"):
         return f"namespace {namespace!r} is not valid: the AWS/ prefix is reserved for AWS services"
     return None
@@ -58,7 +60,9 @@ def check_unit(metric: str, unit: object) -> str | None:
 
 def check_resolution(metric: str, resolution: object) -> str | None:
     if resolution not in RESOLUTIONS or isinstance(resolution, bool):
-        return f"metric {metric!r}: storage resolution {resolution!r} is not valid: expected 1 or 60"
+        return (
+            f"metric {metric!r}: storage resolution {resolution!r} is not valid: expected 1 or 60"
+        )
     return None
 
 
@@ -67,12 +71,16 @@ def check_value(metric: str, value: object) -> str | None:
         return f"metric {metric!r}: value {_short(value)} is not a number"
     if not -VALUE_LIMIT < value < VALUE_LIMIT:  # also False for NaN
         kind = "NaN" if value != value else "infinite" if math.isinf(value) else "out of range"
-        return f"metric {metric!r}: value {value!r} is {kind}: expected a finite number within ±2^360"
+        return (
+            f"metric {metric!r}: value {value!r} is {kind}: expected a finite number within ±2^360"
+        )
     return None
 
 
-def check_dimensions(metric: str, dimensions: Mapping[str, object], inherited: int = 0) -> str | None:
-    """Keys and values as CloudWatch wants them; ``inherited`` counts default and scope dimensions."""
+def check_dimensions(
+    metric: str, dimensions: Mapping[str, object], inherited: int = 0
+) -> str | None:
+    """Keys and values as CloudWatch wants them; ``inherited``: default and scope dimensions."""
     if len(dimensions) + inherited > MAX_DIMENSIONS:
         return (
             f"metric {metric!r}: {len(dimensions) + inherited} dimensions "

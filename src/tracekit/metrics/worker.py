@@ -45,7 +45,7 @@ class BatchWorker(Generic[T]):
         self._thread: threading.Thread | None = None
 
     def put(self, item: T) -> bool:
-        """Queue ``item``; False (and counted as ``<name>.dropped.queue_full``) when full or closed."""
+        """Queue ``item``; False when full or closed (counted: ``<name>.dropped.queue_full``)."""
         with self._cond:
             if self._closed or len(self._queue) >= self._max_items:
                 _stats.incr(f"{self.name}.dropped.queue_full")
