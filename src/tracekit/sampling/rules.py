@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tracekit.sampling import validate
 from tracekit.sampling.validate import DEFAULT_PRIORITY, DEFAULT_RULE_NAME
@@ -301,6 +301,8 @@ def _walk(loader: Any, node: Any, path: _Path, lines: dict[_Path, int],
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                key = str(key)  # keys are field names; anything else gets reported as unknown
             if key in out:
                 problems.append(Problem(file, key_node.start_mark.line + 1, str(key),
                                         "duplicate key", "each key once per mapping"))
@@ -319,8 +321,12 @@ def _at(file: str, lines: Mapping[_Path, int], path: _Path, fld: str, problem: s
     return Problem(file, lines.get(path, 1), fld, problem, accepted)
 
 
+_T = TypeVar("_T")
+_ItemParser = Callable[[Any, _Path, Mapping[_Path, int], str, list[Problem]], _T | None]
+
+
 def _parse_list(doc: Mapping[str, Any], key: str, lines: Mapping[_Path, int], file: str,
-                problems: list[Problem], parse: Any) -> list[Any]:
+                problems: list[Problem], parse: _ItemParser[_T]) -> list[_T]:
     items = doc.get(key) or []
     if not isinstance(items, list):
         problems.append(_at(file, lines, (key,), key, "must be a list", "a list of mappings"))

@@ -226,11 +226,11 @@ class XRaySampler(Sampler):
             now = time.monotonic()
             if now >= next_rules:
                 ok = self._poll_guarded("rules", self.poll_rules, failures)
-                next_rules = now + (self._rules_interval + self._rng.random() * 5 if ok
+                next_rules = now + (self._rules_interval + random.random() * 5 if ok
                                     else _backoff(failures["rules"], self._rules_interval))
             if now >= next_targets:
                 ok = self._poll_guarded("targets", self.poll_targets, failures)
-                jitter = self._rng.random() / 10
+                jitter = random.random() / 10  # not self._rng: that one is the decisions' (seedable)
                 next_targets = now + (self._targets_interval + jitter if ok
                                       else _backoff(failures["targets"], self._targets_interval))
             self._stop.wait(max(0.0, min(next_rules, next_targets) - time.monotonic()))
