@@ -22,7 +22,9 @@ class Series(NamedTuple):
 
     def emitted(self) -> list[float]:
         """Counters are emitted as their sum per flush (one datum); other kinds keep every value."""
-        return [sum(self.values)] if self.kind == "count" else self.values
+        if self.kind == "count" and len(self.values) > 1:
+            return [sum(self.values)]
+        return self.values
 
 
 @dataclass

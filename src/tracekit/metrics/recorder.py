@@ -23,7 +23,8 @@ from tracekit.metrics.spec import MetricError
 OVERFLOW = "__overflow__"
 """The value every non-default dimension takes once a metric has too many combinations."""
 
-SeriesKey = tuple[str, Dimensions | None]
+SeriesKey = str | tuple[str, Dimensions]
+"""The metric name alone when no call dimensions were given (cheaper to hash), else with them."""
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "tracekit_metrics_scope", default=None
 )
@@ -148,10 +149,10 @@ class Scope:
             self.recorder.emit(self, trace_property())
         else:
             target = _current.get() or self.recorder.root
-            for (name, dims), values in self.drain().items():
-                merged = dict(self.dimensions)
-                merged.update(dims or ())
-                target.extend((name, tuple(sorted(merged.items())) or None), values)
+            for key, values in self.drain().items():
+                name, dims = split_key(key)
+                merged = {**self.dimensions, **dict(dims or ())}
+                target.extend((name, tuple(sorted(merged.items()))) if merged else name, values)
 
 
 class Recorder:
@@ -219,7 +220,7 @@ class Recorder:
         except MetricError as exc:
             self.invalid(str(exc))
             return
-        scope.add((name, dims), value, kind == "count")
+        scope.add(name if dims is None else (name, dims), value, kind == "count")
 
     def invalid(self, message: str) -> None:
         """A rejected input: raised in strict mode, otherwise counted and logged (rate-limited)."""
@@ -270,7 +271,8 @@ class Recorder:
         by_name, admit = self._by_name, self.guard.admit
         series: list[Series] = []
         folded = False
-        for (name, call_dims), values in data.items():
+        for key, values in data.items():
+            name, call_dims = split_key(key)
             dims = (
                 base_key if call_dims is None else self._full_dimensions(name, base_key, call_dims)
             )
@@ -390,6 +392,10 @@ def _merge(series: list[Series]) -> list[Series]:
         else:
             known.values.extend(item.values)
     return list(merged.values())
+
+
+def split_key(key: SeriesKey) -> tuple[str, Dimensions | None]:
+    return (key, None) if isinstance(key, str) else key
 
 
 def current_scope() -> Scope | None:
