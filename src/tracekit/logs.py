@@ -239,8 +239,6 @@ def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
 
 def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     """The one structlog processor: level/sampling/buffer decision, then the JSON line."""
-    from structlog import DropEvent
-
     try:
         line = _dispatch(
             _LEVELS.get(method, logging.INFO),
@@ -250,8 +248,10 @@ def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
         )
     except Exception as exc:
         _stats.report("logs.render", exc)
-        raise DropEvent from None
+        line = None
     if line is None:
+        from structlog import DropEvent
+
         raise DropEvent
     return line
 
@@ -299,8 +299,27 @@ def _record(
     return record
 
 
+_sensitive: dict[str, bool] = {}
+_sensitive_words: object = None
+
+
+def _is_sensitive(key: str) -> bool:
+    """``redaction.is_sensitive`` memoised per key; reset when the sensitive-word list changes."""
+    global _sensitive_words
+    words = redaction._pattern  # replaced (never mutated) by add_sensitive_keys
+    if words is not _sensitive_words:
+        _sensitive.clear()
+        _sensitive_words = words
+    found = _sensitive.get(key)
+    if found is None:
+        found = redaction.is_sensitive(key)
+        if len(_sensitive) < 10_000:
+            _sensitive[key] = found
+    return found
+
+
 def _redacted(key: str, value: Any) -> Any:
-    if redaction.is_sensitive(key):
+    if _is_sensitive(key):
         return redaction.REDACTED
     if isinstance(value, (dict, list, tuple)):
         return redaction.redact(value)
