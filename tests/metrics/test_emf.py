@@ -146,7 +146,8 @@ def test_serialized_documents_are_schema_valid(series: list[Any]) -> None:
     batch = Batch(
         "Ns",
         1_700_000_000_000,
-        [Series(n, u, r, k, tuple(sorted(d.items())), v) for n, u, r, k, d, v in series],
+        [Series(n, u, r, k, tuple(sorted(d.items()))) for n, u, r, k, d, _ in series],
+        [v for *_, v in series],
     )
     docs = emf.serialize(batch)
     for doc in docs:
@@ -217,3 +218,23 @@ def test_validate_directive_problems() -> None:
     assert "Metrics[0].StorageResolution" in errors
     assert emf.validate(_doc()) == []
     assert EMF_SCHEMA["required"] == ["_aws"]
+
+
+def test_repeated_scope_shapes_reuse_the_plan_with_fresh_values(capture: Capture) -> None:
+    for i in range(3):
+        with metrics.scope(dimensions={"fn": "f"}, properties={"invocation": i}):
+            metrics.count("calls", i + 1)
+            metrics.observe("ms", float(i))
+    docs = capture.docs()
+    assert [(d["invocation"], d["calls"], d["ms"]) for d in docs] == [
+        (0, 1, 0.0),
+        (1, 2, 1.0),
+        (2, 3, 2.0),
+    ]
+
+
+def test_properties_never_overwrite_dimensions_or_metrics(capture: Capture) -> None:
+    with metrics.scope(dimensions={"fn": "f"}, properties={"fn": "p", "calls": "p", "note": "n"}):
+        metrics.count("calls", 5)
+    (doc,) = capture.docs()
+    assert (doc["fn"], doc["calls"], doc["note"]) == ("f", 5, "n")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracekit import _stats
-from tracekit.metrics.model import Batch, Series
+from tracekit.metrics.model import Batch, Series, emitted
 from tracekit.metrics.worker import BatchWorker
 
 MAX_DATUMS = 1000
@@ -48,8 +48,8 @@ class PutMetricDataOutput:
 
     def emit(self, batch: Batch) -> None:
         stamp = datetime.fromtimestamp(batch.timestamp_ms / 1000, UTC)
-        for series in batch.series:
-            for datum in datums(series, stamp):
+        for series, values in batch.items():
+            for datum in datums(series, values, stamp):
                 self._worker.put((batch.namespace, datum))
 
     def flush(self, timeout: float) -> bool:
@@ -91,7 +91,7 @@ class PutMetricDataOutput:
         return self._client
 
 
-def datums(series: Series, stamp: datetime) -> list[dict[str, Any]]:
+def datums(series: Series, values: list[float], stamp: datetime) -> list[dict[str, Any]]:
     """One series as datums of <= 150 distinct values each, with their repeat counts."""
     base: dict[str, Any] = {
         "MetricName": series.name,
@@ -100,7 +100,7 @@ def datums(series: Series, stamp: datetime) -> list[dict[str, Any]]:
         "Unit": series.unit,
         "StorageResolution": series.resolution,
     }
-    counted = list(Counter(series.emitted()).items())
+    counted = list(Counter(emitted(series.kind, values)).items())
     result = []
     for start in range(0, len(counted), MAX_VALUES_PER_DATUM):
         part = counted[start : start + MAX_VALUES_PER_DATUM]

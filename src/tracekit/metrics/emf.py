@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from typing import NamedTuple
 
 from tracekit.metrics import spec
-from tracekit.metrics.model import Batch, Dimensions, Series
+from tracekit.metrics.model import Batch, Dimensions, Kind, emitted
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -20,16 +20,30 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=st
 def dumps(batch: Batch) -> list[str]:
     """The EMF documents for ``batch`` as compact JSON lines (no trailing newline).
 
-    Documents are assembled from cached JSON fragments (names, dimension members, metric
-    definitions): only the values and the timestamp are formatted per flush. Strings go through the
-    JSON encoder once, numbers are finite ints/floats whose ``repr`` is valid JSON.
+    Documents are assembled from JSON fragments planned once per batch shape (names, dimension
+    members, metric definitions): per flush only values, properties and the timestamp are
+    formatted. Strings go through the JSON encoder; values are finite ints/floats whose ``repr`` is
+    valid JSON. Properties never overwrite a dimension or a metric of the same name.
     """
-    groups: dict[Dimensions, list[Series]] = {}
-    for series in batch.series:
-        groups.setdefault(series.dimensions, []).append(series)
+    plan: list[_Group] | None = batch.memo.get("emf")
+    if plan is None:
+        plan = batch.memo["emf"] = _plan(batch)
+    stamp = str(batch.timestamp_ms)
     lines: list[str] = []
-    for dims, members in groups.items():
-        lines.extend(_group_lines(batch, dims, members))
+    for group in plan:
+        head = group.dimensions
+        if batch.properties:
+            head = _properties(batch.properties, group.taken) + head
+        for chunk in group.chunks:
+            pending = [
+                (name, definition, emitted(kind, batch.values[index]))
+                for index, name, definition, kind in chunk
+            ]
+            offset = 0
+            while pending:
+                lines.append(_document(head, group.directive, stamp, pending, offset))
+                offset += spec.MAX_VALUES_PER_METRIC
+                pending = [item for item in pending if len(item[2]) > offset]
     return lines
 
 
@@ -38,43 +52,64 @@ def serialize(batch: Batch) -> list[dict[str, object]]:
     return [json.loads(line) for line in dumps(batch)]
 
 
-def _group_lines(batch: Batch, dims: Dimensions, members: list[Series]) -> Iterator[str]:
-    keys = tuple(key for key, _ in dims)
-    taken = {*keys, *batch.properties}
-    head = "".join(_member(k, v) for k, v in batch.properties.items() if k not in keys)
-    head += "".join(_dimension_member(k, v) for k, v in dims)
-    directive = _directive_head(batch.namespace, keys)
-    stamp = str(batch.timestamp_ms)
-    pending = [(s, s.emitted()) for s in members if s.name not in taken]
-    step = spec.MAX_VALUES_PER_METRIC
-    offset = 0
-    while pending:
-        for start in range(0, len(pending), spec.MAX_METRICS_PER_DOCUMENT):
-            chunk = pending[start : start + spec.MAX_METRICS_PER_DOCUMENT]
-            yield _document(head, directive, stamp, chunk, offset)
-        offset += step
-        pending = [(s, v) for s, v in pending if len(v) > offset]
+_Member = tuple[int, str, str, Kind]
+"""Index into the batch, ``"name":`` fragment, metric definition JSON, kind."""
+
+
+class _Group(NamedTuple):
+    dimensions: str
+    directive: str
+    taken: frozenset[str]
+    chunks: list[list[_Member]]
+
+
+def _plan(batch: Batch) -> list[_Group]:
+    """One group per dimension set, its metrics in chunks of at most 100 per document."""
+    by_dims: dict[Dimensions, list[int]] = {}
+    for index, series in enumerate(batch.series):
+        by_dims.setdefault(series.dimensions, []).append(index)
+    plan = []
+    for dims, indexes in by_dims.items():
+        keys = tuple(key for key, _ in dims)
+        members: list[_Member] = []
+        for index in indexes:
+            series = batch.series[index]
+            if series.name not in keys:  # a metric named like a dimension would overwrite it
+                name, definition = _fragments(series.name, series.unit, series.resolution)
+                members.append((index, name, definition, series.kind))
+        step = spec.MAX_METRICS_PER_DOCUMENT
+        plan.append(
+            _Group(
+                "".join(_member(key, value) for key, value in dims),
+                _directive_head(batch.namespace, keys),
+                frozenset(keys) | {batch.series[i].name for i in indexes},
+                [members[start : start + step] for start in range(0, len(members), step)],
+            )
+        )
+    return plan
+
+
+def _properties(properties: dict[str, object], taken: frozenset[str]) -> str:
+    return "".join(_member(k, v) for k, v in properties.items() if k not in taken)
 
 
 def _document(
-    head: str, directive: str, stamp: str, chunk: list[tuple[Series, list[float]]], offset: int
+    head: str, directive: str, stamp: str, chunk: list[tuple[str, str, list[float]]], offset: int
 ) -> str:
     values: list[str] = []
-    definitions: list[str] = []
-    for series, emitted in chunk:
-        name, definition = _fragments(series.name, series.unit, series.resolution)
+    for name, _, emitted_values in chunk:
         part = (
-            emitted[offset : offset + spec.MAX_VALUES_PER_METRIC]
-            if offset or len(emitted) > spec.MAX_VALUES_PER_METRIC
-            else emitted
+            emitted_values[offset : offset + spec.MAX_VALUES_PER_METRIC]
+            if offset or len(emitted_values) > spec.MAX_VALUES_PER_METRIC
+            else emitted_values
         )
         values.append(
             name + (repr(part[0]) if len(part) == 1 else f"[{','.join(map(repr, part))}]")
         )
-        definitions.append(definition)
+    definitions = ",".join(definition for _, definition, _ in chunk)
     return (
         f'{{{head}{",".join(values)},"_aws":{{"Timestamp":{stamp},"CloudWatchMetrics":'
-        f"[{directive}{','.join(definitions)}]}}]}}}}"
+        f"[{directive}{definitions}]}}]}}}}"
     )
 
 
@@ -97,11 +132,6 @@ def _fragments(name: str, unit: str, resolution: int) -> tuple[str, str]:
 
 def _member(key: str, value: object) -> str:
     return f"{_encode(key)}:{_encode(value)},"
-
-
-@functools.lru_cache(maxsize=4096)
-def _dimension_member(key: str, value: str) -> str:
-    return _member(key, value)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -43,8 +43,8 @@ class PrometheusOutput:
         self._lock = threading.Lock()
 
     def emit(self, batch: Batch) -> None:
-        for series in batch.series:
-            self._apply(series)
+        for series, values in batch.items():
+            self._apply(series, values)
 
     def flush(self, timeout: float) -> bool:
         return True
@@ -52,7 +52,7 @@ class PrometheusOutput:
     def close(self, timeout: float) -> None:
         return None
 
-    def _apply(self, series: Series) -> None:
+    def _apply(self, series: Series, values: list[float]) -> None:
         labels = tuple(prometheus_name(k) for k, _ in series.dimensions)
         metric = self._metric(series, labels)
         if metric is None:
@@ -60,11 +60,11 @@ class PrometheusOutput:
         child = metric.labels(*(v for _, v in series.dimensions)) if labels else metric
         scale = _TO_SECONDS.get(series.unit, 1.0)
         if series.kind == "count":
-            child.inc(sum(series.values))
+            child.inc(sum(values))
         elif series.kind == "gauge":
-            child.set(series.values[-1] * scale)
+            child.set(values[-1] * scale)
         else:
-            for value in series.values:
+            for value in values:
                 child.observe(value * scale)
 
     def _metric(self, series: Series, labels: tuple[str, ...]) -> Any:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from tracekit import _stats
 from tracekit.metrics import spec
@@ -23,8 +23,11 @@ from tracekit.metrics.spec import MetricError
 OVERFLOW = "__overflow__"
 """The value every non-default dimension takes once a metric has too many combinations."""
 
+MAX_SHAPES = 1000
+"""Cached scope shapes per recorder; shapes past it are described on every flush (slower, same)."""
 SeriesKey = str | tuple[str, Dimensions]
 """The metric name alone when no call dimensions were given (cheaper to hash), else with them."""
+_Shape = tuple[list[Series], dict[str, Any]]
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "tracekit_metrics_scope", default=None
 )
@@ -183,6 +186,7 @@ class Recorder:
         self.root = Scope(self, flush=True)
         self._specs: set[tuple[str, str, int, Kind]] = set()
         self._by_name: dict[str, tuple[str, int, Kind]] = {}
+        self._shapes: dict[tuple[Dimensions, tuple[SeriesKey, ...]], _Shape] = {}
         self.red_keys: dict[tuple[str, str], tuple[SeriesKey, ...]] = {}
         self._valid_dims: set[Dimensions] = set()
         self.valid_pairs: set[tuple[str, str]] = set()
@@ -263,37 +267,45 @@ class Recorder:
         return key
 
     def batch(self, scope: Scope, properties: Mapping[str, object] | None = None) -> Batch | None:
-        """Drain ``scope`` into a batch with full (default + scope + call) dimensions."""
+        """Drain ``scope`` into a batch with full (default + scope + call) dimensions.
+
+        A scope's shape (its dimensions and series keys) usually repeats from one invocation to the
+        next, so the series descriptions are built once per shape and reused with their memo.
+        """
         data = scope.drain()
         if not data:
             return None
-        base_key = scope.base_dimensions
-        by_name, admit = self._by_name, self.guard.admit
-        series: list[Series] = []
-        folded = False
-        for key, values in data.items():
-            name, call_dims = split_key(key)
-            dims = (
-                base_key if call_dims is None else self._full_dimensions(name, base_key, call_dims)
-            )
-            if dims is None:
-                continue
-            admitted = admit(name, dims)
-            # Folded overflow, or call dimensions equal to the scope's, can produce duplicates.
-            folded = folded or admitted is not dims or call_dims is not None
-            series.append(Series(name, *by_name[name], admitted, values))
         props = {**scope.properties, **properties} if properties else scope.properties
         stamp = int(time.time() * 1000)
-        return Batch(self.namespace, stamp, _merge(series) if folded else series, props)
+        base = scope.base_dimensions
+        shape_key = (base, tuple(data))
+        shape = self._shapes.get(shape_key)
+        if shape is not None:
+            return Batch(self.namespace, stamp, shape[0], list(data.values()), props, shape[1])
+        described = [self._describe(key, base) for key in data]
+        if len(set(described)) == len(described) and None not in described:
+            series = cast("list[Series]", described)
+            memo: dict[str, Any] = {}
+            if len(self._shapes) < MAX_SHAPES:
+                self._shapes[shape_key] = (series, memo)
+            return Batch(self.namespace, stamp, series, list(data.values()), props, memo)
+        merged: dict[Series, list[float]] = {}
+        for item, values in zip(described, data.values(), strict=True):
+            if item is not None:  # folded overflow and repeated dimensions meet here
+                merged.setdefault(item, []).extend(values)
+        return Batch(self.namespace, stamp, list(merged), list(merged.values()), props)
 
-    def _full_dimensions(
-        self, name: str, base: Dimensions, call_dims: Dimensions
-    ) -> Dimensions | None:
-        dims = tuple(sorted({**dict(base), **dict(call_dims)}.items()))
-        if len(dims) <= spec.MAX_DIMENSIONS:
-            return dims
-        self.invalid(spec.check_dimensions(name, dict(dims)) or name)
-        return None
+    def _describe(self, key: SeriesKey, base: Dimensions) -> Series | None:
+        """The series a scope key stands for, after the 30-dimension check and the guard."""
+        name, call_dims = split_key(key)
+        dims = base
+        if call_dims is not None:
+            dims = tuple(sorted({**dict(base), **dict(call_dims)}.items()))
+            if len(dims) > spec.MAX_DIMENSIONS:
+                self.invalid(spec.check_dimensions(name, dict(dims)) or name)
+                return None
+        unit, resolution, kind = self._by_name[name]
+        return Series(name, unit, resolution, kind, self.guard.admit(name, dims))
 
     def emit(self, scope: Scope, properties: Mapping[str, object] | None = None) -> None:
         """Flush ``scope`` to every output; one failing output does not stop the others."""
@@ -380,18 +392,6 @@ class CardinalityGuard:
                 OVERFLOW,
             )
         return folded
-
-
-def _merge(series: list[Series]) -> list[Series]:
-    """Join series that ended up with the same dimensions (folded overflow, overridden keys)."""
-    merged: dict[tuple[str, Dimensions], Series] = {}
-    for item in series:
-        known = merged.get((item.name, item.dimensions))
-        if known is None:
-            merged[(item.name, item.dimensions)] = item._replace(values=list(item.values))
-        else:
-            known.values.extend(item.values)
-    return list(merged.values())
 
 
 def split_key(key: SeriesKey) -> tuple[str, Dimensions | None]:
