@@ -10,26 +10,24 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tracekit.sidecar.pipeline import Listener, SegmentSink
 
+if TYPE_CHECKING:
+    from tracekit.sidecar.settings import Settings
+
 Address = tuple[str, int]
 
-DEFAULTS: Mapping[str, Any] = {
-    "otlp_address": ("127.0.0.1", 4318),
-    "otlp_forward": None,
-    "otlp_translate": None,
-    "emf_address": ("127.0.0.1", 25888),
-    "emf_log_group": "/tracekit/emf",
-    "emf_log_stream": None,
-    "logs_endpoint_url": None,
-}
-"""The defaults of the settings this module adds (the sidecar's ``Settings`` repeats them)."""
+OTLP_ADDRESS: Address = ("127.0.0.1", 4318)
+"""Where OpenTelemetry SDKs export by default (``OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318``)."""
+EMF_ADDRESS: Address = ("127.0.0.1", 25888)
+"""The CloudWatch agent's EMF port, which aws-embedded-metrics and Powertools use by default."""
+EMF_LOG_GROUP = "/tracekit/emf"
 
 HELP: Mapping[str, tuple[str, str | None]] = {
     "otlp_address": ("OTLP/HTTP trace receiver (POST /v1/traces); 'off' disables it", "HOST:PORT"),
-    "otlp_forward": ("also send received OTLP to this URL (SigV4 for *.amazonaws.com)", "URL"),
+    "otlp_forward": ("send received OTLP on to this URL (SigV4-signed for *.amazonaws.com)", "URL"),
     "otlp_translate": ("turn OTLP spans into X-Ray documents (default: unless --otlp-forward)", None),
     "emf_address": ("EMF endpoint, TCP and UDP (CloudWatch agent protocol); 'off' disables", "HOST:PORT"),
     "emf_log_group": ("CloudWatch Logs group for EMF lines (created if missing)", "NAME"),
@@ -53,30 +51,24 @@ def attach(sidecar: Any) -> None:
         sidecar.add(listener)
 
 
-def listeners(settings: Any, sink: SegmentSink, region: str | None) -> list[Listener]:
+def listeners(settings: Settings, sink: SegmentSink, region: str | None) -> list[Listener]:
     """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs."""
     found: list[Listener] = []
     share = settings.shutdown_timeout / 3  # the sidecar then closes the shared sink with the rest
-    otlp = _get(settings, "otlp_address")
-    if otlp is not None:
-        found.append(_otlp(settings, otlp, sink, region, share))
-    emf = _get(settings, "emf_address")
-    if emf is not None:
-        found.append(_emf(settings, emf, region, share))
+    if settings.otlp_address is not None:
+        found.append(_otlp(settings, settings.otlp_address, sink, region, share))
+    if settings.emf_address is not None:
+        found.append(_emf(settings, settings.emf_address, region, share))
     return found
 
 
-def _get(settings: Any, name: str) -> Any:
-    return getattr(settings, name, DEFAULTS[name])
-
-
-def _otlp(settings: Any, address: Address, sink: SegmentSink, region: str | None, share: float) -> Listener:
+def _otlp(settings: Settings, address: Address, sink: SegmentSink, region: str | None, share: float) -> Listener:
     from tracekit.sidecar.otlp_forward import OtlpForwarder
     from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
 
-    url = _get(settings, "otlp_forward")
+    url = settings.otlp_forward
     forwarder = OtlpForwarder(url, region=region, retry_for=settings.retry_for) if url else None
-    translate = _get(settings, "otlp_translate")
+    translate = settings.otlp_translate
     if translate is None:
         translate = forwarder is None
     return OtlpHttpReceiver(
@@ -85,7 +77,7 @@ def _otlp(settings: Any, address: Address, sink: SegmentSink, region: str | None
     )  # fmt: skip
 
 
-def _emf(settings: Any, address: Address, region: str | None, share: float) -> Listener:
+def _emf(settings: Settings, address: Address, region: str | None, share: float) -> Listener:
     from tracekit.sidecar.emf_receiver import EmfReceiver, LineShipper
 
     shipper: LineShipper
@@ -96,10 +88,10 @@ def _emf(settings: Any, address: Address, region: str | None, share: float) -> L
     else:
         from tracekit.cwlogs import LogsShipper
 
-        stream = _get(settings, "emf_log_stream") or socket.gethostname()
+        stream = settings.emf_log_stream or socket.gethostname()
         shipper = LogsShipper(
-            _get(settings, "emf_log_group"), stream, region=region,
-            endpoint_url=_get(settings, "logs_endpoint_url"), emf=True,
+            settings.emf_log_group, stream, region=region, endpoint_url=settings.logs_endpoint_url,
+            emf=True,
         )  # fmt: skip
     return EmfReceiver(address[0], address[1], shipper=shipper, shutdown_timeout=share)
 
