@@ -9,7 +9,6 @@ the trace headers of the messages, which become span links to their producers' t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.propagation import HEADER
@@ -18,16 +17,20 @@ MAX_LINKS = 128
 """At most this many producer links per invocation (OTel's default span link limit)."""
 
 
-@dataclass
 class Trigger:
     """What started this invocation: ``source`` (e.g. ``aws:sqs``), span attributes and producers."""
 
-    source: str = "other"
-    trigger: str = "other"
-    """``faas.trigger``: http, pubsub, datasource, timer or other."""
-    attributes: dict[str, Any] = field(default_factory=dict)
-    trace_headers: list[str] = field(default_factory=list)
-    """``X-Amzn-Trace-Id`` values of the messages in the event (SQS, EventBridge)."""
+    __slots__ = ("attributes", "source", "trace_headers", "trigger")
+
+    def __init__(
+        self, source: str = "other", trigger: str = "other", attributes: dict[str, Any] | None = None
+    ) -> None:
+        self.source = source
+        self.trigger = trigger
+        """``faas.trigger``: http, pubsub, datasource, timer or other."""
+        self.attributes: dict[str, Any] = attributes or {}
+        self.trace_headers: list[str] = []
+        """``X-Amzn-Trace-Id`` values of the messages in the event (SQS, EventBridge)."""
 
     @property
     def is_http(self) -> bool:

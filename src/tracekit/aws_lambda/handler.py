@@ -13,6 +13,7 @@ import functools
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, TypeVar, cast
@@ -80,7 +81,7 @@ def _begin(span_name: str, event: Any, context: Any) -> _Invocation | None:
         request_id = str(getattr(context, "aws_request_id", "") or "")
         trigger = _recognise(event)
         stack.callback(otel_context.detach, otel_context.attach(_parent_context()))
-        _enter_logs(stack, request_id, cold)
+        _enter_logs(stack, context, request_id, cold)
         _enter_metrics(stack, request_id, cold)
         kind = SpanKind.CONSUMER if trigger.is_message else SpanKind.INTERNAL
         span = stack.enter_context(
@@ -109,10 +110,28 @@ def _finish(
                 _record_status(invocation.span, result)
             _close(invocation.stack, exc)
         budget = _flush_budget(context, timeout)
-        provider.force_flush(budget)
+        _flush_traces(budget)
         _flush_metrics(budget)
     except Exception as err:
         _stats.report("lambda.finish", err)
+
+
+def _flush_traces(budget: float) -> None:
+    """Send every span before returning. X-Ray's flush is synchronous and quick (UDP); the OTel SDK's
+    batch flush ignores its timeout and waits for the exporter, so other exporters flush on a
+    helper thread that the invocation waits for at most ``budget`` seconds."""
+    if set(provider.current_config().exporters) <= {"xray"}:
+        provider.force_flush(budget)
+        return
+    done = threading.Event()
+
+    def flush() -> None:
+        provider.force_flush(budget)
+        done.set()
+
+    threading.Thread(target=flush, name="tracekit-lambda-flush", daemon=True).start()
+    if not done.wait(budget):
+        _stats.incr("lambda.flush_timeouts")
 
 
 def _close(stack: ExitStack, exc: BaseException | None) -> None:
@@ -195,18 +214,20 @@ def _record_status(span: Span, result: Any) -> None:
 # -- logs and metrics, when the application uses them -------------------------------------------
 
 
-def _enter_logs(stack: ExitStack, request_id: str, cold: bool) -> None:
-    """Logs written during the invocation carry its request id and cold-start flag."""
+def _enter_logs(stack: ExitStack, context: Any, request_id: str, cold: bool) -> None:
+    """Logs written during the invocation carry the fields Powertools' Logger adds, same names."""
     logs = sys.modules.get("tracekit.logs")
     if logs is None:
         return
-    fields = {"function_request_id": request_id, "cold_start": cold, "function_name": runtime.function_name()}
-    request_scope = getattr(logs, "request_scope", None)
-    if callable(request_scope):
-        stack.enter_context(cast(AbstractContextManager[Any], request_scope(**fields)))
-    else:
-        logs.bind_context(**fields)
-        stack.callback(logs.clear_context)
+    fields = {
+        "function_request_id": request_id,
+        "cold_start": cold,
+        "function_name": runtime.function_name(),
+        "function_arn": getattr(context, "invoked_function_arn", None),
+        "function_memory_size": getattr(context, "memory_limit_in_mb", None),
+    }
+    scope = logs.request_scope(**{k: v for k, v in fields.items() if v is not None})
+    stack.enter_context(cast(AbstractContextManager[Any], scope))
 
 
 def _metrics() -> Any:

@@ -62,21 +62,29 @@ class Layer:
 
 
 def build(python: str = "3.11", arch: str = "x86_64", output: Path | None = None) -> Layer:
-    """Build the layer zip for Lambda's ``python`` runtime on ``arch``; returns what was built."""
+    """Build the tracekit layer zip for Lambda's ``python`` runtime on ``arch``."""
+    output = output or Path(f"tracekit-layer-python{python}-{arch}.zip")
+    return package(runtime_requirements(), python, arch, output, with_tracekit=True)
+
+
+def package(
+    requirements: list[str], python: str, arch: str, output: Path, *, with_tracekit: bool = False
+) -> Layer:
+    """Any requirements as a layer built the same way (the benchmark sizes other tools' layers so)."""
     if python not in PYTHON_VERSIONS:
         raise ValueError(f"--python {python!r} is not supported: expected {', '.join(PYTHON_VERSIONS)}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"--arch {arch!r} is not supported: expected {', '.join(ARCHITECTURES)}")
-    output = output or Path(f"tracekit-layer-python{python}-{arch}.zip")
     with tempfile.TemporaryDirectory(prefix="tracekit-layer-") as tmp:
         root = Path(tmp)
         site = root / "python"
-        _install_dependencies(site, python, arch)
-        _copy_tracekit(site)
+        _install(site, requirements, python, arch)
+        if with_tracekit:
+            _copy_tracekit(site)
+            (root / WRAPPER_NAME).write_text(WRAPPER_SCRIPT)
         _remove_distributions(site, EXCLUDED)
         _strip(site)
         bytecode, note = _compile(site, python)
-        (root / WRAPPER_NAME).write_text(WRAPPER_SCRIPT)
         files, unzipped = _zip(root, output)
     return Layer(output, output.stat().st_size, unzipped, files, bytecode, note)
 
@@ -92,8 +100,7 @@ def runtime_requirements() -> list[str]:
     return [req.split(";")[0].strip() for req in found if "extra ==" not in req]
 
 
-def _install_dependencies(site: Path, python: str, arch: str) -> None:
-    requirements = runtime_requirements()
+def _install(site: Path, requirements: list[str], python: str, arch: str) -> None:
     uv = shutil.which("uv") or _beside_interpreter("uv")
     uv_platform, pip_platform = ARCHITECTURES[arch]
     target = ["--target", str(site), "--python-version", python]
@@ -235,4 +242,4 @@ def _mb(size: int) -> str:
     return f"{size / 1_000_000:.2f} MB ({size:,} bytes)"
 
 
-__all__ = ["EXCLUDED", "WRAPPER_SCRIPT", "Layer", "build", "register", "runtime_requirements"]
+__all__ = ["EXCLUDED", "WRAPPER_SCRIPT", "Layer", "build", "package", "register", "runtime_requirements"]

@@ -1,0 +1,292 @@
+"""``@tracekit.lambda_handler`` in process: async handlers, failures, defaults, flushing, logs, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import time
+import traceback
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracekit
+from support.udp_receiver import UdpReceiver
+from tracekit import _stats, provider
+from tracekit.aws_lambda import entry, events, handler, layer, runtime
+
+ROOT, PARENT = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch, daemon: UdpReceiver) -> Iterator[UdpReceiver]:
+    """A Lambda-like environment whose daemon is the UDP receiver; tracing unconfigured."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "TRACEKIT_", "AWS_LAMBDA_", "AWS_EMF", "POWERTOOLS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", daemon.address)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={ROOT};Parent={PARENT};Sampled=1")
+    provider.shutdown()
+    handler._reset_cold_start()
+    _stats.reset()
+    yield daemon
+    provider.shutdown()
+
+
+def _context(request_id: str = "req-1", remaining_ms: int = 30_000) -> Any:
+    return types.SimpleNamespace(
+        aws_request_id=request_id,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:orders",
+        memory_limit_in_mb=256,
+        get_remaining_time_in_millis=lambda: remaining_ms,
+    )
+
+
+def test_async_handler_runs_on_one_loop_kept_across_invocations(lambda_env: UdpReceiver) -> None:
+    loops = []
+
+    @tracekit.lambda_handler
+    async def handle(event: Any, context: Any) -> dict[str, Any]:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        with tracekit.span("inner"):
+            pass
+        return {"n": event["n"]}
+
+    assert handle({"n": 1}, _context()) == {"n": 1}
+    assert handle({"n": 2}, _context("req-2")) == {"n": 2}
+    assert loops[0] is loops[1]
+    first, second = lambda_env.wait_for(2)
+    assert [s["name"] for s in first["subsegments"]] == ["inner"]
+    assert first["annotations"] == {"ColdStart": True} and second["annotations"] == {"ColdStart": False}
+    assert first["aws"]["request_id"] == "req-1" and second["aws"]["request_id"] == "req-2"
+
+
+def test_exceptions_are_recorded_and_reraised_unchanged(lambda_env: UdpReceiver) -> None:
+    class OrderRejected(Exception):
+        pass
+
+    raised = OrderRejected("no stock")
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> None:
+        raise raised
+
+    with pytest.raises(OrderRejected) as caught:
+        handle({}, _context())
+    assert caught.value is raised
+    assert traceback.extract_tb(caught.value.__traceback__)[-1].name == "handle"
+    doc = lambda_env.wait_for(1)[0]
+    assert doc["fault"] is True and doc["cause"]["exceptions"][0]["type"].endswith("OrderRejected")
+
+
+def test_http_status_codes_map_to_error_and_fault(lambda_env: UdpReceiver) -> None:
+    event = {"httpMethod": "GET", "path": "/x", "headers": {"Host": "h"}, "requestContext": {}}
+    results = iter([{"statusCode": 404}, {"statusCode": "503"}, "plain body"])
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> Any:
+        return next(results)
+
+    for _ in range(3):
+        handle(event, _context())
+    not_found, unavailable, plain = lambda_env.wait_for(3)
+    assert not_found["error"] is True and "fault" not in not_found
+    assert unavailable["fault"] is True and unavailable["http"]["response"]["status"] == 503
+    assert plain["http"]["response"]["status"] == 200 and "error" not in plain
+
+
+def test_sampled_zero_records_nothing_but_runs_the_handler(lambda_env: UdpReceiver) -> None:
+    os.environ["_X_AMZN_TRACE_ID"] = f"Root={ROOT};Parent={PARENT};Sampled=0"
+    handle = tracekit.lambda_handler(lambda event, context: "done")
+    assert handle({}, _context()) == "done"
+    os.environ["_X_AMZN_TRACE_ID"] = f"Root=1-5759e988-00000000000000000000000a;Parent={PARENT};Sampled=1"
+    handle({}, _context())
+    assert [d["trace_id"] for d in lambda_env.wait_for(1)] == ["1-5759e988-00000000000000000000000a"]
+
+
+def test_without_a_trace_header_the_span_is_a_segment(lambda_env: UdpReceiver) -> None:
+    del os.environ["_X_AMZN_TRACE_ID"]
+    tracekit.lambda_handler(lambda event, context: None)({}, _context())
+    doc = lambda_env.wait_for(1)[0]
+    assert "parent_id" not in doc and "type" not in doc and doc["name"] == "orders"
+
+
+def test_tracekit_failures_never_reach_the_handler(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected")
+
+    handle = tracekit.lambda_handler(lambda event, context: {"ok": event})
+    monkeypatch.setattr(events, "recognise", broken)
+    monkeypatch.setattr(provider, "force_flush", broken)
+    assert handle(1, _context()) == {"ok": 1}
+    monkeypatch.setattr(handler.api, "span", broken)
+    assert handle(2, _context()) == {"ok": 2}
+    counts = _stats.stats()
+    assert counts["errors.lambda.event_source"] == 2
+    assert counts["errors.lambda.finish"] == 2
+    assert counts["errors.lambda.begin"] == 1
+
+
+def test_defaults_fit_lambda_and_a_users_configuration_is_kept(lambda_env: UdpReceiver) -> None:
+    tracekit.lambda_handler(lambda event, context: None)
+    assert provider.current_config().service == "orders"
+    attrs = provider.current_config().resource_attributes
+    assert attrs["cloud.platform"] == "aws_lambda" and attrs["faas.version"] == "7"
+    provider.shutdown()
+    tracekit.configure(service="mine")
+    tracekit.lambda_handler(lambda event, context: None)
+    assert provider.current_config().service == "mine"
+
+
+def test_environment_wins_over_lambda_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "orders", "OTEL_SERVICE_NAME": "checkout",
+           "OTEL_RESOURCE_ATTRIBUTES": "cloud.platform=custom", "OTEL_TRACES_SAMPLER": "always_off"}
+    defaults = runtime.lambda_defaults(env)
+    assert "service" not in defaults and "sampler" not in defaults
+    assert defaults["resource_attributes"]["cloud.platform"] == "custom"
+    assert runtime.in_lambda(env) and not runtime.in_lambda({})
+
+
+def test_provisioned_concurrency_is_not_a_cold_start(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")
+    tracekit.lambda_handler(lambda event, context: None)({}, _context())
+    assert lambda_env.wait_for(1)[0]["annotations"] == {"ColdStart": False}
+
+
+def test_decorator_options_and_idempotence(lambda_env: UdpReceiver) -> None:
+    @tracekit.lambda_handler(name="checkout")
+    def handle(event: Any, context: Any) -> int:
+        return 1
+
+    assert tracekit.aws_lambda.instrument(handle) is handle
+    assert handle.__name__ == "handle"
+    handle({}, _context())
+    assert lambda_env.wait_for(1)[0]["name"] == "checkout"
+
+
+def test_flush_stops_before_the_deadline() -> None:
+    assert handler._flush_budget(_context(remaining_ms=30_000), 2.0) == 2.0
+    assert handler._flush_budget(_context(remaining_ms=500), 2.0) == pytest.approx(0.3)
+    assert handler._flush_budget(_context(remaining_ms=50), 2.0) == 0.0
+    assert handler._flush_budget(object(), 1.5) == 1.5
+
+
+def test_otlp_flush_waits_a_bounded_time(lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OTLP collector that accepts connections but never answers must not hold the invocation."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setenv("TRACEKIT_EXPORTERS", "otlp")
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)
+    monkeypatch.setenv("TRACEKIT_LAMBDA_FLUSH_TIMEOUT", "0.3")
+    handle = tracekit.lambda_handler(lambda event, context: "ok")
+    start = time.monotonic()
+    assert handle({}, _context()) == "ok"
+    assert time.monotonic() - start < 2.0
+    assert _stats.stats()["lambda.flush_timeouts"] == 1
+    silent.close()  # the exporter's pending request now fails fast, so shutdown is quick
+
+
+def test_a_bad_flush_timeout_is_reported_and_the_default_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACEKIT_LAMBDA_FLUSH_TIMEOUT", "soon")
+    _stats.reset()
+    assert handler._flush_timeout() == handler.DEFAULT_FLUSH_TIMEOUT
+    assert _stats.stats()["errors.lambda.flush_timeout"] == 1
+
+
+def test_logs_carry_the_request_id_and_cold_start(lambda_env: UdpReceiver) -> None:
+    from tracekit import logs
+
+    stream = io.StringIO()
+    logs.configure(stream=stream, stdlib=False)
+    log = logs.get_logger("orders")
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> None:
+        log.info("placing order")
+
+    try:
+        handle({}, _context("req-1"))
+        handle({}, _context("req-2"))
+    finally:
+        logs.configure(stdlib=False)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    placed = [line for line in lines if line["message"] == "placing order"]
+    assert [(p["function_request_id"], p["cold_start"]) for p in placed] == [
+        ("req-1", True),
+        ("req-2", False),
+    ]
+    assert placed[0]["function_name"] == "orders" and placed[0]["xray_trace_id"] == ROOT
+
+
+def test_metrics_flush_every_invocation_and_count_a_failed_cold_start(
+    lambda_env: UdpReceiver, tmp_path: Path
+) -> None:
+    from tracekit import metrics
+
+    out = tmp_path / "emf.jsonl"
+    metrics.configure(namespace="orders", outputs=[f"file:{out}"])
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> None:
+        metrics.count("Placed", 1)
+        if event:
+            raise ValueError("fails")
+
+    def emitted() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+    try:
+        with pytest.raises(ValueError):
+            handle({"fail": True}, _context())
+        after_first = emitted()
+        handle({}, _context("req-2"))
+        after_second = emitted()
+    finally:
+        metrics.shutdown()
+    assert sum("ColdStart" in doc for doc in after_first) == 1
+    assert sum("Placed" in doc for doc in after_first) == 1
+    assert sum("ColdStart" in doc for doc in after_second) == 1
+    assert sum("Placed" in doc for doc in after_second) == 2
+
+
+def test_entry_point_loads_and_restores_the_original_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_HANDLER", entry.ENTRY_POINT)
+    assert entry.load_original("json.dumps") is json.dumps
+    assert os.environ["_HANDLER"] == "json.dumps"
+    for spec, error, text in [
+        ("", ValueError, "TRACEKIT_ORIGINAL_HANDLER=''"),
+        (entry.ENTRY_POINT, ValueError, "module.function"),
+        ("json.nothing", AttributeError, "'nothing' missing on module 'json'"),
+        ("no_such_module_here.handler", ModuleNotFoundError, "no_such_module_here"),
+    ]:
+        with pytest.raises(error, match=text.replace("(", r"\(").replace(".", r"\.")):
+            entry.load_original(spec)
+
+
+def test_wrapper_script_swaps_the_handler_in_env_and_arguments(tmp_path: Path) -> None:
+    script = tmp_path / "tracekit-instrument"
+    script.write_text(layer.WRAPPER_SCRIPT)
+    show = 'printf "%s|" "$_HANDLER" "$TRACEKIT_ORIGINAL_HANDLER" "$@"'
+    env = {"PATH": os.environ["PATH"], "_HANDLER": "app.handler"}
+    out = subprocess.run(["sh", str(script), "sh", "-c", show, "x", "app.handler", "a b"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out == f"{entry.ENTRY_POINT}|app.handler|{entry.ENTRY_POINT}|a b|"
+    untouched = subprocess.run(["sh", str(script), "sh", "-c", show, "x", "y"],
+                               env={"PATH": os.environ["PATH"]}, capture_output=True, text=True).stdout
+    assert untouched == "||y|"
