@@ -10,8 +10,11 @@ from collections.abc import Sequence
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
 COMMAND_MODULES: tuple[str, ...] = (
     "tracekit.demo",
+    "tracekit.sidecar.cli",
+    "tracekit.sidecar.traces_cli",
     "tracekit.sampling.cli",
     "tracekit.aws_lambda.layer",
+    "tracekit.metrics.cli",
 )
 
 
