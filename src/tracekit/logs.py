@@ -63,6 +63,7 @@ class _Config:
     sample_rate: float
     buffer_debug: bool
     buffer_size: int
+    request_log: bool
 
     @property
     def min_level(self) -> int:
@@ -89,6 +90,7 @@ def configure(
     debug_sample_rate: float | None = None,
     buffer_debug: bool = False,
     buffer_size: int = 200,
+    request_log: bool = False,
     redact_keys: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> None:
@@ -96,8 +98,10 @@ def configure(
 
     ``debug_sample_rate``: share of requests whose debug lines are all written (env
     ``POWERTOOLS_LOGGER_SAMPLE_RATE``). ``buffer_debug``: keep a request's debug lines (up to
-    ``buffer_size``) and write them only if the request ends in an error. With ``stdlib`` the root
-    logger's handlers are replaced by one that writes this JSON, so each record appears once.
+    ``buffer_size``) and write them only if the request ends in an error. ``request_log``: one
+    ``request finished`` line per request, with ``duration_ms`` (for latency percentiles). With
+    ``stdlib`` the root logger's handlers are replaced by one that writes this JSON, so each record
+    appears once.
     """
     global _config
     env = os.environ if env is None else env
@@ -115,6 +119,7 @@ def configure(
         sample_rate=_parse_rate(debug_sample_rate, env),
         buffer_debug=buffer_debug,
         buffer_size=buffer_size,
+        request_log=request_log,
     )
     if stdlib:
         _install_stdlib_handler(_config.level)
@@ -201,14 +206,22 @@ def request_started() -> None:
 
 
 def request_finished(error: bool = False, **fields: Any) -> None:
-    """Call at the end: on error the buffered debug lines are written. ``fields`` (route, status,
-    duration_ms...) are written as one ``request finished`` line, which the README's Logs Insights
-    latency query reads."""
+    """Call at the end: on error the buffered debug lines are written.
+
+    With ``configure(request_log=True)``, or when ``fields`` (route, method, status...) are given,
+    one ``request finished`` line is written with ``duration_ms`` and ``error``: the README's Logs
+    Insights latency query reads it.
+    """
     try:
         state = logs_buffer.finish(_request_tokens.get(), error, _write_record)
         _request_tokens.set(None)
-        fields = {**(state.fields if state else {}), **fields}
-        if fields:
+        if state is None:
+            return
+        fields = {**state.fields, **fields}
+        if fields or _active().request_log:
+            duration = round((time.perf_counter() - state.started) * 1000, 3)
+            fields.setdefault("duration_ms", duration)
+            fields.setdefault("error", error or state.error)
             get_logger("tracekit.request").info("request finished", **fields)
     except Exception as exc:
         _stats.report("logs.request_finished", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class RequestLog:
 
     sampled: bool
     limit: int
+    started: float = field(default_factory=time.perf_counter)
     error: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
     buffer: deque[Record] = field(default_factory=deque)

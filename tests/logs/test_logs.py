@@ -169,6 +169,19 @@ def test_debug_buffer_written_only_when_the_request_fails(lines: Callable[..., L
     messages = [line["message"] for line in read()]
     assert messages == ["ok request", "step 1", "step 2", "5xx detail", "request finished"]
     assert read()[-1]["status"] == 503 and read()[-1]["duration_ms"] == 12.5
+    assert read()[-1]["error"] is True
+
+
+def test_request_log_lines_carry_the_duration(lines: Callable[..., Lines]) -> None:
+    read = lines(request_log=True)
+    with logs.request_scope(function_request_id="r1") as state:
+        state.fields.update(route="/orders/{id}", status=201)
+    with logs.request_scope():
+        pass
+    first, second = read()
+    assert first["message"] == "request finished" and first["route"] == "/orders/{id}"
+    assert first["function_request_id"] == "r1" and first["error"] is False
+    assert 0 <= first["duration_ms"] < 1000 and "route" not in second
 
 
 def test_error_log_releases_the_buffer_first(lines: Callable[..., Lines]) -> None:
