@@ -6,6 +6,7 @@ the layer's exec wrapper, with only the unpacked layer and the runtime client on
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,11 @@ DECORATED = '''
 import os, sys
 import tracekit
 
+log = tracekit.get_logger("app")
+
 @tracekit.lambda_handler
 def handler(event, context):
+    log.info("handling", order=event.get("fail"))
     with tracekit.span("work"):
         pass
     if event.get("fail"):
@@ -113,6 +117,11 @@ def test_decorated_handler_under_awslambdaric(
     assert fault["http"]["response"] == {"status": 503} and fault["fault"] is True
     assert _cold_start_metrics(function) == 1
     assert daemon.errors() == []
+    handled = [json.loads(line) for line in function.output().splitlines() if '"handling"' in line]
+    assert [(line["cold_start"], line["xray_trace_id"]) for line in handled] == [
+        (True, ROOT_A), (False, ROOT_B), (False, ROOT_C), (False, ROOT_E), (False, ROOT_A)
+    ]
+    assert len({line["function_request_id"] for line in handled}) == 5
 
 
 def test_undecorated_handler_through_the_layer_exec_wrapper(

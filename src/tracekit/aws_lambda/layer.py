@@ -10,6 +10,7 @@ precompiled (unchecked-hash ``.pyc``: /opt is read-only, so Lambda could not cac
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,10 @@ ARCHITECTURES = {
 EXCLUDED = ("boto3", "botocore", "s3transfer", "jmespath")
 """Provided by the Lambda Python runtime; nothing tracekit imports on the Lambda path needs them."""
 _STRIP_DIRS = ("__pycache__", "tests", "test")
-_STRIP_SUFFIXES = (".pyc", ".pyi", ".lock")
-"""Stale bytecode, type stubs (no use at run time) and the installer's lock file."""
+_STRIP_SUFFIXES = (".pyc", ".pyi")
+"""Stale bytecode and type stubs (no use at run time)."""
+_STRIP_FILES = (".lock",)
+"""The installer's lock file."""
 WRAPPER_NAME = "tracekit-instrument"
 WRAPPER_SCRIPT = """#!/bin/sh
 # tracekit zero-code instrumentation for AWS Lambda.
@@ -154,25 +157,38 @@ def _strip(site: Path) -> None:
     for path in sorted(site.rglob("*"), reverse=True):
         if path.is_dir() and path.name in _STRIP_DIRS:
             shutil.rmtree(path, ignore_errors=True)
-        elif path.suffix in _STRIP_SUFFIXES and path.is_file():
+        elif (path.suffix in _STRIP_SUFFIXES or path.name in _STRIP_FILES) and path.is_file():
             path.unlink()
 
 
 def _compile(site: Path, python: str) -> tuple[bool, str]:
     """Precompile with an interpreter of the target version; bytecode of another version is useless."""
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    interpreter = sys.executable if python == running else shutil.which(f"python{python}")
+    interpreter = _interpreter(python)
     if interpreter is None:
         return False, (
-            f"no python{python} interpreter on this machine: bytecode not precompiled "
-            f"(build on a machine with python{python} to include it)"
+            f"no Python {python} interpreter on this machine (PATH, pyenv): bytecode not precompiled "
+            f"(Lambda then compiles on every cold start; build where python{python} exists)"
         )
     cmd = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
-    cmd.append(str(site))
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    result = subprocess.run([*cmd, str(site)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        return False, f"compileall failed: {result.stdout.strip()[-500:]}"
+        return False, f"compileall failed: {(result.stdout + result.stderr).strip()[-500:]}"
     return True, ""
+
+
+def _interpreter(python: str) -> str | None:
+    """This interpreter, ``pythonX.Y`` on PATH, or a pyenv installation, whichever really is X.Y."""
+    if python == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return sys.executable
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    installed = sorted(pyenv.glob(f"{python}.*/bin/python{python}"))
+    candidates = [shutil.which(f"python{python}"), *map(str, installed)]
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    for candidate in filter(None, candidates):
+        done = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, check=False)
+        if done.returncode == 0 and done.stdout.strip() == python:
+            return candidate
+    return None
 
 
 def _zip(root: Path, output: Path) -> tuple[int, int]:
