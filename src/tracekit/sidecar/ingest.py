@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TextIO
 
+from tracekit import _stats
 from tracekit.sidecar.pipeline import Listener, SegmentSink
-
-if TYPE_CHECKING:
-    from tracekit.sidecar.settings import Settings
 
 Address = tuple[str, int]
 
@@ -36,6 +34,32 @@ HELP: Mapping[str, tuple[str, str | None]] = {
 }
 
 
+class IngestSettings(Protocol):
+    """What the receivers read from the sidecar's ``Settings``: the settings in :data:`HELP`, plus
+    three of the sidecar's own."""
+
+    @property
+    def otlp_address(self) -> Address | None: ...
+    @property
+    def otlp_forward(self) -> str | None: ...
+    @property
+    def otlp_translate(self) -> bool | None: ...
+    @property
+    def emf_address(self) -> Address | None: ...
+    @property
+    def emf_log_group(self) -> str: ...
+    @property
+    def emf_log_stream(self) -> str | None: ...
+    @property
+    def logs_endpoint_url(self) -> str | None: ...
+    @property
+    def local(self) -> bool: ...
+    @property
+    def retry_for(self) -> float: ...
+    @property
+    def shutdown_timeout(self) -> float: ...
+
+
 def parse_optional_address(text: str) -> Address | None:
     """``host:port``, or ``off`` for a receiver that should not run."""
     from tracekit.sidecar.settings import parse_address
@@ -51,18 +75,33 @@ def attach(sidecar: Any) -> None:
         sidecar.add(listener)
 
 
-def listeners(settings: Settings, sink: SegmentSink, region: str | None) -> list[Listener]:
-    """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs."""
+def listeners(settings: IngestSettings, sink: SegmentSink, region: str | None) -> list[Listener]:
+    """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs.
+
+    A receiver whose port is taken is left out with a warning (counted as ``errors.sidecar.<name>.
+    bind``): the X-Ray daemon ports, the sidecar's main job, must not fail because of them.
+    """
     found: list[Listener] = []
     share = settings.shutdown_timeout / 3  # the sidecar then closes the shared sink with the rest
-    if settings.otlp_address is not None:
-        found.append(_otlp(settings, settings.otlp_address, sink, region, share))
-    if settings.emf_address is not None:
-        found.append(_emf(settings, settings.emf_address, region, share))
+    wanted: tuple[tuple[str, Address | None, Callable[[Address], Listener]], ...] = (
+        ("otlp", settings.otlp_address, lambda a: _otlp(settings, a, sink, region, share)),
+        ("emf", settings.emf_address, lambda a: _emf(settings, a, region, share)),
+    )
+    for name, address, build in wanted:
+        if address is None:
+            continue
+        try:
+            found.append(build(address))
+        except OSError as exc:
+            where = f"{address[0]}:{address[1]}"
+            _stats.report(f"sidecar.{name}.bind", exc, f"tracekit sidecar: {name} receiver not started, "
+                          f"cannot listen on {where}: {exc}")  # fmt: skip
     return found
 
 
-def _otlp(settings: Settings, address: Address, sink: SegmentSink, region: str | None, share: float) -> Listener:
+def _otlp(
+    settings: IngestSettings, address: Address, sink: SegmentSink, region: str | None, share: float
+) -> Listener:
     from tracekit.sidecar.otlp_forward import OtlpForwarder
     from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
 
@@ -77,7 +116,7 @@ def _otlp(settings: Settings, address: Address, sink: SegmentSink, region: str |
     )  # fmt: skip
 
 
-def _emf(settings: Settings, address: Address, region: str | None, share: float) -> Listener:
+def _emf(settings: IngestSettings, address: Address, region: str | None, share: float) -> Listener:
     from tracekit.sidecar.emf_receiver import EmfReceiver, LineShipper
 
     shipper: LineShipper
