@@ -277,3 +277,17 @@ def test_prometheus_on_fastapi() -> None:
     response = asyncio.run(scrape())
     assert response.status_code == 200
     _check_exposition(response.text)
+
+
+def test_put_metric_data_failures_are_counted_not_raised() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = PutMetricDataOutput(
+        endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1", max_attempts=1, linger=0
+    )
+    metrics.configure("PMD/Test", outputs=[output], flush_interval=0, env={})
+    metrics.count("lost", dimensions={"a": "1"})
+    metrics.count("lost", dimensions={"a": "2"})
+    assert metrics.flush(20.0)
+    assert _stats.stats()["metrics.cloudwatch.dropped.error"] == 2
