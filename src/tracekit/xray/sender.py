@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from tracekit import _stats
+from tracekit.xray.batching import BatchQueue
 from tracekit.xray.signed_http import Response, SignedHTTP, SigningError
 
 MAX_BATCH = 50
 """PutTraceSegments documents per call that every X-Ray sender uses."""
-DOC_OVERHEAD = 64
-"""Bytes counted per buffered document on top of its length (object header, queue slot)."""
 PATH = "/TraceSegments"
 _CODE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -51,149 +48,48 @@ class SegmentSender:
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch={max_batch} is not valid: expected 1..{MAX_BATCH}")
-        if workers < 1 or max_buffer_bytes < 1:
-            raise ValueError("workers and max_buffer_bytes must be positive")
         self.http = SignedHTTP(
             region, endpoint_url, credentials=credentials, session=session, timeout=timeout
         )
-        self._max_batch = max_batch
-        self._max_bytes = max_buffer_bytes
-        self._batch_timeout = batch_timeout
         self._retry_for = retry_for
         self._max_backoff = max_backoff
         self._prefix = stats_prefix
         self._on_batch = on_batch
-        self._pending: deque[str | bytes] = deque()
-        self._bytes = 0
-        self._inflight = 0
-        self._oldest = 0.0
-        self._urgent = 0
-        self._closed = False
-        self._abort = threading.Event()
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
         self.last_success: float | None = None
         """``time.monotonic()`` of the last call X-Ray answered (any status below 500 but 429)."""
         self.last_error: str | None = None
-        self._threads = [
-            threading.Thread(target=self._work, name=f"tracekit-xray-sender-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    # -- producer side ---------------------------------------------------------------------------
+        self._queue: BatchQueue[str | bytes] = BatchQueue(
+            self._deliver,
+            max_batch=max_batch,
+            max_bytes=max_buffer_bytes,
+            workers=workers,
+            max_wait=batch_timeout,
+            stats_prefix=stats_prefix,
+            name="tracekit-xray-sender",
+            on_exit=self.http.close,
+        )
 
     def submit(self, document: str | bytes) -> bool:
         """Queue one serialised segment document; False (and counted) when it cannot be kept."""
-        size = len(document) + DOC_OVERHEAD
-        with self._lock:
-            if self._closed:
-                reason = "closed"
-            elif self._bytes + size > self._max_bytes:
-                reason = "buffer_full"
-            else:
-                pending = self._pending
-                if not pending:
-                    self._oldest = time.monotonic()
-                pending.append(document)
-                self._bytes += size
-                if len(pending) == 1 or len(pending) % self._max_batch == 0:
-                    self._ready.notify()
-                return True
-        self._count(f"dropped.{reason}")
-        return False
+        return self._queue.submit(document)
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes held: queued plus in-flight documents (what ``max_buffer_bytes`` bounds)."""
-        return self._bytes
+        return self._queue.buffered_bytes
 
     @property
     def queued(self) -> int:
         """Documents waiting for a sender."""
-        return len(self._pending)
+        return self._queue.queued
 
     def flush(self, timeout: float) -> bool:
         """Send everything buffered now; True when the buffer emptied within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._urgent += 1
-            self._ready.notify_all()
-            try:
-                while self._pending or self._inflight:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._idle.wait(left)
-                return True
-            finally:
-                self._urgent -= 1
+        return self._queue.flush(timeout)
 
     def close(self, timeout: float) -> None:
         """Stop accepting, deliver the buffer within ``timeout``, count the rest as dropped."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        deadline = time.monotonic() + timeout
-        self.flush(timeout)
-        self._abort.set()
-        with self._lock:
-            left = len(self._pending)
-            self._pending.clear()
-            self._ready.notify_all()
-        if left:
-            self._count("dropped.shutdown", left)
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
-
-    # -- worker side -----------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        try:
-            while True:
-                batch = self._take()
-                if batch is None:
-                    return
-                try:
-                    self._deliver(batch)
-                except Exception as exc:
-                    self._count("dropped.internal_error", len(batch))
-                    _stats.report(f"{self._prefix}.worker", exc)
-                finally:
-                    self._release(batch)
-        finally:
-            self.http.close()
-
-    def _take(self) -> list[str | bytes] | None:
-        """Wait for a full batch, an old enough partial one, a flush, or the end."""
-        with self._lock:
-            while True:
-                pending = self._pending
-                if pending:
-                    waited = time.monotonic() - self._oldest
-                    due = self._urgent or self._closed or waited >= self._batch_timeout
-                    if len(pending) >= self._max_batch or due:
-                        size = min(self._max_batch, len(pending))
-                        batch = [pending.popleft() for _ in range(size)]
-                        self._inflight += len(batch)
-                        self._oldest = time.monotonic()
-                        return batch
-                    self._ready.wait(self._batch_timeout - waited)
-                elif self._closed:
-                    return None
-                else:
-                    self._ready.wait()
-
-    def _release(self, batch: list[str | bytes]) -> None:
-        size = sum(len(doc) for doc in batch) + DOC_OVERHEAD * len(batch)
-        with self._lock:
-            self._inflight -= len(batch)
-            self._bytes -= size
-            if not self._pending and not self._inflight:
-                self._idle.notify_all()
+        self._queue.close(timeout)
 
     def _deliver(self, batch: list[str | bytes]) -> None:
         """One PutTraceSegments call, retried until it is answered, refused, or too late."""
@@ -214,7 +110,7 @@ class SegmentSender:
                 self._count("dropped.retries_exhausted", len(batch))
                 return
             self._count(f"retries.{reason}")
-            if self._abort.wait(delay):
+            if self._queue.aborted.wait(delay):
                 self._count("dropped.shutdown", len(batch))
                 return
 

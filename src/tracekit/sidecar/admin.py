@@ -1,0 +1,109 @@
+"""The admin HTTP port: ``/health`` (for ECS healthChecks) and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tracekit import _stats
+
+LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code"}
+"""Counter families whose last key part becomes a label, e.g. ``...dropped.buffer_full``."""
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+Health = Callable[[], tuple[bool, dict[str, Any]]]
+Gauges = Callable[[], dict[str, float]]
+
+
+class StatsCollector:
+    """Expose ``tracekit._stats`` counters under ``sidecar.`` and ``errors.`` plus live gauges."""
+
+    def __init__(self, gauges: Gauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        families: dict[str, Any] = {}
+        for key, value in sorted(_stats.stats().items()):
+            if not key.startswith(("sidecar.", "errors.")):
+                continue
+            name, label, label_value = _family(key)
+            family = families.get(name)
+            if family is None:
+                labels = [label] if label else []
+                family = CounterMetricFamily(name, f"tracekit counter {name}", labels=labels)
+                families[name] = family
+            family.add_metric([label_value] if label else [], value)
+        yield from families.values()
+        for gauge, level in self._gauges().items():
+            yield GaugeMetricFamily(f"tracekit_sidecar_{gauge}", gauge.replace("_", " "), value=level)
+
+
+def _family(key: str) -> tuple[str, str, str]:
+    """``sidecar.upstream.dropped.buffer_full`` -> (name, "reason", "buffer_full")."""
+    if key.startswith("errors."):
+        return "tracekit_errors", "key", key[len("errors.") :]
+    parts = key.split(".")
+    if len(parts) >= 3 and parts[-2] in LABELLED:
+        return "tracekit_" + _NAME.sub("_", "_".join(parts[:-1])), LABELLED[parts[-2]], parts[-1]
+    return "tracekit_" + _NAME.sub("_", "_".join(parts)), "", ""
+
+
+class AdminServer:
+    """Serves ``/health`` (200 or 503 with a JSON reason) and ``/metrics``."""
+
+    name = "admin"
+
+    def __init__(self, address: tuple[str, int], health: Health, registry: Any) -> None:
+        self.health = health
+        self.registry = registry
+        self._server = ThreadingHTTPServer(address, _Handler)
+        self._server.daemon_threads = True
+        self._server.admin = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tracekit-sidecar-admin", daemon=True
+        )
+
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    server: ThreadingHTTPServer
+
+    def do_GET(self) -> None:
+        admin: AdminServer = self.server.admin  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            ok, body = admin.health()
+            self._reply(200 if ok else 503, "application/json", json.dumps(body).encode())
+        elif path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            self._reply(200, CONTENT_TYPE_LATEST, generate_latest(admin.registry))
+        else:
+            self._reply(404, "text/plain", b"not found: try /health or /metrics\n")
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Health probes every few seconds would flood the logs."""

@@ -1,0 +1,74 @@
+"""``tracekit sidecar``: run the X-Ray daemon replacement (or its local mode)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+A maintained drop-in for the X-Ray daemon (same ports, same protocol), with a health endpoint,
+Prometheus metrics, retries, bounded memory and counted drops.
+
+  UDP   udp-address    daemon protocol: {"format":"json","version":1}\\n<segment document>;
+                       batches of <= 50 to PutTraceSegments, retried on throttling/5xx.
+  TCP   tcp-address    sampling proxy for SDKs: POST /GetSamplingRules, /SamplingTargets,
+                       /SamplingStatisticSummaries only (SigV4-signed with the task's
+                       credentials); any other path gets 403; bodies over 64 KiB get 413.
+  HTTP  admin-address  GET /health (200 ok / 503 + JSON reason; an ECS container healthCheck)
+                       and GET /metrics (Prometheus text).
+
+--local needs no AWS account: documents go to a SQLite file (see --local-db), the TCP port
+serves the local sampling control plane loaded from --sampling-dir, and
+`tracekit traces list` / `tracekit traces show TRACE_ID` read what was stored.
+"""
+
+EPILOG = """\
+Settings come from flags, then TRACEKIT_SIDECAR_* variables, then the YAML file, then defaults.
+The region is also read from AWS_REGION / AWS_DEFAULT_REGION and, on ECS, from the task metadata
+(ECS_CONTAINER_METADATA_URI_V4). Credentials come from botocore's usual chain (task role on ECS).
+
+SIGTERM or SIGINT: stop receiving, flush what is buffered within --shutdown-timeout, exit 0 and log
+one JSON summary line (received, sent, rejected/dropped/unprocessed by reason). Logs are JSON lines
+on stderr.
+
+Example YAML (--config sidecar.yaml):
+  udp_address: 0.0.0.0:2000
+  memory_limit: 64
+  workers: 8
+"""
+
+
+def register(subparsers: Any) -> None:
+    from tracekit.sidecar.settings import add_arguments
+
+    parser = subparsers.add_parser(
+        "sidecar",
+        help="run the X-Ray daemon replacement: UDP segments, sampling proxy, /health, /metrics",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the settings, bind, serve until a stop signal; 2 on bad settings, 1 on bind errors."""
+    from tracekit.config import ConfigError
+    from tracekit.sidecar import ingest, logs
+    from tracekit.sidecar.runtime import Sidecar
+    from tracekit.sidecar.settings import resolve
+
+    try:
+        settings = resolve(args)
+        logs.configure(settings.log_level)
+        sidecar = Sidecar(settings)
+        ingest.attach(sidecar)
+    except ConfigError as exc:
+        print(f"tracekit sidecar: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tracekit sidecar: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return sidecar.run()

@@ -1,0 +1,127 @@
+"""The TCP sampling proxy: what X-Ray SDKs call on the daemon's TCP port, and nothing more.
+
+The X-Ray daemon re-signs any path with the task's credentials; this proxy only forwards the three
+sampling operations, refuses everything else with 403, and bounds request sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tracekit import _stats
+from tracekit.xray.signed_http import SignedHTTP
+
+SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
+MAX_BODY = 64 * 1024
+"""Largest request body accepted; 25 statistics documents take about 5 KB."""
+
+Reply = tuple[int, Mapping[str, str], bytes]
+Backend = Callable[[str, str, Mapping[str, str], bytes], Reply]
+"""``(method, path, headers, body) -> (status, headers, body)``: upstream X-Ray or a local plane."""
+
+
+def upstream_backend(http: SignedHTTP) -> Backend:
+    """Forward to X-Ray, signed with SigV4 from the sidecar's own credentials."""
+
+    def forward(method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        resp = http.post(path, body, headers.get("content-type") or "application/json")
+        keep = {k: v for k, v in resp.headers.items() if k in ("content-type", "x-amzn-errortype")}
+        return resp.status, keep, resp.body
+
+    return forward
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    body = json.dumps({"__type": code, "message": message}).encode()
+    return status, {"content-type": "application/json", "x-amzn-errortype": code}, body
+
+
+class SamplingProxy:
+    """HTTP on the daemon's TCP address; one thread per connection, bounded request size."""
+
+    name = "tcp"
+
+    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
+        self.backend = backend
+        self.last_success: float | None = None
+        self._server = ThreadingHTTPServer(address, _Handler)
+        self._server.daemon_threads = True
+        self._server.proxy = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tracekit-sidecar-tcp", daemon=True
+        )
+
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Answer one request: 403 off the sampling paths, otherwise the backend's reply."""
+        path = path.split("?", 1)[0]
+        if method != "POST" or path not in SAMPLING_PATHS:
+            _stats.incr("sidecar.proxy.forbidden")
+            allowed = ", ".join(sorted(SAMPLING_PATHS))
+            return error_reply(403, "AccessDeniedException", f"{method} {path}: only POST {allowed}")
+        _stats.incr("sidecar.proxy.requests")
+        try:
+            reply = self.backend(method, path, headers, body)
+        except Exception as exc:  # connection refused, no credentials...
+            _stats.report("sidecar.proxy.upstream", exc)
+            return error_reply(502, "BadGateway", f"sampling upstream failed: {type(exc).__name__}")
+        if reply[0] < 500:
+            self.last_success = time.monotonic()
+        return reply
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: ThreadingHTTPServer
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        proxy: SamplingProxy = self.server.proxy  # type: ignore[attr-defined]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            _stats.incr("sidecar.proxy.too_large")
+            reply = error_reply(413, "RequestTooLarge", f"body must be 0..{MAX_BODY} bytes")
+            self.close_connection = True
+        else:
+            body = self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = proxy.handle(method, self.path, headers, body)
+        status, headers_out, payload = reply
+        self.send_response(status)
+        for key, value in headers_out.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Request lines are not logged: /metrics counts them."""

@@ -1,0 +1,220 @@
+"""Assemble the sidecar from its settings, run it until SIGTERM/SIGINT, flush within the deadline."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from tracekit import _stats
+from tracekit.config import ConfigError
+from tracekit.sidecar.admin import AdminServer, StatsCollector
+from tracekit.sidecar.pipeline import Listener, SegmentSink, Service
+from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
+from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
+from tracekit.sidecar.store import LocalStore
+from tracekit.sidecar.telemetry import TelemetryReporter
+from tracekit.sidecar.udp import UdpListener
+from tracekit.xray.sender import SegmentSender
+
+logger = logging.getLogger("tracekit.sidecar")
+MB = 1024 * 1024
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Sidecar:
+    """Listeners feeding one sink, plus the admin server; ``run`` blocks until a stop signal."""
+
+    def __init__(self, settings: Settings) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self._latency = Histogram(
+            "tracekit_sidecar_batch_latency_seconds",
+            "PutTraceSegments call latency",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(StatsCollector(self._gauges))
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._stopping = False
+        self.sender: SegmentSender | None = None
+        self.telemetry: TelemetryReporter | None = None
+        self.sink: SegmentSink = self._build_sink()
+        self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
+        self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
+        self.admin = AdminServer(settings.admin_address, self.health, self.registry)
+        self.listeners: list[Listener] = [self.udp, self.proxy]
+        self.services: list[Service] = [self.telemetry] if self.telemetry else []
+
+    def add(self, listener: Listener) -> None:
+        """Plug in another receiver (OTLP, EMF...) before ``start``; it feeds ``self.sink``."""
+        self.listeners.append(listener)
+
+    def _build_sink(self) -> SegmentSink:
+        s = self.settings
+        if s.local:
+            return LocalStore(s.local_db or default_db_path(), s.local_retention, s.memory_limit * MB)
+        region = s.region or ecs_region()
+        if not region:
+            raise ConfigError(
+                "--region", None, "a region from --region, AWS_REGION or ECS task metadata"
+            )
+        self.sender = SegmentSender(
+            region,
+            s.endpoint_url,
+            max_buffer_bytes=s.memory_limit * MB,
+            workers=s.workers,
+            batch_timeout=s.batch_timeout,
+            retry_for=s.retry_for,
+            stats_prefix="sidecar.upstream",
+            on_batch=self._latency.observe,
+        )
+        self.telemetry = TelemetryReporter(self.sender.http, s.telemetry_interval)
+        return self.sender
+
+    def _sampling_backend(self) -> Backend:
+        if self.sender is not None:
+            return upstream_backend(self.sender.http)
+        return local_sampling_backend(self.settings)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for part in (*self.listeners, *self.services, self.admin):
+            part.start()
+        logger.info("sidecar started", extra={"fields": self.describe()})
+
+    def describe(self) -> dict[str, Any]:
+        """Where everything listens and the main limits (logged at start)."""
+        info: dict[str, Any] = {
+            "mode": "local" if self.settings.local else "xray",
+            "admin": _fmt(self.admin.address()),
+            "memory_limit_mb": self.settings.memory_limit,
+            "udp_receive_buffer": self.udp.receive_buffer,
+        }
+        info.update({lst.name: _fmt(lst.address()) for lst in self.listeners})
+        if self.sender is not None:
+            info["region"] = self.sender.http.region
+            info["endpoint"] = self.sender.http.base_url()
+        if isinstance(self.sink, LocalStore):
+            info["db"] = str(self.sink.path)
+        return info
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT, then flush and log a summary; the exit status is 0."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        while not self._stop.wait(1.0):
+            pass
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> dict[str, Any]:
+        """Stop receiving, flush within ``shutdown_timeout``, stop the rest; returns the summary."""
+        self._stopping = True
+        began = time.monotonic()
+        logger.info("stopping: flushing %d buffered documents", self.sink.queued)
+        for listener in self.listeners:
+            _stop_quietly(listener)
+        self.sink.close(self.settings.shutdown_timeout)
+        for service in (*self.services, self.admin):
+            _stop_quietly(service)
+        summary = summarize(_stats.stats())
+        summary["shutdown_seconds"] = round(time.monotonic() - began, 3)
+        logger.info("sidecar stopped", extra={"fields": summary})
+        return summary
+
+    # -- health and gauges -----------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """200 while running and X-Ray answered within ``health_window``; the body says why not."""
+        body: dict[str, Any] = {
+            "mode": "local" if self.settings.local else "xray",
+            "uptime_seconds": round(time.monotonic() - self._started, 1),
+            "buffered_bytes": self.sink.buffered_bytes,
+            "buffer_limit_bytes": self.settings.memory_limit * MB,
+            "queued_documents": self.sink.queued,
+        }
+        ok, reason = self._judge(body)
+        body.update(status="ok" if ok else "unhealthy", reason=reason)
+        return ok, body
+
+    def _judge(self, body: dict[str, Any]) -> tuple[bool, str]:
+        if self._stopping:
+            return False, "shutting down"
+        if self.sender is None:
+            return True, "local mode: storing documents in " + str(self.describe().get("db"))
+        age = self._upstream_age()
+        body["upstream_last_success_seconds_ago"] = None if age is None else round(age, 1)
+        body["upstream_last_error"] = self.sender.last_error
+        window = self.settings.health_window
+        if age is None:
+            return False, f"X-Ray has not answered yet (last error: {self.sender.last_error})"
+        if age > window:
+            return False, f"X-Ray has not answered for {age:.0f} s (limit {window:.0f} s)"
+        return True, f"X-Ray answered {age:.1f} s ago"
+
+    def _upstream_age(self) -> float | None:
+        parts = (self.sender, self.telemetry, self.proxy)
+        times = [p.last_success for p in parts if p is not None and p.last_success is not None]
+        return time.monotonic() - max(times) if times else None
+
+    def _gauges(self) -> dict[str, float]:
+        gauges = {
+            "queued_documents": float(self.sink.queued),
+            "buffered_bytes": float(self.sink.buffered_bytes),
+            "buffer_limit_bytes": float(self.settings.memory_limit * MB),
+        }
+        age = self._upstream_age()
+        if age is not None:
+            gauges["upstream_last_success_age_seconds"] = age
+        return gauges
+
+
+def local_sampling_backend(settings: Settings) -> Backend:
+    """The [sampling] control plane (in memory) seeded from ``sampling_dir`` when it exists."""
+    from tracekit.sampling.controlplane import ControlPlane
+
+    plane = ControlPlane()
+    if settings.sampling_dir.exists():
+        plane.load_dir(settings.sampling_dir)
+    else:
+        logger.warning("no %s: local sampling serves only the Default rule", settings.sampling_dir)
+    return plane.handle
+
+
+def summarize(counts: dict[str, int]) -> dict[str, Any]:
+    """The shutdown summary: totals, and drops/rejections/unprocessed by reason."""
+    out: dict[str, Any] = {
+        "received": counts.get("sidecar.udp.received", 0),
+        "sent": counts.get("sidecar.upstream.sent", 0),
+        "stored": counts.get("sidecar.local.stored", 0),
+    }
+    for group in ("rejected", "dropped", "unprocessed", "retries"):
+        found = {
+            key.rsplit(".", 1)[1]: value
+            for key, value in counts.items()
+            if key.startswith("sidecar.") and key.split(".")[-2] == group
+        }
+        out[group] = found
+    return out
+
+
+def _fmt(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _stop_quietly(part: Service) -> None:
+    try:
+        part.stop()
+    except Exception as exc:  # one part failing to stop must not keep the others running
+        _stats.report(f"sidecar.stop.{part.name}", exc)

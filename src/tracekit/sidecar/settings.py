@@ -1,0 +1,234 @@
+"""Sidecar settings: one table gives each setting its flag, environment variable, YAML key and help.
+
+Precedence: command-line flag, then environment variable, then the YAML file (``--config``), then
+the default. Every bad value raises :class:`tracekit.config.ConfigError` naming where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from tracekit.config import ConfigError
+from tracekit.sidecar import ingest
+
+Address = tuple[str, int]
+
+
+def default_db_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$TRACEKIT_LOCAL_DB``, else ``$XDG_DATA_HOME/tracekit/traces.db`` (~/.local/share)."""
+    env = os.environ if env is None else env
+    if env.get("TRACEKIT_LOCAL_DB"):
+        return Path(env["TRACEKIT_LOCAL_DB"])
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tracekit" / "traces.db"
+
+
+def parse_address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("host:port with a port 0-65535, e.g. 127.0.0.1:2000")
+    return host.strip("[]"), int(port)
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"a positive {kind.__name__}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _bool(text: str) -> bool:
+    low = str(text).strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("true or false")
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("an http:// or https:// URL")
+    return text
+
+
+def _level(text: str) -> str:
+    if text.lower() not in ("debug", "info", "warning", "error"):
+        raise ValueError("debug, info, warning or error")
+    return text.lower()
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "TRACEKIT_SIDECAR_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("udp_address", parse_address, "UDP daemon-protocol listener", "HOST:PORT"),
+    Option("tcp_address", parse_address, "TCP sampling proxy", "HOST:PORT"),
+    Option("admin_address", parse_address, "/health and /metrics", "HOST:PORT"),
+    Option("region", str, "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, ECS metadata)"),
+    Option("endpoint_url", _url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
+    Option("memory_limit", _positive(int), "MB of buffered documents; beyond, drops are counted"),
+    Option("workers", _positive(int), "concurrent PutTraceSegments senders", "N"),
+    Option("batch_timeout", _positive(float), "seconds a partial batch (<50) waits", "S"),
+    Option("retry_for", _positive(float), "seconds a failing batch is retried, then dropped"),
+    Option("receive_buffer", _positive(int), "MB of kernel UDP receive buffer (SO_RCVBUF)"),
+    Option("shutdown_timeout", _positive(float), "seconds to flush on SIGTERM/SIGINT", "S"),
+    Option("telemetry_interval", _positive(float), "seconds between PutTelemetryRecords"),
+    Option("health_window", _positive(float), "/health is 503 after this long w/o upstream"),
+    Option("local", _bool, "local mode: store traces in SQLite, serve local sampling"),
+    Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
+    Option("local_retention", _positive(int), "traces kept in local mode (oldest go)", "N"),
+    Option("sampling_dir", Path, "rule files the local sampling plane serves", "DIR"),
+    Option("log_level", _level, "debug, info, warning or error"),
+    Option("otlp_address", ingest.parse_optional_address, *ingest.HELP["otlp_address"]),
+    Option("otlp_forward", _url, *ingest.HELP["otlp_forward"]),
+    Option("otlp_translate", _bool, *ingest.HELP["otlp_translate"]),
+    Option("emf_address", ingest.parse_optional_address, *ingest.HELP["emf_address"]),
+    Option("emf_log_group", str, *ingest.HELP["emf_log_group"]),
+    Option("emf_log_stream", str, *ingest.HELP["emf_log_stream"]),
+    Option("logs_endpoint_url", _url, *ingest.HELP["logs_endpoint_url"]),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved sidecar settings (see :data:`OPTIONS` for what each one means)."""
+
+    udp_address: Address = ("127.0.0.1", 2000)
+    tcp_address: Address = ("127.0.0.1", 2000)
+    admin_address: Address = ("127.0.0.1", 2020)
+    region: str | None = None
+    endpoint_url: str | None = None
+    memory_limit: int = 32
+    workers: int = 4
+    batch_timeout: float = 1.0
+    retry_for: float = 60.0
+    receive_buffer: int = 16
+    shutdown_timeout: float = 10.0
+    telemetry_interval: float = 60.0
+    health_window: float = 150.0
+    local: bool = False
+    local_db: Path | None = None
+    local_retention: int = 10000
+    sampling_dir: Path = Path("sampling")
+    log_level: str = "info"
+    otlp_address: Address | None = ingest.OTLP_ADDRESS
+    otlp_forward: str | None = None
+    otlp_translate: bool | None = None
+    emf_address: Address | None = ingest.EMF_ADDRESS
+    emf_log_group: str = ingest.EMF_LOG_GROUP
+    emf_log_stream: str | None = None
+    logs_endpoint_url: str | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; the help names its environment variable and default."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML file with any of the settings below as keys "
+        "(e.g. memory_limit: 64) [env TRACEKIT_SIDECAR_CONFIG]",
+    )
+    for opt in OPTIONS:
+        text = f"{opt.help} [env {opt.env}; default {_default_text(opt.name)}]"
+        if opt.parse is _bool:
+            parser.add_argument(opt.flag, action="store_const", const="true", help=text)
+        else:
+            parser.add_argument(opt.flag, metavar=opt.metavar or opt.name.upper(), help=text)
+
+
+def _default_text(name: str) -> str:
+    if name == "local_db":
+        return str(default_db_path())
+    value = getattr(Settings(), name)
+    return f"{value[0]}:{value[1]}" if isinstance(value, tuple) else str(value)
+
+
+def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from parsed flags, the environment and the YAML file, in that order."""
+    env = os.environ if env is None else env
+    config_path = getattr(args, "config", None) or env.get("TRACEKIT_SIDECAR_CONFIG")
+    file_values = _read_yaml(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw, origin = _pick(opt, args, env, file_values, config_path)
+        if raw is None:
+            continue
+        try:
+            values[opt.name] = opt.parse(str(raw))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(origin, raw, str(exc) or opt.parse.__name__) from None
+    if "region" not in values and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def _pick(
+    opt: Option,
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    config_path: str | None,
+) -> tuple[Any, str]:
+    flag_value = getattr(args, opt.name, None)
+    if flag_value is not None:
+        return flag_value, opt.flag
+    if env.get(opt.env):
+        return env[opt.env], opt.env
+    if opt.name in file_values:
+        return file_values[opt.name], f"{config_path}: {opt.name}"
+    return None, ""
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("--config", path, f"a readable YAML file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", path, "a YAML mapping of setting: value")
+    names = [opt.name for opt in OPTIONS]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{path}: {key}", data[key], "a known setting: " + ", ".join(names))
+    return data
+
+
+def ecs_region(env: Mapping[str, str] | None = None, timeout: float = 1.0) -> str | None:
+    """The task's region from ECS task metadata v4 (the TaskARN), or None outside ECS."""
+    env = os.environ if env is None else env
+    base = env.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not base:
+        return None
+    try:
+        with urllib.request.urlopen(f"{base.rstrip('/')}/task", timeout=timeout) as resp:
+            arn = str(json.loads(resp.read()).get("TaskARN", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[3] else None

@@ -1,0 +1,86 @@
+"""``PutTelemetryRecords`` on a timer, as the daemon does; each call also proves X-Ray is reachable."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Mapping
+
+from tracekit import _stats
+from tracekit.xray.signed_http import SignedHTTP
+
+PREFIX = "sidecar.upstream."
+FIELDS = {
+    "SegmentsReceivedCount": ("sidecar.udp.received",),
+    "SegmentsSentCount": (PREFIX + "sent",),
+    "SegmentsSpilloverCount": (PREFIX + "dropped.buffer_full",),
+    "SegmentsRejectedCount": ("sidecar.udp.rejected.",),
+}
+ERRORS = {
+    "ConnectionRefusedCount": (PREFIX + "retries.connection",),
+    "HTTPCode5XXCount": (PREFIX + "retries.server_error",),
+    "HTTPCode4XXCount": (PREFIX + "retries.throttled", PREFIX + "dropped.rejected"),
+    "TimeoutCount": (),
+    "UnknownHostCount": (),
+    "OtherCount": (),
+}
+
+
+class TelemetryReporter:
+    """A thread that reports counter deltas every ``interval`` seconds, the first one at start."""
+
+    name = "telemetry"
+
+    def __init__(self, http: SignedHTTP, interval: float) -> None:
+        self._http = http
+        self._interval = interval
+        self._stop = threading.Event()
+        self._last: dict[str, int] = {}
+        self.last_success: float | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="tracekit-sidecar-telemetry", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def report(self) -> bool:
+        """Send one record with the counts since the previous successful report."""
+        now = _stats.stats()
+        record: dict[str, object] = {"Timestamp": time.time()}
+        record.update({k: self._delta(now, keys) for k, keys in FIELDS.items()})
+        record["BackendConnectionErrors"] = {k: self._delta(now, keys) for k, keys in ERRORS.items()}
+        body = json.dumps({"TelemetryRecords": [record], "Hostname": socket.gethostname()})
+        try:
+            resp = self._http.post("/TelemetryRecords", body.encode())
+        except Exception as exc:  # unreachable, no credentials: health shows it
+            _stats.report("sidecar.telemetry", exc)
+            return False
+        if resp.status >= 500 or resp.status == 429:
+            _stats.report("sidecar.telemetry", msg=f"PutTelemetryRecords: HTTP {resp.status}")
+            return False
+        self.last_success = time.monotonic()
+        self._last = now
+        _stats.incr("sidecar.telemetry.sent")
+        return True
+
+    def _delta(self, now: Mapping[str, int], keys: tuple[str, ...]) -> int:
+        total = 0
+        for key in keys:
+            if key.endswith("."):
+                total += sum(v - self._last.get(k, 0) for k, v in now.items() if k.startswith(key))
+            else:
+                total += now.get(key, 0) - self._last.get(key, 0)
+        return total
+
+    def _run(self) -> None:
+        while True:
+            self.report()
+            if self._stop.wait(self._interval):
+                return

@@ -1,0 +1,98 @@
+"""The X-Ray daemon's UDP listener: header + newline + document, one document per datagram."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from tracekit import _stats
+from tracekit.sidecar.pipeline import SegmentSink
+from tracekit.xray.protocol import ProtocolError, decode
+
+logger = logging.getLogger("tracekit.sidecar")
+SO_RCVBUFFORCE = 33
+"""Linux: set the receive buffer above ``net.core.rmem_max`` (needs CAP_NET_ADMIN)."""
+RECV_SIZE = 65536
+
+
+class UdpListener:
+    """Receive daemon datagrams on one thread and hand each valid document to the sink."""
+
+    name = "udp"
+
+    def __init__(self, address: tuple[str, int], sink: SegmentSink, receive_buffer: int) -> None:
+        self._sink = sink
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.receive_buffer = _set_receive_buffer(self._sock, receive_buffer)
+        self._sock.bind(address)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tracekit-sidecar-udp", daemon=True)
+
+    def address(self) -> tuple[str, int]:
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop receiving after taking what the kernel already holds."""
+        self._stopping = True
+        host, port = self.address()
+        wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            wake.sendto(b"", ("127.0.0.1" if host == "0.0.0.0" else host, port))
+        finally:
+            wake.close()
+        self._thread.join(5.0)
+        self._sock.close()
+
+    def _run(self) -> None:
+        recv = self._sock.recv
+        while not self._stopping:
+            try:
+                self._handle(recv(RECV_SIZE))
+            except OSError as exc:
+                _stats.report("sidecar.udp.receive", exc)
+        self._drain()
+
+    def _drain(self) -> None:
+        self._sock.setblocking(False)
+        while True:
+            try:
+                self._handle(self._sock.recv(RECV_SIZE))
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                _stats.report("sidecar.udp.receive", exc)
+                return
+
+    def _handle(self, datagram: bytes) -> None:
+        if not datagram:
+            return
+        try:
+            document = decode(datagram)
+        except ProtocolError as exc:
+            _stats.incr(f"sidecar.udp.rejected.{exc.reason}")
+            _stats.warn_once_per_interval(
+                f"sidecar.udp.{exc.reason}", "rejected datagram (%d bytes): %s", len(datagram), exc
+            )
+            return
+        _stats.incr("sidecar.udp.received")
+        self._sink.submit(document)
+
+
+def _set_receive_buffer(sock: socket.socket, megabytes: int) -> int:
+    """Ask for a large SO_RCVBUF so bursts wait in the kernel; returns what the kernel granted."""
+    size = megabytes * 1024 * 1024
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < size:
+        logger.warning(
+            "UDP receive buffer is %d bytes, %d asked: raise net.core.rmem_max", granted, size
+        )
+    return int(granted)
