@@ -48,7 +48,10 @@ class UdpTransport:
     def send(self, document: bytes) -> None:
         try:
             if self._sock is None:
-                info = socket.getaddrinfo(*self._address, type=socket.SOCK_DGRAM)[0]
+                host, port = self._address
+                # An ASCII host as bytes skips loading the idna codec (~1.5 ms of a Lambda cold start).
+                query = host.encode() if host.isascii() else host
+                info = socket.getaddrinfo(query, port, type=socket.SOCK_DGRAM)[0]
                 self._sock = socket.socket(info[0], socket.SOCK_DGRAM)
                 self._sock.setblocking(False)
                 self._resolved = info[4]
