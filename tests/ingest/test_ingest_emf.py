@@ -63,10 +63,10 @@ asyncio.run(main())
 
 
 def run_aws_embedded_metrics(rx: EmfReceiver, documents: int) -> None:
-    """The real aws-embedded-metrics library, configured the documented way, in its own process."""
+    """The real aws-embedded-metrics library in its own process; `default` is its agent environment."""
     host, port = rx.address()
     env = {**os.environ, "AWS_EMF_AGENT_ENDPOINT": f"tcp://{host}:{port}",
-           "AWS_EMF_ENVIRONMENT": "agent", "AWS_EMF_SERVICE_NAME": "shop"}
+           "AWS_EMF_ENVIRONMENT": "default", "AWS_EMF_SERVICE_NAME": "shop"}
     subprocess.run([sys.executable, "-c", AWS_EMF_SCRIPT, str(documents)], env=env, check=True, timeout=60)
 
 
