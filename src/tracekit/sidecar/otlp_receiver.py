@@ -22,9 +22,10 @@ from tracekit.sidecar.pipeline import SegmentSink
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
 TRACES_PATH = "/v1/traces"
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = 4 * 1024 * 1024
 """Largest accepted body, compressed and decompressed (OTLP exporters send far smaller batches)."""
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 32
+"""Concurrent connections: with MAX_BODY, bounds what requests can hold in memory (128 MiB)."""
 STATS = "sidecar.otlp"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0, "": 0}
 
