@@ -136,7 +136,7 @@ def main() -> None:
     metrics = wait_for("/metrics", lambda: http_get(f"{admin}/metrics"))[1]
     wanted = (
         "tracekit_sidecar_udp_received_total",
-        "tracekit_sidecar_otlp_received_spans_total",
+        "tracekit_sidecar_otlp_spans_received_total",
         "tracekit_sidecar_emf_accepted_total",
         'tracekit_sidecar_emf_rejected_total{reason="not_json"}',
     )

@@ -109,7 +109,7 @@ def test_real_exporter_spans_become_the_same_documents_as_in_process(
     assert server["name"] == "checkout" and "parent_id" not in server
     assert client["type"] == "subsegment" and client["parent_id"] == server["id"]
     assert client["fault"] is True and client["cause"]["exceptions"][0]["message"] == "stock down"
-    assert _stats.stats()["sidecar.otlp.received_spans"] == 2
+    assert _stats.stats()["sidecar.otlp.spans.received"] == 2
 
 
 def test_uncompressed_protobuf_is_accepted_too(receiver: OtlpHttpReceiver, sink: ListSink) -> None:
@@ -186,7 +186,7 @@ def test_invalid_span_is_rejected_alone_with_partial_success(
     assert response.partial_success.rejected_spans == 1
     assert "spans[1]: spanId '0000000000000000' is not valid" in response.partial_success.error_message
     assert sorted(d["name"] for d in sink.docs()) == ["s0", "s2"]
-    assert _stats.stats()["sidecar.otlp.rejected.invalid_span"] == 1
+    assert _stats.stats()["sidecar.otlp.spans.rejected.invalid_span"] == 1
 
 
 @pytest.mark.parametrize(
@@ -245,7 +245,7 @@ def test_full_sink_answers_503_so_the_exporter_retries(sink: ListSink) -> None:
         assert ExportTraceServiceResponse.FromString(payload).partial_success.rejected_spans == 1
     finally:
         rx.stop()
-    assert _stats.stats()["sidecar.otlp.rejected.buffer_full"] == 2
+    assert _stats.stats()["sidecar.otlp.spans.rejected.buffer_full"] == 2
 
 
 class ExplodingSink(ListSink):
@@ -274,7 +274,7 @@ def test_translation_failure_is_counted(monkeypatch: pytest.MonkeyPatch, receive
     status, payload, _ = post(url(receiver), request_with_ids(b"\x01" * 8).SerializeToString())
     assert status == 200
     assert ExportTraceServiceResponse.FromString(payload).partial_success.rejected_spans == 1
-    assert _stats.stats()["sidecar.otlp.rejected.untranslatable"] == 1
+    assert _stats.stats()["sidecar.otlp.spans.rejected.untranslatable"] == 1
 
 
 def test_connection_limit_is_enforced(sink: ListSink) -> None:
@@ -290,7 +290,7 @@ def test_connection_limit_is_enforced(sink: ListSink) -> None:
         wait_until(lambda: _try_post(url(rx)) == 200, what="the slot to free up")
     finally:
         rx.stop()
-    assert _stats.stats()["sidecar.otlp.rejected.too_many_connections"] >= 1
+    assert _stats.stats()["sidecar.otlp.requests.rejected.too_many_connections"] >= 1
 
 
 def _try_post(target: str) -> int:

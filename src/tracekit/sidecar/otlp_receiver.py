@@ -27,6 +27,7 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_CONNECTIONS = 32
 """Concurrent connections: with MAX_BODY, bounds what requests can hold in memory (128 MiB)."""
 STATS = "sidecar.otlp"
+"""Counters: ``spans.received``, ``spans.rejected.<reason>``, ``requests.rejected.<reason>``."""
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0, "": 0}
 
 
@@ -99,10 +100,10 @@ class OtlpHttpReceiver:
             raw = decompress(body, encoding.strip().lower(), self._max_body)
             request = parse_request(raw, kind)
         except _TooLarge as exc:
-            _stats.incr(f"{STATS}.rejected.too_large")
+            _stats.incr(f"{STATS}.requests.rejected.too_large")
             return _failure(413, str(exc), reply_type)
         except (OtlpDecodeError, ValueError) as exc:
-            _stats.incr(f"{STATS}.rejected.bad_request")
+            _stats.incr(f"{STATS}.requests.rejected.bad_request")
             _stats.warn_once_per_interval(f"{STATS}.bad_request", "tracekit: OTLP request rejected: %s", exc)
             return _failure(415 if kind not in (JSON, PROTOBUF) else 400, str(exc), reply_type)
         try:
@@ -113,7 +114,7 @@ class OtlpHttpReceiver:
 
     def _accept(self, request: Any, raw: bytes, kind: str, reply_type: str) -> Reply:
         total = span_count(request)
-        _stats.incr(f"{STATS}.received_spans", total)
+        _stats.incr(f"{STATS}.spans.received", total)
         forward_refused = self.forwarder is not None and not self._forward(request, raw, kind)
         problems, refused = self._translate(request) if self.sink is not None else ([], 0)
         if (self.forwarder is None or forward_refused) and (self.sink is None or refused == total > 0):
@@ -133,7 +134,7 @@ class OtlpHttpReceiver:
         assert self.sink is not None
         decoded = to_readable_spans(request)
         problems = list(decoded.rejected)
-        _stats.incr(f"{STATS}.rejected.invalid_span", len(decoded.rejected))
+        _stats.incr(f"{STATS}.spans.rejected.invalid_span", len(decoded.rejected))
         if decoded.rejected:
             _stats.warn_once_per_interval(
                 f"{STATS}.invalid_span", "tracekit: OTLP span rejected: %s", decoded.rejected[0]
@@ -146,11 +147,11 @@ class OtlpHttpReceiver:
                 _stats.report(f"{STATS}.translate", exc)
                 payloads = []
             if not payloads:
-                _stats.incr(f"{STATS}.rejected.untranslatable")
+                _stats.incr(f"{STATS}.spans.rejected.untranslatable")
                 problems.append(f"span {span.name!r}: cannot be made into an X-Ray document")
             elif not all([_submit(self.sink, p) for p in payloads]):
                 refused += 1
-                _stats.incr(f"{STATS}.rejected.buffer_full")
+                _stats.incr(f"{STATS}.spans.rejected.buffer_full")
                 problems.append(f"span {span.name!r}: not accepted, the sidecar buffer is full")
         return problems, refused
 
@@ -228,7 +229,7 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            _stats.incr(f"{STATS}.rejected.too_many_connections")
+            _stats.incr(f"{STATS}.requests.rejected.too_many_connections")
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -270,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(Reply(411, "text/plain", b"Content-Length required\n"), close=True)
             return None
         if not 0 <= length <= limit:
-            _stats.incr(f"{STATS}.rejected.too_large")
+            _stats.incr(f"{STATS}.requests.rejected.too_large")
             self._reply(Reply(413, "text/plain", f"body over {limit} bytes\n".encode()), close=True)
             return None
         return length
