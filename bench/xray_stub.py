@@ -31,6 +31,8 @@ class XRayStub:
         self.delivered = 0
         self.requests = 0
         self.telemetry: list[dict[str, Any]] = []
+        self.headers: dict[str, dict[str, str]] = {}
+        """The last request's headers, per path."""
         self.delay = 0.0
         self._faults: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -54,7 +56,7 @@ class XRayStub:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -104,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.owner.headers[self.path] = dict(self.headers.items())
         signed = self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 ")
         if not signed and self.path != "/stub/counts":
             status, payload = 403, b'{"__type":"MissingAuthenticationTokenException"}'
@@ -136,7 +139,7 @@ def document(seq: int, size: int = 1000) -> bytes:
         f'{{"name":"bench","id":"{seq:016x}","trace_id":"1-{int(now):08x}-{seq:024x}",'
         f'"start_time":{now:.6f},"end_time":{now + 0.001:.6f},"metadata":{{"pad":"'
     )
-    return (head + "x" * max(0, size - len(head) - 4) + '"}}').encode()
+    return (head + "x" * max(0, size - len(head) - 3) + '"}}').encode()
 
 
 def measure_capacity(seconds: float = 3.0, connections: int = 4) -> float:

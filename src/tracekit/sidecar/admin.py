@@ -66,7 +66,7 @@ class AdminServer:
         self._server.daemon_threads = True
         self._server.admin = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="tracekit-sidecar-admin", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="tracekit-sidecar-admin", daemon=True
         )
 
     def address(self) -> tuple[str, int]:

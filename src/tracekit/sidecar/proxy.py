@@ -52,7 +52,7 @@ class SamplingProxy:
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="tracekit-sidecar-tcp", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="tracekit-sidecar-tcp", daemon=True
         )
 
     def address(self) -> tuple[str, int]:

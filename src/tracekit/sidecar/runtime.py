@@ -155,10 +155,11 @@ class Sidecar:
             return True, "local mode: storing documents in " + str(self.describe().get("db"))
         age = self._upstream_age()
         body["upstream_last_success_seconds_ago"] = None if age is None else round(age, 1)
-        body["upstream_last_error"] = self.sender.last_error
+        error = self.sender.last_error or (self.telemetry and self.telemetry.last_error)
+        body["upstream_last_error"] = error
         window = self.settings.health_window
         if age is None:
-            return False, f"X-Ray has not answered yet (last error: {self.sender.last_error})"
+            return False, f"X-Ray has not answered yet (last error: {error})"
         if age > window:
             return False, f"X-Ray has not answered for {age:.0f} s (limit {window:.0f} s)"
         return True, f"X-Ray answered {age:.1f} s ago"

@@ -39,6 +39,7 @@ class TelemetryReporter:
         self._stop = threading.Event()
         self._last: dict[str, int] = {}
         self.last_success: float | None = None
+        self.last_error: str | None = None
         self._thread = threading.Thread(
             target=self._run, name="tracekit-sidecar-telemetry", daemon=True
         )
@@ -60,11 +61,16 @@ class TelemetryReporter:
         try:
             resp = self._http.post("/TelemetryRecords", body.encode())
         except Exception as exc:  # unreachable, no credentials: health shows it
-            _stats.report("sidecar.telemetry", exc)
-            return False
-        if resp.status >= 500 or resp.status == 429:
-            _stats.report("sidecar.telemetry", msg=f"PutTelemetryRecords: HTTP {resp.status}")
-            return False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        else:
+            if resp.status < 500 and resp.status != 429:
+                return self._sent(now)
+            self.last_error = f"HTTP {resp.status} {resp.error_type}"
+        _stats.report("sidecar.telemetry", msg=f"PutTelemetryRecords failed: {self.last_error}")
+        return False
+
+    def _sent(self, now: dict[str, int]) -> bool:
+        self.last_error = None
         self.last_success = time.monotonic()
         self._last = now
         _stats.incr("sidecar.telemetry.sent")

@@ -124,7 +124,7 @@ class SegmentSender:
             return f"!{exc.reason}"
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            _stats.report(f"{self._prefix}.connection", exc)
+            _stats.report(f"{self._prefix}.connection", msg=f"PutTraceSegments: {self.last_error}")
             return "connection"
         if resp.status == 200:
             self._answered(resp, count, time.monotonic() - started)
