@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.sidecar.settings import Settings
+from tracekit.xray.protocol import HEADER
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from xray_stub import XRayStub, document  # noqa: E402
 
-__all__ = ["XRayStub", "document"]
+__all__ = ["HEADER", "XRayStub", "document"]
 
 FREE = ("127.0.0.1", 0)
 BASE = Settings(
@@ -51,6 +52,8 @@ def get(url: str) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+    except OSError:  # not listening (yet)
+        return 0, b""
 
 
 def post(url: str, body: bytes = b"{}") -> tuple[int, dict[str, Any]]:

@@ -88,7 +88,7 @@ def test_flood_beyond_capacity_keeps_memory_bounded(
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
+        while not done.wait(0.001):
             peak[0] = max(peak[0], sidecar.sink.buffered_bytes)
 
     watcher = threading.Thread(target=watch)

@@ -1,0 +1,95 @@
+"""`tracekit sidecar` as a real process: SIGTERM with a full buffer, settings errors, --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sidecar_helpers import HEADER, XRayStub, document, get, send_udp, wait_until
+
+from tracekit.sidecar.settings import OPTIONS
+
+
+def free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int], int]:
+    udp, admin = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
+         "--endpoint-url", endpoint, "--udp-address", f"127.0.0.1:{udp}",
+         "--tcp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+         "--admin-address", f"127.0.0.1:{admin}", *extra],
+        stderr=subprocess.PIPE, text=True,
+    )
+    wait_until(lambda: get(f"http://127.0.0.1:{admin}/health")[0] in (200, 503) or proc.poll())
+    return proc, ("127.0.0.1", udp), admin
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[float, dict[str, object]]:
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - began
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert all({"time", "level", "message"} <= set(line) for line in lines)
+    summary = next(line for line in lines if line["message"] == "sidecar stopped")
+    return took, summary
+
+
+def test_sigterm_flushes_a_full_buffer_then_exits_0(stub: XRayStub) -> None:
+    stub.delay = 0.05  # a slow upstream keeps the buffer full when the signal comes
+    proc, udp, admin = start(stub.url, "--workers", "1", "--shutdown-timeout", "10")
+    send_udp(udp, *(HEADER + b"\n" + document(i) for i in range(3000)))
+    wait_until(lambda: json.loads(get(f"http://127.0.0.1:{admin}/health")[1])["queued_documents"])
+    took, summary = stop(proc)
+    assert proc.returncode == 0 and took < 10
+    assert summary["received"] == 3000 == summary["sent"] == len(stub.ids)
+    assert summary["dropped"] == {} and stub.duplicates == 0
+
+
+def test_sigterm_with_upstream_down_gives_up_at_the_deadline(stub: XRayStub) -> None:
+    stub.stop()
+    proc, udp, _ = start(stub.url, "--shutdown-timeout", "1.5")
+    send_udp(udp, *(HEADER + b"\n" + document(i) for i in range(500)))
+    time.sleep(0.3)  # let the datagrams be read; nothing can be sent
+    took, summary = stop(proc)
+    assert proc.returncode == 0 and took < 5
+    dropped = summary["dropped"]
+    assert isinstance(dropped, dict) and dropped.get("shutdown") == summary["received"] == 500
+
+
+def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "tracekit.cli", "sidecar"]
+    bad = subprocess.run([*run, "--udp-address", "2000"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--udp-address='2000'" in bad.stderr and "host:port" in bad.stderr
+    env = {**os.environ, "TRACEKIT_SIDECAR_MEMORY_LIMIT": "lots"}
+    bad = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "TRACEKIT_SIDECAR_MEMORY_LIMIT='lots'" in bad.stderr
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("memory_limt: 64\n")
+    bad = subprocess.run([*run, "--config", str(config)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "memory_limt" in bad.stderr and "memory_limit" in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["sidecar"], ["traces", "list"], ["traces", "show"]])
+def test_help_documents_every_setting(command: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tracekit.cli", *command, "--help"], capture_output=True, text=True
+    ).stdout
+    if command == ["sidecar"]:
+        for opt in OPTIONS:
+            assert opt.flag in out and opt.env in out
+        assert "/health" in out and "SIGTERM" in out and "--config" in out
+    else:
+        assert "usage: tracekit traces" in out
