@@ -52,6 +52,9 @@ class BatchQueue(Generic[D]):
         self._closed = False
         self.aborted = threading.Event()
         """Set when ``close`` ran out of time: deliveries waiting to retry should give up."""
+        self.abandoned = False
+        """Set when ``close`` returned with deliveries still running: they were counted as
+        ``dropped.unconfirmed_at_exit`` and must not be counted again."""
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
@@ -125,6 +128,11 @@ class BatchQueue(Generic[D]):
             self.count_dropped("shutdown", left)
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+        with self._lock:
+            self.abandoned = True
+            unconfirmed = self._inflight
+        if unconfirmed:
+            self.count_dropped("unconfirmed_at_exit", unconfirmed)
 
     def count_dropped(self, reason: str, n: int = 1) -> None:
         _stats.incr(f"{self._prefix}.dropped.{reason}", n)

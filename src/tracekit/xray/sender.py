@@ -154,4 +154,5 @@ class SegmentSender:
             self._on_batch(latency)
 
     def _count(self, name: str, n: int = 1) -> None:
-        _stats.incr(f"{self._prefix}.{name}", n)
+        if not self._queue.abandoned:
+            _stats.incr(f"{self._prefix}.{name}", n)
