@@ -24,6 +24,8 @@ MAX_LINE = 1_048_576 - 26
 """The largest PutLogEvents event: 1 MiB including the 26 bytes counted per event."""
 MAX_CONNECTIONS = 128
 UDP_BUFFER = 65_535
+UDP_RECEIVE_BUFFER = 1024 * 1024
+"""Kernel buffer for EMF datagrams, so that a burst of flushes is not dropped by the kernel."""
 STATS = "sidecar.emf"
 
 
@@ -211,6 +213,7 @@ def _bind_pair(host: str, port: int, attempts: int = 20) -> tuple[socket.socket,
             tcp.listen(128)
             udp.bind((host, tcp.getsockname()[1]))
             udp.settimeout(0.25)  # lets stop() end the receive loop without a datagram
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             return tcp, udp
         except OSError as exc:
             tcp.close()
