@@ -98,16 +98,18 @@ def configure(
 
     ``debug_sample_rate``: share of requests whose debug lines are all written (env
     ``POWERTOOLS_LOGGER_SAMPLE_RATE``). ``buffer_debug``: keep a request's debug lines (up to
-    ``buffer_size``) and write them only if the request ends in an error. ``request_log``: one
-    ``request finished`` line per request, with ``duration_ms`` (for latency percentiles). With
-    ``stdlib`` the root logger's handlers are replaced by one that writes this JSON, so each record
-    appears once.
+    ``buffer_size``) and write them only if the request ends in an error. ``redact_keys`` (and
+    ``TRACEKIT_REDACT_KEYS``, comma-separated) extend the sensitive keys everywhere tracekit
+    writes. ``request_log``: one ``request finished`` line per request, with ``duration_ms`` (for
+    latency percentiles). With ``stdlib`` the root logger's handlers are replaced by one that writes
+    this JSON, so each record appears once.
     """
     global _config
     env = os.environ if env is None else env
     if buffer_size < 1:
         raise ConfigError("buffer_size", buffer_size, "an integer >= 1")
-    redaction.add_sensitive_keys(redact_keys)
+    from_env = (k.strip() for k in env.get("TRACEKIT_REDACT_KEYS", "").split(","))
+    redaction.add_sensitive_keys([*redact_keys, *from_env])
     _config = _Config(
         level=_parse_level(level, env),
         service=service

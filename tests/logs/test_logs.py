@@ -127,7 +127,7 @@ def test_stdlib_records_replace_root_handlers_and_keep_extras(
 
 
 def test_sensitive_keys_are_redacted_everywhere(lines: Callable[..., Lines]) -> None:
-    read = lines(redact_keys=["ssn"])
+    read = lines(redact_keys=["ssn"], env={"TRACEKIT_REDACT_KEYS": "iban, pin_code"})
     logs.bind_context(session_token="abc")
     logs.get_logger("a").info(
         "login",
@@ -137,12 +137,13 @@ def test_sensitive_keys_are_redacted_everywhere(lines: Callable[..., Lines]) -> 
         cookie="c",
         api_key="k",
         ssn="123",
+        iban="DE00",
         user="bob",
         headers={"X-Api-Key": "k", "Accept": "json"},
         items=[{"token": "t"}],
     )
     (line,) = read()
-    for key in ("password", "client_secret", "Authorization", "cookie", "api_key", "ssn"):
+    for key in ("password", "client_secret", "Authorization", "cookie", "api_key", "ssn", "iban"):
         assert line[key] == "[REDACTED]", key
     assert line["session_token"] == "[REDACTED]"
     assert line["headers"] == {"X-Api-Key": "[REDACTED]", "Accept": "json"}
