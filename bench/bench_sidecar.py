@@ -57,7 +57,7 @@ def start_sidecar(stub_url: str, args: argparse.Namespace) -> tuple[subprocess.P
         "--endpoint-url", stub_url, "--udp-address", f"127.0.0.1:{udp}",
         "--tcp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
         "--admin-address", f"127.0.0.1:{admin}", "--workers", str(args.workers),
-        "--memory-limit", str(args.memory_limit),
+        "--memory-limit", str(args.memory_limit), "--receive-buffer", str(args.receive_buffer),
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per rate")
     parser.add_argument("--workers", type=int, default=4, help="sidecar --workers")
     parser.add_argument("--memory-limit", type=int, default=32, help="sidecar --memory-limit MB")
+    parser.add_argument("--receive-buffer", type=int, default=16, help="sidecar --receive-buffer MB")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, document: {len(HEADER + document(0))} bytes per datagram")
     print(f"upstream stub capacity (alone, 4 connections): {measure_capacity(2.0):,.0f} docs/s")

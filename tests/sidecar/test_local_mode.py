@@ -134,6 +134,8 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
         "TRACEKIT_SIDECAR_UDP_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
         "TRACEKIT_SIDECAR_TCP_ADDRESS": f"127.0.0.1:{port}",
         "TRACEKIT_SIDECAR_ADMIN_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+        "TRACEKIT_SIDECAR_OTLP_ADDRESS": "off",
+        "TRACEKIT_SIDECAR_EMF_ADDRESS": "off",
     }
     result = subprocess.run(
         ["bash", str(ROOT / "examples/sidecar_local/run.sh")],

@@ -29,7 +29,8 @@ def start(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str,
         [sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
          "--endpoint-url", endpoint, "--udp-address", f"127.0.0.1:{udp}",
          "--tcp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
-         "--admin-address", f"127.0.0.1:{admin}", *extra],
+         "--admin-address", f"127.0.0.1:{admin}", "--otlp-address", "off", "--emf-address", "off",
+         *extra],
         stderr=subprocess.PIPE, text=True,
     )
     wait_until(lambda: get(f"http://127.0.0.1:{admin}/health")[0] in (200, 503) or proc.poll())
