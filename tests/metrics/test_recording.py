@@ -94,6 +94,27 @@ def test_timed_as_decorator_context_manager_and_async(capture: Capture) -> None:
     assert asyncio.run(awork()) == "ok"
     with metrics.timed("block_ms", dimensions={"step": "load"}):
         time.sleep(0.01)
+    shared = metrics.timed("shared_ms")  # one instance, two threads timing overlapping blocks
+    first_in = threading.Event()
+
+    def first() -> None:  # enters first, leaves first: 30 ms
+        with shared:
+            first_in.set()
+            time.sleep(0.03)
+
+    def second() -> None:  # enters 10 ms later, leaves last: 60 ms
+        first_in.wait()
+        time.sleep(0.01)
+        with shared:
+            time.sleep(0.06)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    short, long = capture.values("shared_ms")
+    assert short >= 28 and long >= 58  # a shared stack would report ~20 and ~70
     assert 9 <= capture.values("sync_ms")[0] < 1000
     assert 0.009 <= capture.values("async_s")[0] < 1
     assert 9 <= capture.values("block_ms")[0] < 1000

@@ -9,6 +9,7 @@ input is counted in ``tracekit._stats`` and logged with a message naming the met
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import os
 import time
@@ -216,14 +217,17 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
     ) -> None:
         self.name, self.dimensions, self.unit, self.resolution = name, dimensions, unit, resolution
         self._scale = _TIME_SCALE.get(unit, 1000.0)
-        self._starts: list[float] = []
+        # Start times per thread/task, so one shared instance can time concurrent blocks.
+        self._starts: contextvars.ContextVar[tuple[float, ...]] = contextvars.ContextVar(
+            f"tracekit_timed_{name}", default=()
+        )
 
     def _record(self, start: float) -> None:
         value = (time.perf_counter() - start) * self._scale
         observe(self.name, value, self.unit, self.dimensions, self.resolution)
 
     def __enter__(self) -> timed:
-        self._starts.append(time.perf_counter())
+        self._starts.set((*self._starts.get(), time.perf_counter()))
         return self
 
     def __exit__(
@@ -232,7 +236,10 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._record(self._starts.pop())
+        starts = self._starts.get()
+        if starts:
+            self._starts.set(starts[:-1])
+            self._record(starts[-1])
 
     def __call__(self, func: _F) -> _F:
         import inspect
