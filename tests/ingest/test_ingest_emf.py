@@ -236,3 +236,25 @@ def test_emf_lines_reach_cloudwatch_logs_with_the_emf_header(moto: str) -> None:
     assert [e["timestamp"] for e in events] == [d["_aws"]["Timestamp"] for d in docs]
     assert sent_headers and all(h.get("x-amzn-logs-format") == "json/emf" for h in sent_headers)
     assert _stats.stats()["sidecar.emf.rejected.not_json"] == 1
+
+
+def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
+    """Fault: the Logs endpoint refuses connections; lines are accepted, then counted as dropped."""
+    from tracekit.cwlogs import LogsShipper
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    shipper = LogsShipper("/g", "s", region="us-east-1", endpoint_url=dead, emf=True, linger=0.01,
+                          max_attempts=1)  # fmt: skip
+    rx = EmfReceiver("127.0.0.1", 0, shipper=shipper, shutdown_timeout=10)
+    rx.start()
+    try:
+        with socket.create_connection(rx.address()) as conn:
+            conn.sendall(b"\n".join(emf_line("Down", i) for i in range(5)) + b"\n")
+        wait_until(lambda: _stats.stats().get("sidecar.emf.accepted") == 5, what="5 accepted lines")
+    finally:
+        rx.stop()
+    counts = _stats.stats()
+    assert counts["cwlogs.dropped.error"] == 5
+    assert counts["errors.cwlogs.put_log_events"] >= 1
