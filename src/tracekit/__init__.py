@@ -9,20 +9,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tracekit._stats import stats
-    from tracekit.api import (
-        add_metadata,
-        annotate,
-        current_trace_header,
-        current_trace_id,
-        record_exception,
-        span,
-        trace,
-    )
-    from tracekit.aws_lambda import lambda_handler
-    from tracekit.config import ConfigError
-    from tracekit.logs import get_logger
-    from tracekit.provider import configure, force_flush, shutdown
+    from tracekit._stats import stats as stats
+    from tracekit.api import add_metadata as add_metadata
+    from tracekit.api import annotate as annotate
+    from tracekit.api import current_trace_header as current_trace_header
+    from tracekit.api import current_trace_id as current_trace_id
+    from tracekit.api import record_exception as record_exception
+    from tracekit.api import span as span
+    from tracekit.api import trace as trace
+    from tracekit.aws_lambda import lambda_handler as lambda_handler
+    from tracekit.config import ConfigError as ConfigError
+    from tracekit.logs import get_logger as get_logger
+    from tracekit.provider import configure as configure
+    from tracekit.provider import force_flush as force_flush
+    from tracekit.provider import shutdown as shutdown
 
 __version__ = "0.1.0"
 

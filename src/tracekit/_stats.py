@@ -55,10 +55,8 @@ def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException
         if last is not None and now - last < LOG_INTERVAL:
             return
         _last_logged[key] = now
-    try:
+    with contextlib.suppress(Exception):  # a broken logging setup must not escape either
         logger.warning(msg, *args, exc_info=exc)
-    except Exception:
-        pass
 
 
 def report(key: str, exc: BaseException | None = None, msg: str | None = None) -> None:

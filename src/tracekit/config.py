@@ -50,7 +50,7 @@ class Config:
 
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Resolve the configuration: explicit overrides win over the environment, which wins over defaults."""
-    env = os.environ if env is None else env
+    env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
     values: dict[str, Any] = {}
     service = env.get("OTEL_SERVICE_NAME") or env.get("AWS_XRAY_TRACING_NAME")
     attrs = _parse_pairs("OTEL_RESOURCE_ATTRIBUTES", env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
@@ -63,11 +63,13 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     values["disabled"] = disabled
     if "TRACEKIT_EXPORTERS" in env:
         values["exporters"] = parse_exporters("TRACEKIT_EXPORTERS", env["TRACEKIT_EXPORTERS"])
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _traces_url(
-        env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
-    if endpoint:
-        values["otlp_endpoint"] = _check_url("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    if "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in env:
+        values["otlp_endpoint"] = _check_url(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        )
+    elif "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
+        base = _check_url("OTEL_EXPORTER_OTLP_ENDPOINT", env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        values["otlp_endpoint"] = base.rstrip("/") + "/v1/traces"
     proto_var = next(
         (v for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") if v in env),
         None,
@@ -80,10 +82,10 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     )
     if headers_var:
         values["otlp_headers"] = _parse_pairs(headers_var, env[headers_var])
-    if env.get("AWS_XRAY_DAEMON_ADDRESS"):
+    if "AWS_XRAY_DAEMON_ADDRESS" in env:
         udp, tcp = parse_daemon_address(env["AWS_XRAY_DAEMON_ADDRESS"])
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
-    if env.get("AWS_XRAY_CONTEXT_MISSING"):
+    if "AWS_XRAY_CONTEXT_MISSING" in env:
         values["context_missing"] = _context_missing(env["AWS_XRAY_CONTEXT_MISSING"])
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
@@ -94,7 +96,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
 
 def parse_exporters(name: str, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"xray,otlp"`` -> ``("xray", "otlp")``; ``none`` means no exporter at all."""
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = value.split(",") if isinstance(value, str) else list(value) or ["none"]
     names = tuple(dict.fromkeys(i.strip().lower() for i in items if i.strip()))
     accepted = "a comma list of " + ", ".join(EXPORTERS)
     if not names or any(n not in EXPORTERS for n in names):
@@ -126,12 +128,6 @@ def _host_port(name: str, text: str, accepted: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(name, text, accepted)
     return host.strip("[]"), int(port)
-
-
-def _traces_url(base: str | None) -> str | None:
-    if not base:
-        return None
-    return base.rstrip("/") + "/v1/traces"
 
 
 def _check_url(name: str, url: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import json
 import socket
@@ -69,7 +70,7 @@ class _OtlpListener(ThreadingHTTPServer):
 class _OtlpHandler(BaseHTTPRequestHandler):
     server: _OtlpListener
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
@@ -94,9 +95,9 @@ class _OtlpHandler(BaseHTTPRequestHandler):
 
 
 def run(args: argparse.Namespace) -> int:
-    import tracekit
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+    import tracekit
     from tracekit.xray.tree import flatten, render
 
     udp, otlp = _UdpListener(), _OtlpListener()
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"X-Ray: {len(udp.documents)} documents, {len(nodes)} segments/subsegments received over UDP")
     print(render(udp.documents))
     print(f"\nOTLP: {len(otlp.spans)} spans received over HTTP/protobuf")
-    xray_ids = {(n["trace_id"] if "trace_id" in n else "", n["id"]) for n in nodes}
+    xray_ids = {(n.get("trace_id", ""), n["id"]) for n in nodes}
     otlp_ids = {s["span_id"] for s in otlp.spans}
     same = {i for _, i in xray_ids} == otlp_ids
     print(f"same span ids in both: {'yes' if same else 'NO'}")
@@ -138,10 +139,8 @@ def _checkout(number: int) -> None:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(reserve, ["book", "lamp"]))
         asyncio.run(notify())
-        try:
+        with contextlib.suppress(RuntimeError):
             charge()
-        except RuntimeError:
-            pass
 
     @tracekit.trace
     def reserve(item: str) -> None:

@@ -6,13 +6,14 @@ as 32 hex digits. Generating time-based ids keeps both backends happy with one i
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 _RANDOM = random.Random()
-_RANDOM.seed()
+os.register_at_fork(after_in_child=_RANDOM.seed)  # forked workers must not repeat ids
 
 
 class XRayIdGenerator(IdGenerator):
@@ -26,6 +27,15 @@ class XRayIdGenerator(IdGenerator):
 
     def generate_trace_id(self) -> int:
         return (int(time.time()) << 96) | _RANDOM.getrandbits(96)
+
+
+def synthetic_parent_id(trace_id: int) -> int:
+    """The stand-in parent span id for a header that carries a Root but no Parent.
+
+    Derived from the trace id, so the translator can recognise it without any shared state and
+    no marker travels downstream.
+    """
+    return ((trace_id & 0xFFFFFFFFFFFFFFFF) ^ 0x746B726F6F74) or 1
 
 
 def to_xray_trace_id(trace_id: int) -> str:

@@ -114,18 +114,14 @@ class XRayPropagator(TextMapPropagator):
         header = parse_header(values[0] if values else None)
         if header is None:
             return ctx
-        if header.parent is None:
-            # Root only: no parent span to attach to, but keep the trace id and decision.
-            parent_id = ids.XRayIdGenerator().generate_span_id()
-            state = TraceState([("tkroot", "1")])
-        else:
-            parent_id, state = header.parent, TraceState()
+        # Root only: no parent span to attach to, but keep the trace id and decision.
+        parent_id = header.parent or ids.synthetic_parent_id(header.root)
         span_context = SpanContext(
             trace_id=header.root,
             span_id=parent_id,
             is_remote=True,
             trace_flags=TraceFlags(TraceFlags.SAMPLED if header.sampled else TraceFlags.DEFAULT),
-            trace_state=state,
+            trace_state=TraceState(),
         )
         ctx = trace.set_span_in_context(NonRecordingSpan(span_context), ctx)
         return _set(ctx, header)

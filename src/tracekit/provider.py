@@ -94,7 +94,12 @@ def is_configured() -> bool:
 def current_config() -> _config.Config:
     """The configuration in force (defaults from the environment before ``configure``)."""
     cfg: _config.Config | None = _state.get("config")
-    return cfg if cfg is not None else _config.load()
+    if cfg is None:
+        try:
+            cfg = _config.load()
+        except _config.ConfigError:
+            cfg = _config.Config()
+    return cfg
 
 
 def force_flush(timeout: float = 5.0) -> bool:

@@ -25,6 +25,9 @@ from tracekit.xray import protocol
 from tracekit.xray.segments import Document, dumps, is_local_root, is_segment, to_document
 
 _TRIM_ORDER = ("metadata", "cause", "annotations", "sql", "http", "aws", "links")
+_GATHER_SECONDS = 0.02
+"""After a wake-up the worker lets spans gather this long: one thread switch per batch, not per
+span, which under load is most of the worker's CPU. Documents leave at most this much later."""
 
 
 class Transport(Protocol):
@@ -77,7 +80,7 @@ class ApiTransport:
     def __init__(self, region: str | None, endpoint_url: str | None) -> None:
         from tracekit.xray.sender import SegmentSender
 
-        self._sender = SegmentSender(region=region, endpoint_url=endpoint_url)
+        self._sender = SegmentSender(region=region, endpoint_url=endpoint_url, workers=1)
 
     def send(self, document: bytes) -> None:
         if not self._sender.submit(document):
@@ -114,6 +117,8 @@ class XRaySpanProcessor(SpanProcessor):
         self._waiting_count = 0
         self._sent: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
+        """Held while assembling documents (worker thread or ``force_flush``)."""
+        self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -133,7 +138,8 @@ class XRaySpanProcessor(SpanProcessor):
         self._queue.append(span)
         if self._thread is None:
             self._start_thread()
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything queued or waiting for a parent, now, on the calling thread."""
@@ -145,16 +151,17 @@ class XRaySpanProcessor(SpanProcessor):
             return False
 
     def shutdown(self) -> None:
+        """Send what is left; give the transport at most 5 s (it counts what it could not send)."""
         self._stopped = True
-        self.force_flush()
         self._wake.set()
         try:
+            self._drain(final=True)
             self._transport.close(5.0)
         except Exception as exc:
             _stats.report("xray.close", exc)
 
     def _start_thread(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tracekit-xray", daemon=True)
                 self._thread.start()
@@ -162,6 +169,7 @@ class XRaySpanProcessor(SpanProcessor):
     def _run(self) -> None:
         while not self._stopped:
             self._wake.wait(timeout=1.0)
+            time.sleep(_GATHER_SECONDS)
             self._wake.clear()
             try:
                 self._drain(final=False)
@@ -258,6 +266,7 @@ def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
     if processor is not None:
         processor._thread = None
         processor._lock = threading.Lock()
+        processor._start_lock = threading.Lock()
         processor._wake = threading.Event()
 
 

@@ -41,8 +41,10 @@ def _same_header(header: bytes) -> bool:
     """Accept the header with other spacing or key order, as the daemon does (it parses the JSON)."""
     import json
 
+    if len(header) > 256:
+        return False
     try:
         value = json.loads(header)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(value, dict) and value.get("format") == "json" and value.get("version") == 1

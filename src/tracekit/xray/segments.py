@@ -27,8 +27,6 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 """Span attribute listing which attribute keys are indexed X-Ray annotations."""
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
-ROOT_ONLY_KEY = "tkroot"
-"""Trace-state key marking a parent made up from a header that had a Root but no Parent."""
 
 MAX_NAME = 200
 MAX_ANNOTATION_KEY = 500
@@ -88,6 +86,7 @@ _CONSUMED = frozenset(
         "http.host",
         "http.target",
         "url.path",
+        "server.address",
         "url.query",
         "server.port",
         "http.route",
@@ -118,7 +117,9 @@ def is_segment(span: ReadableSpan) -> bool:
 
 def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True) -> Document:
     """Translate one span. ``standalone`` adds what a document sent on its own needs."""
-    attrs: Mapping[str, AttributeValue] = span.attributes or {}
+    # One copy into a plain dict: the SDK's attribute mapping answers each lookup (mostly misses)
+    # in Python, and translation does dozens of them.
+    attrs: Mapping[str, AttributeValue] = dict(span.attributes or ())
     context = span.context
     assert context is not None
     segment = is_segment(span)
@@ -134,7 +135,7 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
     if segment or standalone:
         doc["trace_id"] = ids.to_xray_trace_id(context.trace_id)
         parent = span.parent
-        if parent is not None and parent.span_id and not parent.trace_state.get(ROOT_ONLY_KEY):
+        if parent is not None and parent.span_id != ids.synthetic_parent_id(context.trace_id):
             doc["parent_id"] = ids.to_span_id(parent.span_id)
     if not segment:
         if standalone:
@@ -159,7 +160,7 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
 
 
 def _name(span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool) -> str:
-    resource = span.resource.attributes if span.resource else {}
+    resource = _resource(span).attributes
     candidates: list[object] = []
     if segment:
         candidates += [attrs.get("aws.local.service"), resource.get("aws.local.service")]
@@ -318,47 +319,86 @@ def _add_aws(
         if value is not None and field not in aws:
             aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
     if segment:
-        resource = span.resource.attributes if span.resource else {}
-        ecs = {
-            field: resource[key]
-            for key, field in (
-                ("container.name", "container"),
-                ("container.id", "container_id"),
-                ("aws.ecs.task.arn", "task_arn"),
-                ("aws.ecs.cluster.arn", "cluster_arn"),
-                ("aws.ecs.launchtype", "launch_type"),
-            )
-            if key in resource
-        }
-        if ecs:
-            aws["ecs"] = ecs
-        ec2 = {
-            field: resource[key]
-            for key, field in (("host.id", "instance_id"), ("cloud.availability_zone", "availability_zone"))
-            if key in resource and resource.get("cloud.platform") == "aws_ec2"
-        }
-        if ec2:
-            aws["ec2"] = ec2
-        if "cloud.account.id" in resource and "account_id" not in aws:
-            aws["account_id"] = resource["cloud.account.id"]
+        resource = _resource(span)
+        for key, value in resource.aws.items():
+            aws.setdefault(key, value)
         aws["xray"] = SDK
     if aws:
         doc["aws"] = aws
 
 
 def _add_resource(doc: Document, span: ReadableSpan) -> None:
-    resource = span.resource.attributes if span.resource else {}
+    doc.update(_resource(span).top)
+
+
+class _ResourceParts:
+    """What a segment takes from its resource, worked out once per resource (they never change)."""
+
+    def __init__(self, resource: Mapping[str, AttributeValue]) -> None:
+        self.attributes = dict(resource)
+        self.aws = _resource_aws(self.attributes)
+        self.top = _resource_top(self.attributes)
+
+
+_RESOURCES: dict[int, tuple[object, _ResourceParts]] = {}
+
+
+def _resource(span: ReadableSpan) -> _ResourceParts:
+    resource = span.resource
+    if resource is None:
+        return _NO_RESOURCE
+    cached = _RESOURCES.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        if len(_RESOURCES) >= 64:
+            _RESOURCES.clear()
+        cached = _RESOURCES[id(resource)] = (resource, _ResourceParts(resource.attributes))
+    return cached[1]
+
+
+def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
+    aws: dict[str, Any] = {}
+    ecs = {
+        field: resource[key]
+        for key, field in (
+            ("container.name", "container"),
+            ("container.id", "container_id"),
+            ("aws.ecs.task.arn", "task_arn"),
+            ("aws.ecs.cluster.arn", "cluster_arn"),
+            ("aws.ecs.launchtype", "launch_type"),
+        )
+        if key in resource
+    }
+    if ecs:
+        aws["ecs"] = ecs
+    ec2 = {
+        field: resource[key]
+        for key, field in (("host.id", "instance_id"), ("cloud.availability_zone", "availability_zone"))
+        if key in resource and resource.get("cloud.platform") == "aws_ec2"
+    }
+    if ec2:
+        aws["ec2"] = ec2
+    if "cloud.account.id" in resource:
+        aws["account_id"] = resource["cloud.account.id"]
+    return aws
+
+
+def _resource_top(resource: Mapping[str, AttributeValue]) -> Document:
+    top: Document = {}
     platform = resource.get("cloud.platform")
     if platform == "aws_ecs":
         launch = str(resource.get("aws.ecs.launchtype", "")).lower()
-        doc["origin"] = {"fargate": "AWS::ECS::Fargate", "ec2": "AWS::ECS::EC2"}.get(
+        top["origin"] = {"fargate": "AWS::ECS::Fargate", "ec2": "AWS::ECS::EC2"}.get(
             launch, "AWS::ECS::Container"
         )
     elif isinstance(platform, str) and platform in _ORIGINS:
-        doc["origin"] = _ORIGINS[platform]
+        top["origin"] = _ORIGINS[platform]
     version = resource.get("service.version")
     if version:
-        doc["service"] = {"version": str(version)}
+        top["service"] = {"version": str(version)}
+    return top
+
+
+_NO_RESOURCE = _ResourceParts({})
 
 
 def _add_annotations_and_metadata(

@@ -1,0 +1,231 @@
+"""Span -> X-Ray document translation rules (aws-facts.md §3, §7) and the 64 KB split."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from support.xray_schema import validate_document
+from tracekit import _stats
+from tracekit.xray import protocol
+from tracekit.xray.emitter import split_document
+from tracekit.xray.segments import parse_python_stack, to_document
+
+TRACE = 0x5759E988BD862E3FE1BE46A994272793
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+UNSET = Status(StatusCode.UNSET)
+
+
+def ctx(span_id: int, remote: bool = False, state: TraceState | None = None) -> SpanContext:
+    return SpanContext(TRACE, span_id, remote, SAMPLED, state or TraceState())
+
+
+def make_span(
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: SpanContext | None = None,
+    attributes: dict[str, Any] | None = None,
+    resource: dict[str, Any] | None = None,
+    events: tuple[Event, ...] = (),
+    status: Status = UNSET,
+    name: str = "op",
+) -> ReadableSpan:
+    return ReadableSpan(
+        name=name,
+        context=ctx(0xABC),
+        parent=parent,
+        resource=Resource.create({"service.name": "orders", **(resource or {})}),
+        attributes=attributes or {},
+        events=events,
+        kind=kind,
+        status=status,
+        start_time=1_700_000_000_000_000_000,
+        end_time=1_700_000_000_250_000_000,
+    )
+
+
+def doc_of(span: ReadableSpan, **kw: Any) -> dict[str, Any]:
+    doc = to_document(span, **kw)
+    validate_document(json.loads(json.dumps(doc)))
+    return doc
+
+
+def test_server_span_is_a_segment_with_http_and_resource() -> None:
+    span = make_span(
+        SpanKind.SERVER,
+        parent=ctx(0x1234, remote=True),
+        attributes={
+            "http.request.method": "GET",
+            "url.full": "http://shop/orders/42",
+            "user_agent.original": "curl/8",
+            "client.address": "10.0.0.1",
+            "http.response.status_code": 200,
+            "http.route": "/orders/<id>",
+        },
+        resource={"cloud.platform": "aws_ecs", "aws.ecs.launchtype": "fargate",
+                  "service.version": "1.2"},
+    )
+    doc = doc_of(span)
+    assert doc["name"] == "orders"
+    assert doc["id"] == "0000000000000abc"
+    assert doc["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert doc["parent_id"] == "0000000000001234"
+    assert doc["start_time"] == pytest.approx(1_700_000_000.0)
+    assert doc["end_time"] == pytest.approx(1_700_000_000.25)
+    assert doc["origin"] == "AWS::ECS::Fargate"
+    assert doc["service"] == {"version": "1.2"}
+    assert doc["http"] == {
+        "request": {"method": "GET", "url": "http://shop/orders/42", "user_agent": "curl/8",
+                    "client_ip": "10.0.0.1"},
+        "response": {"status": 200},
+    }
+    assert "error" not in doc and "fault" not in doc
+    assert doc["aws"]["xray"]["sdk"].startswith("tracekit")
+
+
+def test_root_only_header_parent_is_not_a_parent_id() -> None:
+    from tracekit.ids import synthetic_parent_id
+
+    span = make_span(SpanKind.SERVER, parent=ctx(synthetic_parent_id(TRACE), remote=True))
+    assert "parent_id" not in doc_of(span)
+
+
+def test_lambda_style_subsegment_of_remote_parent() -> None:
+    doc = doc_of(make_span(parent=ctx(0x77, remote=True)))
+    assert doc["type"] == "subsegment"
+    assert doc["parent_id"] == "0000000000000077"
+    assert doc["name"] == "op"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "name", "namespace"),
+    [
+        ({"rpc.system": "aws-api", "rpc.service": "DynamoDB", "rpc.method": "GetItem"},
+         "DynamoDB", "aws"),
+        ({"http.request.method": "GET", "server.address": "api.example.com"}, "api.example.com",
+         "remote"),
+        ({"peer.service": "payments"}, "payments", "remote"),
+        ({"db.name": "shop", "server.address": "db1"}, "shop@db1", "remote"),
+    ],
+)
+def test_client_subsegment_name_and_namespace(
+    attributes: dict[str, Any], name: str, namespace: str
+) -> None:
+    doc = doc_of(make_span(SpanKind.CLIENT, parent=ctx(1), attributes=attributes))
+    assert (doc["name"], doc["namespace"]) == (name, namespace)
+    if namespace == "aws":
+        assert doc["aws"]["operation"] == "GetItem"
+
+
+@pytest.mark.parametrize(
+    ("status", "flags"),
+    [(200, set()), (404, {"error"}), (429, {"error", "throttle"}), (503, {"fault"})],
+)
+def test_status_code_mapping(status: int, flags: set[str]) -> None:
+    doc = doc_of(make_span(SpanKind.SERVER, attributes={"http.status_code": status}))
+    assert {k for k in ("error", "throttle", "fault") if doc.get(k)} == flags
+
+
+def test_error_status_without_code_is_fault() -> None:
+    doc = doc_of(make_span(status=Status(StatusCode.ERROR, "boom")))
+    assert doc["fault"] is True
+
+
+def test_exception_event_becomes_cause_with_python_stack() -> None:
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        stack = "".join(traceback.format_exception(exc))
+    event = Event("exception", {"exception.type": "KeyError", "exception.message": "'missing'",
+                                "exception.stacktrace": stack})
+    doc = doc_of(make_span(SpanKind.CLIENT, parent=ctx(1), events=(event,)))
+    (exc,) = doc["cause"]["exceptions"]
+    assert exc["type"] == "KeyError" and exc["remote"] is True
+    assert exc["stack"][0]["label"] == "test_exception_event_becomes_cause_with_python_stack"
+    assert exc["stack"][0]["path"].endswith("test_segments.py")
+    assert doc["fault"] is True
+
+
+def test_python_stack_is_innermost_first_and_capped() -> None:
+    text = "Traceback (most recent call last):\n" + "".join(
+        f'  File "/app/m{i}.py", line {i + 1}, in f{i}\n    code\n' for i in range(60)
+    ) + "ValueError: x\n"
+    frames, cut = parse_python_stack(text)
+    assert frames[0] == {"path": "/app/m59.py", "line": 60, "label": "f59"}
+    assert len(frames) == 50 and cut == 10
+
+
+def test_annotations_metadata_and_key_sanitising() -> None:
+    attributes = {
+        "aws.xray.annotations": ("order-id", "vip"),
+        "order-id": "A-1",
+        "vip": True,
+        "note": "not indexed",
+        "tags": ("a", "b"),
+        "aws.xray.metadata.billing": json.dumps({"total": 9.5}),
+        "client_secret": "s3cr3t",
+        "enduser.id": "alice",
+    }
+    doc = doc_of(make_span(attributes=attributes))
+    assert doc["annotations"] == {"order_id": "A-1", "vip": True}
+    assert doc["metadata"]["default"] == {"note": "not indexed", "tags": ["a", "b"],
+                                          "client_secret": "[REDACTED]"}
+    assert doc["metadata"]["billing"] == {"total": 9.5}
+    assert doc["user"] == "alice"
+    all_doc = doc_of(make_span(attributes={"note": "x", "n": 1.5}), annotate_all=True)
+    assert all_doc["annotations"] == {"note": "x", "n": 1.5}
+
+
+def test_names_are_sanitised_and_capped() -> None:
+    doc = doc_of(make_span(parent=ctx(1), name="GET /a?b=1;*()!$~^<>" + "x" * 300))
+    assert len(doc["name"]) == 200
+    assert not set("?;*()!$~^<>") & set(doc["name"])
+
+
+def _big_tree(children: int, metadata_bytes: int) -> dict[str, Any]:
+    return {
+        "name": "root", "id": "00000000000000aa", "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
+        "start_time": 1.7e9, "end_time": 1.7e9 + 1,
+        "subsegments": [
+            {"name": f"c{i}", "id": f"{i + 1:016x}", "start_time": 1.7e9, "end_time": 1.7e9 + 1,
+             "metadata": {"default": {"blob": "x" * metadata_bytes}}}
+            for i in range(children)
+        ],
+    }
+
+
+def test_oversized_document_is_split_into_subsegment_documents() -> None:
+    _stats.reset()
+    parts = [json.loads(p) for p in split_document(_big_tree(8, 20_000))]
+    assert all(len(json.dumps(p)) <= protocol.MAX_DOCUMENT for p in parts)
+    assert parts[0]["id"] == "00000000000000aa" and "subsegments" not in parts[0]
+    subs = parts[1:]
+    assert len(subs) == 8
+    for sub in subs:
+        validate_document(sub)
+        assert sub["type"] == "subsegment" and sub["parent_id"] == "00000000000000aa"
+        assert sub["trace_id"] == parts[0]["trace_id"]
+    assert _stats.stats()["xray.documents_split"] == 1
+
+
+def test_single_span_over_limit_is_trimmed_metadata_first(caplog: Any) -> None:
+    _stats.reset()
+    tree = _big_tree(1, 100_000)
+    (payload,) = split_document(tree["subsegments"][0] | {"trace_id": tree["trace_id"],
+                                                          "type": "subsegment", "parent_id": "a" * 16})
+    doc = json.loads(payload)
+    assert "metadata" not in doc and doc["name"] == "c0"
+    assert _stats.stats()["xray.documents_trimmed"] == 1
+    assert "dropped its metadata" in caplog.text
+
+
+def test_nan_and_objects_do_not_break_serialisation() -> None:
+    doc = doc_of(make_span(attributes={"ratio": float("nan")}))
+    doc["metadata"]["default"]["obj"] = object()
+    (payload,) = split_document(doc)
+    assert json.loads(payload)["metadata"]["default"]["ratio"] == "nan"
