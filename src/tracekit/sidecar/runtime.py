@@ -151,6 +151,8 @@ class Sidecar:
     def _judge(self, body: dict[str, Any]) -> tuple[bool, str]:
         if self._stopping:
             return False, "shutting down"
+        if not self.udp.alive():
+            return False, "the UDP listener stopped (see the logs)"
         if self.sender is None:
             return True, "local mode: storing documents in " + str(self.describe().get("db"))
         age = self._upstream_age()

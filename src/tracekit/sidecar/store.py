@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tracekit import _stats
 from tracekit.xray.batching import BatchQueue
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS documents (
     trace_id TEXT NOT NULL,
     parent_id TEXT,
     name TEXT,
+    request TEXT,
     is_segment INTEGER NOT NULL,
     start_time REAL,
     end_time REAL,
@@ -34,9 +36,10 @@ CREATE INDEX IF NOT EXISTS documents_trace ON documents (trace_id);
 CREATE INDEX IF NOT EXISTS documents_received ON documents (received);
 """
 UPSERT = """
-INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-    parent_id = excluded.parent_id, name = excluded.name, start_time = excluded.start_time,
+    parent_id = excluded.parent_id, name = excluded.name, request = excluded.request,
+    start_time = excluded.start_time,
     end_time = excluded.end_time, in_progress = excluded.in_progress, problem = excluded.problem,
     received = excluded.received, body = excluded.body
 WHERE documents.in_progress = 1 OR excluded.in_progress = 0
@@ -48,12 +51,20 @@ DELETE FROM documents WHERE trace_id IN (
 """
 
 
+SCHEMA_VERSION = 2
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and create) the store; safe for one writer and any number of readers."""
+    """Open (and create) the store; safe for one writer and any number of readers.
+
+    The store is a local cache: one written by another schema version is emptied, not migrated.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        db.executescript(f"DROP TABLE IF EXISTS documents; PRAGMA user_version={SCHEMA_VERSION};")
     db.executescript(SCHEMA)
     return db
 
@@ -121,9 +132,19 @@ def _row(raw: bytes, received: float) -> tuple[Any, ...] | None:
     is_segment = doc.get("type") != "subsegment"
     return (
         str(doc["id"]), str(doc["trace_id"]), doc.get("parent_id"), str(doc.get("name", "")),
-        int(is_segment), start, end, int(end is None), int(_has_problem(doc)), received,
-        raw.decode("utf-8", "replace"),
+        _request(doc), int(is_segment), start, end, int(end is None), int(_has_problem(doc)),
+        received, raw.decode("utf-8", "replace"),
     )
+
+
+def _request(doc: dict[str, Any]) -> str | None:
+    """``POST /orders/3`` from the document's ``http.request``, if it has one."""
+    http = doc.get("http")
+    request = http.get("request") if isinstance(http, dict) else None
+    if not isinstance(request, dict):
+        return None
+    path = urlsplit(str(request.get("url", ""))).path
+    return f"{request.get('method', '')} {path}".strip() or None
 
 
 def _has_problem(doc: dict[str, Any]) -> bool:
@@ -136,6 +157,7 @@ def _has_problem(doc: dict[str, Any]) -> bool:
 class TraceSummary:
     trace_id: str
     root: str
+    request: str | None
     services: list[str]
     start: float
     duration_ms: float | None
@@ -155,7 +177,8 @@ def list_traces(
     sql = f"""
         SELECT trace_id, MIN(start_time), MAX(end_time), COUNT(*), MAX(problem), MAX(in_progress),
                GROUP_CONCAT(CASE WHEN is_segment THEN name END, char(31)),
-               (SELECT name FROM documents r WHERE r.trace_id = d.trace_id
+               (SELECT name || char(31) || COALESCE(request, '') FROM documents r
+                WHERE r.trace_id = d.trace_id
                 ORDER BY (r.parent_id IS NOT NULL), r.start_time LIMIT 1)
         FROM documents d {"WHERE " + " AND ".join(where) if where else ""}
         GROUP BY trace_id {having} ORDER BY MAX(received) DESC, MIN(start_time) DESC LIMIT ?
@@ -164,7 +187,8 @@ def list_traces(
     return [
         TraceSummary(
             trace_id=tid,
-            root=root or "?",
+            root=(root or "?").split("\x1f")[0],
+            request=(root or "").partition("\x1f")[2] or None,
             services=sorted(set((names or "").split("\x1f")) - {""}),
             start=start,
             duration_ms=None if in_progress or end is None else (end - start) * 1000,

@@ -56,12 +56,13 @@ def list_command(args: argparse.Namespace) -> int:
     if not traces:
         print("no traces stored" + (" matching the filters" if args.service or args.errors else ""))
         return 0
-    print(f"{'TRACE ID':35} {'STARTED':19} {'DURATION':>11} {'DOCS':>4}  {'ROOT':24} SERVICES")
+    print(f"{'TRACE ID':35} {'STARTED':8} {'DURATION':>11} {'DOCS':>4}  {'ROOT':40} SERVICES")
     for t in traces:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.start))
+        started = time.strftime("%H:%M:%S", time.localtime(t.start))
         duration = "in progress" if t.duration_ms is None else f"{t.duration_ms:.1f} ms"
+        root = f"{t.root} {t.request or ''}".strip()[:40]
         flag = "  ERROR" if t.problem else ""
-        print(f"{t.trace_id:35} {started:19} {duration:>11} {t.documents:>4}  {t.root[:24]:24} "
+        print(f"{t.trace_id:35} {started:8} {duration:>11} {t.documents:>4}  {root:40} "
               f"{','.join(t.services)}{flag}")
     return 0
 

@@ -53,9 +53,13 @@ class UdpListener:
         while not self._stopping:
             try:
                 self._handle(recv(RECV_SIZE))
-            except OSError as exc:
+            except Exception as exc:  # the listener must outlive any one datagram
                 _stats.report("sidecar.udp.receive", exc)
         self._drain()
+
+    def alive(self) -> bool:
+        """True while the receive thread runs (``/health`` reports a dead one)."""
+        return self._thread.is_alive()
 
     def _drain(self) -> None:
         self._sock.setblocking(False)
