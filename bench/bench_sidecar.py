@@ -152,9 +152,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="sidecar --workers")
     parser.add_argument("--memory-limit", type=int, default=32, help="sidecar --memory-limit MB")
     parser.add_argument("--receive-buffer", type=int, default=16, help="sidecar --receive-buffer MB")
+    parser.add_argument("--capacity-seconds", type=float, default=2.0, help="stub capacity check")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, document: {len(HEADER + document(0))} bytes per datagram")
-    print(f"upstream stub capacity (alone, 4 connections): {measure_capacity(2.0):,.0f} docs/s")
+    capacity = measure_capacity(args.capacity_seconds)
+    print(f"upstream stub capacity (alone, 4 connections): {capacity:,.0f} docs/s")
     stub, stub_url = start_stub()
     try:
         print(f"{'rate/s':>7} {'sent':>8} {'sent/s':>8} {'delivered':>9} {'lost':>7} {'loss%':>6} "

@@ -94,3 +94,14 @@ def test_help_documents_every_setting(command: list[str]) -> None:
         assert "/health" in out and "SIGTERM" in out and "--config" in out
     else:
         assert "usage: tracekit traces" in out
+
+
+def test_load_benchmark_runs_and_loses_nothing_at_a_low_rate() -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_sidecar.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--rates", "2000", "--seconds", "0.5", "--capacity-seconds", "0.3"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.splitlines()[-1].split()
+    assert row[:4] == ["2000", "1000", row[2], "1000"] and row[4] == "0", result.stdout

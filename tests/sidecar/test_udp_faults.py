@@ -106,3 +106,18 @@ def test_flood_beyond_capacity_keeps_memory_bounded(
     assert sent + dropped == received == 4000
     unconfirmed = counts.get("sidecar.upstream.dropped.unconfirmed_at_exit", 0)
     assert sent <= len(stub.ids) <= sent + unconfirmed
+
+
+def test_upstream_down_then_back_through_the_sidecar(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub
+) -> None:
+    stub.stop()
+    sidecar = make_sidecar(endpoint_url=stub.url, retry_for=30.0)
+    send_udp(sidecar.udp.address(), *(HEADER + b"\n" + document(i) for i in range(400)))
+    wait_until(lambda: _stats.stats().get("sidecar.upstream.retries.connection", 0) >= 3)
+    assert sidecar.health()[0] is False
+    stub.start()
+    wait_until(lambda: len(stub.ids) == 400)
+    assert sidecar.health()[0] is True
+    assert stub.duplicates == 0
+    assert not any(".dropped." in key for key in _stats.stats())
