@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sidecar_helpers import XRayStub, post, url
+from sidecar_helpers import XRayStub, post, url, wait_until
 
+from tracekit import _stats
 from tracekit.sampling.controlplane import ControlPlane
 from tracekit.sidecar.proxy import MAX_BODY
 from tracekit.sidecar.runtime import Sidecar
@@ -82,3 +84,16 @@ def test_upstream_down_is_a_502_not_a_crash(make_sidecar: Callable[..., Sidecar]
     sidecar = make_sidecar(endpoint_url="http://127.0.0.1:9")
     status, body = post(url(sidecar.proxy.address(), "/SamplingTargets"), json.dumps({}).encode())
     assert status == 502 and body["__type"] == "BadGateway"
+
+
+def test_connections_over_the_cap_are_closed_and_counted(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub
+) -> None:
+    sidecar = make_sidecar(endpoint_url=stub.url)
+    idle = [socket.create_connection(sidecar.proxy.address()) for _ in range(33)]
+    try:
+        wait_until(lambda: _stats.stats().get("sidecar.proxy.dropped.too_many_connections") == 1)
+    finally:
+        for conn in idle:
+            conn.close()
+    wait_until(lambda: post(url(sidecar.proxy.address(), "/TraceSegments"))[0] == 403)

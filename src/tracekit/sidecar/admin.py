@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit import _stats
+from tracekit.sidecar.httpserver import BoundedHTTPServer
 
 LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code"}
 """Counter families whose last key part becomes a label, e.g. ``...dropped.buffer_full``."""
@@ -62,19 +62,14 @@ class AdminServer:
     def __init__(self, address: tuple[str, int], health: Health, registry: Any) -> None:
         self.health = health
         self.registry = registry
-        self._server = ThreadingHTTPServer(address, _Handler)
-        self._server.daemon_threads = True
-        self._server.admin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name="tracekit-sidecar-admin", daemon=True
-        )
+        self._server = BoundedHTTPServer(address, _Handler, "admin", self, max_connections=16)
 
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.serve_in_thread()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -83,10 +78,10 @@ class AdminServer:
 
 class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
-    server: ThreadingHTTPServer
+    server: BoundedHTTPServer
 
     def do_GET(self) -> None:
-        admin: AdminServer = self.server.admin  # type: ignore[attr-defined]
+        admin: AdminServer = self.server.owner
         path = self.path.split("?", 1)[0]
         if path == "/health":
             ok, body = admin.health()

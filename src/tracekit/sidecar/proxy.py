@@ -7,12 +7,12 @@ sampling operations, refuses everything else with 403, and bounds request sizes.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from tracekit import _stats
+from tracekit.sidecar.httpserver import BoundedHTTPServer
 from tracekit.xray.signed_http import SignedHTTP
 
 SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
@@ -48,19 +48,14 @@ class SamplingProxy:
     def __init__(self, address: tuple[str, int], backend: Backend) -> None:
         self.backend = backend
         self.last_success: float | None = None
-        self._server = ThreadingHTTPServer(address, _Handler)
-        self._server.daemon_threads = True
-        self._server.proxy = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name="tracekit-sidecar-tcp", daemon=True
-        )
+        self._server = BoundedHTTPServer(address, _Handler, "proxy", self)
 
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.serve_in_thread()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -87,7 +82,7 @@ class SamplingProxy:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: ThreadingHTTPServer
+    server: BoundedHTTPServer
 
     def do_POST(self) -> None:
         self._serve("POST")
@@ -102,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        proxy: SamplingProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy: SamplingProxy = self.server.owner
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
