@@ -51,7 +51,7 @@ def check_name(name: object, what: str = "metric name") -> str | None:
 
 
 def check_unit(metric: str, unit: object) -> str | None:
-    if unit not in UNITS:
+    if not isinstance(unit, str) or unit not in UNITS:
         return f"metric {metric!r}: unit {unit!r} is not a CloudWatch unit; accepted: " + ", ".join(
             sorted(UNITS)
         )
