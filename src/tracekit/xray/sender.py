@@ -97,12 +97,10 @@ class SegmentSender:
         body = json.dumps({"TraceSegmentDocuments": docs}).encode()
         give_up = time.monotonic() + self._retry_for
         attempt = 0
-        while True:
-            reason = self._attempt(body, len(batch))
-            if reason is None:
-                return
-            if reason.startswith("!"):
-                self._count(f"dropped.{reason[1:]}", len(batch))
+        while (failure := self._attempt(body, len(batch))) is not None:
+            retry, reason = failure
+            if not retry:
+                self._count(f"dropped.{reason}", len(batch))
                 return
             attempt += 1
             delay = random.uniform(0, min(self._max_backoff, 0.05 * 2**attempt))
@@ -114,29 +112,31 @@ class SegmentSender:
                 self._count("dropped.shutdown", len(batch))
                 return
 
-    def _attempt(self, body: bytes, count: int) -> str | None:
-        """Send once: None when answered, a retry reason, or ``!reason`` to drop the batch."""
+    def _attempt(self, body: bytes, count: int) -> tuple[bool, str] | None:
+        """Send once: None when answered, else (worth retrying?, reason)."""
         started = time.monotonic()
         try:
             resp = self.http.post(PATH, body)
         except SigningError as exc:
-            _stats.report(f"{self._prefix}.{exc.reason}", exc)
-            return f"!{exc.reason}"
+            _stats.report(f"{self._prefix}.{exc.reason}", msg=f"tracekit: {exc}")
+            return False, exc.reason
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             _stats.report(f"{self._prefix}.connection", msg=f"PutTraceSegments: {self.last_error}")
-            return "connection"
+            return True, "connection"
         if resp.status == 200:
             self._answered(resp, count, time.monotonic() - started)
             return None
         error = resp.error_type or f"HTTP {resp.status}"
         self.last_error = f"HTTP {resp.status} {error}"
-        if resp.status == 429 or resp.status >= 500 or "Throttl" in error:
-            return "throttled" if resp.status == 429 or "Throttl" in error else "server_error"
+        if resp.status == 429 or "Throttl" in error:
+            return True, "throttled"
+        if resp.status >= 500:
+            return True, "server_error"
         self.last_success = time.monotonic()
         text = f"tracekit: PutTraceSegments refused: {self.last_error}"
         _stats.report(f"{self._prefix}.rejected", msg=text)
-        return "!rejected"
+        return False, "rejected"
 
     def _answered(self, resp: Response, count: int, latency: float) -> None:
         self.last_success = time.monotonic()
