@@ -7,7 +7,9 @@ request path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,9 +19,26 @@ if TYPE_CHECKING:
 
 def glob_match(pattern: str, text: str) -> bool:
     """True when ``pattern`` (``*`` = any run, ``?`` = one character) covers all of ``text``."""
-    if pattern == "*":
-        return True
-    pat, txt = pattern.lower(), text.lower()
+    return _compile(pattern)(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(pattern: str) -> Callable[[str], bool]:
+    """A matcher for ``pattern``; the common shapes (``*``, literal, ``prefix*``) skip the scan."""
+    pat = pattern.lower()
+    if pat.strip("*") == "":
+        return lambda text: bool(pat) or not text
+    wild = "*" in pat or "?" in pat
+    if not wild:
+        return lambda text: text.lower() == pat
+    head = pat[:-1]
+    if pat.endswith("*") and "*" not in head and "?" not in head:
+        return lambda text: text.lower().startswith(head)
+    return lambda text: _scan(pat, text.lower())
+
+
+def _scan(pat: str, txt: str) -> bool:
+    """Greedy two-pointer glob with backtracking to the last ``*``: O(len(pat) * len(txt))."""
     p = t = 0
     star_p, star_t = -1, 0
     while t < len(txt):
@@ -59,22 +78,57 @@ MATCH_FIELDS: tuple[tuple[str, str, str], ...] = (
 """(API field, Rule attribute, SamplingRequest attribute) for every matched field."""
 
 
-def _failures(rule: Rule, request: SamplingRequest) -> Iterator[tuple[str, str, str | None]]:
-    """Lazily yield (field, pattern, request value) for every field that does not match."""
-    for api_name, rule_attr, req_attr in MATCH_FIELDS:
-        pattern: str = getattr(rule, rule_attr)
-        value: str | None = getattr(request, req_attr)
-        if not glob_match(pattern, value or ""):
-            yield api_name, pattern, value
-    for key, pattern in rule.attributes.items():
-        value = request.attributes.get(key)
-        if value is None or not glob_match(pattern, value):
-            yield f"Attributes.{key}", pattern, value
+@dataclass(frozen=True)
+class _Check:
+    """One non-trivial field of a rule: its label, pattern and how to read the request."""
+
+    label: str
+    pattern: str
+    read: Callable[[SamplingRequest], str | None]
+    match: Callable[[str], bool]
+    required: bool
+    """Attributes must be present; an unknown request field is matched as the empty string."""
+
+    def fails(self, request: SamplingRequest) -> bool:
+        value = self.read(request)
+        if value is None:
+            return self.required or not self.match("")
+        return not self.match(value)
+
+
+def _checks(rule: Rule) -> list[_Check]:
+    checks = [
+        _Check(api, pattern, operator.attrgetter(req_attr), _compile(pattern), False)
+        for api, rule_attr, req_attr in MATCH_FIELDS
+        if (pattern := getattr(rule, rule_attr)) != "*"
+    ]
+    checks += [
+        _Check(f"Attributes.{key}", pattern, _attribute_reader(key), _compile(pattern), True)
+        for key, pattern in rule.attributes.items()
+    ]
+    return checks
+
+
+def _attribute_reader(key: str) -> Callable[[SamplingRequest], str | None]:
+    return lambda request: request.attributes.get(key)
+
+
+def compile_rule(rule: Rule) -> Callable[[SamplingRequest], bool]:
+    """A fast matcher for one rule (the sampler keeps one per rule)."""
+    checks = _checks(rule)
+
+    def match(request: SamplingRequest) -> bool:
+        for check in checks:  # noqa: SIM110 - a plain loop beats all(genexpr) on the hot path
+            if check.fails(request):
+                return False
+        return True
+
+    return match
 
 
 def matches(rule: Rule, request: SamplingRequest) -> bool:
     """True when every field of ``rule`` matches ``request`` (see :func:`mismatches`)."""
-    return next(_failures(rule, request), None) is None
+    return compile_rule(rule)(request)
 
 
 def mismatches(rule: Rule, request: SamplingRequest) -> list[str]:
@@ -85,6 +139,8 @@ def mismatches(rule: Rule, request: SamplingRequest) -> list[str]:
     path is unknown. A rule attribute the request lacks never matches.
     """
     return [
-        f"{name} {pattern!r} does not match {'unknown' if value is None else repr(value)}"
-        for name, pattern, value in _failures(rule, request)
+        f"{c.label} {c.pattern!r} does not match "
+        + ("unknown" if (value := c.read(request)) is None else repr(value))
+        for c in _checks(rule)
+        if c.fails(request)
     ]

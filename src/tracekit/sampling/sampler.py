@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from tracekit import _stats
-from tracekit.sampling.matching import SamplingRequest, matches
+from tracekit.sampling.matching import SamplingRequest, compile_rule
 from tracekit.sampling.rules import DEFAULT_RULE, Rule, RuleSet
 
 RULE_NAME_ATTRIBUTE = "aws.xray.sampling_rule_name"
@@ -51,6 +51,7 @@ class _RuleState:
 
     rule: Rule
     fixed_rate: float
+    match: Callable[[SamplingRequest], bool] = field(init=False, repr=False)
     quota: int | None = None
     quota_ttl: float = 0.0
     interval: float = TARGETS_INTERVAL
@@ -66,6 +67,9 @@ class _RuleState:
     total: int = 0
     anomalies: int = 0
     sampled_anomalies: int = 0
+
+    def __post_init__(self) -> None:
+        self.match = compile_rule(self.rule)
 
     @classmethod
     def local(cls, rule: Rule) -> _RuleState:
@@ -169,7 +173,7 @@ class XRaySampler(Sampler):
     def _select(self, request: SamplingRequest, now: float) -> _RuleState:
         fresh = self._fetched_at is not None and now - self._fetched_at <= RULES_TTL
         states = self._central if fresh and self._central else self._local
-        return next((s for s in states if matches(s.rule, request)), states[-1])
+        return next((s for s in states if s.match(request)), states[-1])
 
     def _decide(self, state: _RuleState, now: float) -> bool:
         with self._lock:
