@@ -134,6 +134,11 @@ class LogsShipper:
             with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
                 call(**kwargs)
 
+    @property
+    def client(self) -> Any:
+        """The boto3 ``logs`` client (made on first use), e.g. to register botocore event hooks."""
+        return self._get_client()
+
     def _get_client(self) -> Any:
         if self._client is None:
             import boto3

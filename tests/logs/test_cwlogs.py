@@ -130,3 +130,30 @@ def test_bounded_buffer_and_unreachable_endpoint_never_raise() -> None:
     assert shipper.flush(20)
     assert _stats.stats()["cwlogs.dropped.error"] == 7
     assert shipper.put("room again")  # the buffer drained
+
+
+def test_throttling_and_5xx_are_retried(moto: str) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    shipper = LogsShipper("/retry", "s", endpoint_url=moto, region="us-east-1", linger=0)
+    client = shipper.client  # its own retry configuration: 5 attempts, standard mode
+    failures = [3]
+
+    class _Raw:
+        def stream(self, **_: Any) -> Any:
+            yield b'{"__type":"ThrottlingException","message":"slow down"}'
+
+    def flaky(request: Any, **_: Any) -> AWSResponse | None:
+        if failures[0]:
+            failures[0] -= 1
+            status = 400 if failures[0] % 2 else 503
+            return AWSResponse(request.url, status, {}, _Raw())
+        return None
+
+    client.meta.events.register("before-send.cloudwatch-logs.PutLogEvents", flaky)
+    shipper.put("survives throttling")
+    assert shipper.flush(30)
+    assert failures == [0], _stats.stats()
+    assert "cwlogs.dropped.error" not in _stats.stats(), _stats.stats()
+    assert [e["message"] for e in _read_all(client, "/retry", "s")] == ["survives throttling"]
+    assert "cwlogs.dropped.error" not in _stats.stats()
