@@ -20,7 +20,6 @@ from tracekit.sampling.validate import DEFAULT_MUTABLE
 Action = Literal["create", "update", "replace", "delete"]
 THROTTLE_CODES = ("ThrottledException", "ThrottlingException", "TooManyRequestsException")
 _NOT_COMPARED = ("RuleName", "RuleARN", "Version")
-_UPDATABLE_ONLY_BY_REPLACE = ("Version",)
 
 
 @dataclass(frozen=True)
