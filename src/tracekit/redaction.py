@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -48,3 +49,6 @@ def redact(value: object, key: str = "") -> object:
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
+
+
+add_sensitive_keys(os.environ.get("TRACEKIT_REDACT_KEYS", "").split(","))
