@@ -20,6 +20,7 @@ _ENVIRONMENTS = {
     "lambda": "stdout",
     "local": "stdout",
     "agent": "agent",
+    "default": "agent",  # aws-embedded-metrics' name for "the agent"
     "ec2": "agent",
     "ecs": "agent",
 }
@@ -73,7 +74,7 @@ def default_output(env: Mapping[str, str]) -> str:
     chosen = env.get("AWS_EMF_ENVIRONMENT", "").strip().lower()
     if chosen:
         if chosen not in _ENVIRONMENTS:
-            raise ConfigError("AWS_EMF_ENVIRONMENT", chosen, "Lambda, Local, Agent, EC2 or ECS")
+            raise ConfigError("AWS_EMF_ENVIRONMENT", chosen, "Lambda, Local, Agent (or Default), EC2 or ECS")
         return _ENVIRONMENTS[chosen]
     return "stdout" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "agent"
 
