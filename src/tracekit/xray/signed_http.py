@@ -8,13 +8,14 @@ botocore is imported on first use only, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import http.client
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import http.client
 
 SERVICE = "xray"
 
@@ -27,8 +28,7 @@ class SigningError(RuntimeError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """An HTTP response: status, lower-cased headers, body."""
 
     status: int
@@ -87,6 +87,8 @@ class SignedHTTP:
 
     def post(self, path: str, body: bytes, content_type: str = "application/json") -> Response:
         """Sign and send; raises ``OSError``/``HTTPException`` when the connection fails."""
+        from http.client import HTTPException
+
         url = self.base_url() + path
         parts = urlsplit(url)
         headers = self._sign(url, parts.netloc, body, content_type)
@@ -95,7 +97,7 @@ class SignedHTTP:
             conn.request("POST", parts.path or "/", body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException):
+        except (OSError, HTTPException):
             conn.close()
             self._local.conn = None
             raise
@@ -126,6 +128,8 @@ class SignedHTTP:
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
+            import http.client
+
             cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
             conn = cls(netloc, timeout=self._timeout)
             self._local.conn = conn
