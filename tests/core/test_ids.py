@@ -59,9 +59,11 @@ def test_forked_workers_do_not_repeat_ids() -> None:
     gen = XRayIdGenerator()
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - child process
-        os.write(write_end, f"{gen.generate_span_id()} {gen.generate_trace_id()}".encode())
-        os._exit(0)
+    if pid == 0:  # pragma: no cover - child process: never return into pytest
+        try:
+            os.write(write_end, f"{gen.generate_span_id()} {gen.generate_trace_id()}".encode())
+        finally:
+            os._exit(0)
     os.waitpid(pid, 0)
     child_span, child_trace = (int(x) for x in os.read(read_end, 200).split())
     os.close(read_end)
