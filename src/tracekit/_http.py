@@ -163,6 +163,8 @@ class ServerTracing:
             parent = extract(carrier) if carrier else None
             attributes = self._attributes(method, url, path, host, headers, peer)
             span = tracer.start_span(method, parent, SpanKind.SERVER, attributes)
+            if parent is not None:
+                _keep_attributes(span, attributes)
             context = otel_trace.set_span_in_context(span, parent)
             return Request(span, context, method, _response_header(span, parent))
         except Exception as exc:
@@ -219,6 +221,13 @@ class ServerTracing:
             if value is not None:
                 attributes[f"http.request.header.{name}"] = (value,)
         return attributes
+
+
+def _keep_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
+    """The SDK starts a span with the attributes its sampler returns; a parent-based sampler may
+    return none, so the request's attributes are set again when they did not make it."""
+    if span.is_recording() and "url.full" not in (getattr(span, "attributes", None) or {}):
+        span.set_attributes(attributes)
 
 
 def _response_header(span: Span, parent: Any) -> str:

@@ -1,0 +1,74 @@
+"""Fixtures for the web tests: tracekit sending to a stand-in daemon, plus the spans in memory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+import tracekit
+from support.udp_receiver import UdpReceiver
+from support.xray_schema import validate_document
+from tracekit import _stats, provider
+
+SERVICE = "web-test"
+
+
+@dataclass
+class Traced:
+    """What a traced test sees: X-Ray documents as the daemon got them, and the OTel spans."""
+
+    daemon: UdpReceiver
+    exporter: InMemorySpanExporter
+
+    def documents(self, n: int) -> list[dict[str, Any]]:
+        """Flush, wait for ``n`` documents, check each against the X-Ray schema."""
+        tracekit.force_flush()
+        docs = self.daemon.wait_for(n)
+        for doc in docs:
+            validate_document(doc)
+        assert len(docs) == n, [d.get("name") for d in docs]
+        return docs
+
+    def segment(self) -> dict[str, Any]:
+        """The one segment document of the one request the test made."""
+        return self.documents(1)[0]
+
+    def server_spans(self) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if s.kind.name == "SERVER"]
+
+
+@pytest.fixture
+def traced(xray_daemon: UdpReceiver) -> Iterator[Traced]:
+    _stats.reset()
+    exporter = InMemorySpanExporter()
+    tracekit.configure(
+        service=SERVICE,
+        exporters=["xray"],
+        daemon_udp=("127.0.0.1", xray_daemon.port),
+        sampler=ALWAYS_ON,
+        span_processors=[SimpleSpanProcessor(exporter)],
+    )
+    try:
+        yield Traced(xray_daemon, exporter)
+    finally:
+        provider.shutdown()
+
+
+def serve_in_thread(serve: Callable[[], None], stop: Callable[[], None]) -> Callable[[], None]:
+    """Run a server loop in a daemon thread; returns the function that stops and joins it."""
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def shutdown() -> None:
+        stop()
+        thread.join(10)
+
+    return shutdown
