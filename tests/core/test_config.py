@@ -86,10 +86,33 @@ def test_exporters_argument_overrides_environment() -> None:
     assert load({"TRACEKIT_EXPORTERS": "otlp"}, exporters=None).exporters == ("otlp",)
 
 
-@pytest.mark.parametrize("name", ["TRACEKIT_EXPORTERS", "OTEL_EXPORTER_OTLP_PROTOCOL"])
-def test_empty_value_means_unset(name: str) -> None:
-    """OTel convention (and what the other variables here do): an empty variable is an unset one."""
-    assert load({name: ""}) == load({})
+ALL_VARIABLES = [
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "AWS_XRAY_SDK_ENABLED",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_TRACING_NAME",
+    "TRACEKIT_EXPORTERS",
+]
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("name", ALL_VARIABLES)
+def test_empty_value_means_unset(name: str, value: str) -> None:
+    """OTel convention: an empty variable is an unset one (deployment templates often set "")."""
+    assert load({name: value}) == load({})
+
+
+def test_empty_exporters_argument_means_none() -> None:
+    assert load({}, exporters=[]).exporters == ()
 
 
 # -- OTLP -----------------------------------------------------------------------------------------

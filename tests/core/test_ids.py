@@ -16,6 +16,7 @@ from tracekit.ids import (
     XRayIdGenerator,
     from_span_id,
     from_xray_trace_id,
+    synthetic_parent_id,
     to_span_id,
     to_xray_trace_id,
 )
@@ -90,6 +91,13 @@ def test_trace_id_round_trip(value: int) -> None:
     text = to_xray_trace_id(value)
     assert XRAY_TRACE_ID.match(text)
     assert from_xray_trace_id(text) == value
+
+
+@given(TRACE_IDS)
+def test_synthetic_parent_id_is_a_valid_span_id_derived_from_the_trace(trace_id: int) -> None:
+    parent = synthetic_parent_id(trace_id)
+    assert 0 < parent < 2**64
+    assert parent == synthetic_parent_id(trace_id)
 
 
 @given(SPAN_IDS)

@@ -197,6 +197,9 @@ def test_extract_sampling_decision(flag: str, sampled: bool, requested: bool) ->
 def test_extract_root_only_keeps_the_trace_id() -> None:
     remote = _remote(XRayPropagator().extract({HEADER: f"Root={ROOT};Sampled=1"}))
     assert remote.trace_id == ROOT_INT and remote.is_valid and remote.trace_flags.sampled
+    # the translator recognises the stand-in parent by its id; nothing rides in trace_state
+    assert remote.span_id == ids.synthetic_parent_id(ROOT_INT)
+    assert len(remote.trace_state) == 0
 
 
 @given(st.text(max_size=300))
