@@ -244,8 +244,8 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-_VALIDATOR = Draft202012Validator(SCHEMA)
 Draft202012Validator.check_schema(SCHEMA)
+_VALIDATOR = Draft202012Validator(SCHEMA)
 
 
 def document_errors(doc: object) -> list[str]:
@@ -277,7 +277,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def _semantic_errors(doc: dict[str, Any]) -> list[str]:
-    size = len(json.dumps(doc, separators=(",", ":")).encode())
+    size = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
     problems = []
     if size > MAX_DOCUMENT_BYTES:
         problems.append(f"$: document is {size} bytes, more than {MAX_DOCUMENT_BYTES}")
