@@ -99,8 +99,8 @@ def parse_exporters(name: str, value: str | list[str] | tuple[str, ...]) -> tupl
     items = value.split(",") if isinstance(value, str) else list(value) or ["none"]
     names = tuple(dict.fromkeys(i.strip().lower() for i in items if i.strip()))
     accepted = "a comma list of " + ", ".join(EXPORTERS)
-    if not names or any(n not in EXPORTERS for n in names):
-        raise ConfigError(name, value, accepted)
+    if not names or any(n not in EXPORTERS for n in names) or ("none" in names and len(names) > 1):
+        raise ConfigError(name, value, accepted + " ('none' alone)")
     return () if "none" in names else names
 
 

@@ -10,6 +10,7 @@ REDACTED = "[REDACTED]"
 DEFAULT_SENSITIVE = (
     "password",
     "passwd",
+    "pwd",
     "secret",
     "token",
     "authorization",

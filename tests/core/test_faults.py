@@ -221,3 +221,8 @@ def test_import_and_configure_touch_no_network() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_none_mixed_with_exporters_is_rejected() -> None:
+    with pytest.raises(tracekit.ConfigError, match="'none' alone"):
+        tracekit.configure(exporters="xray,none")
