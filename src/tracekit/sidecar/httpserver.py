@@ -16,6 +16,8 @@ from tracekit import _stats
 
 class BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
+    """Listen backlog; the default 5 makes a burst of connects wait for SYN retransmits (1 s)."""
 
     def __init__(
         self,
