@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on an embedded default, no AWS account needed: makes .venv, installs tracekit,
-# runs a traced example and prints what X-Ray and an OTLP backend receive from it.
+# The main job on an embedded default, no AWS account needed: makes .venv, installs tracekit, starts
+# `tracekit sidecar --local` (X-Ray daemon protocol, sampling rules from sampling/, SQLite store),
+# runs a traced example app against it and prints the stored traces as trees.
+# `.venv/bin/tracekit demo` then shows one trace received both as X-Ray documents and as OTLP spans.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -8,4 +10,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e '.[all]'
-exec .venv/bin/tracekit demo "$@"
+exec bash examples/sidecar_local/run.sh "$@"

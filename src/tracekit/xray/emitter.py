@@ -83,8 +83,7 @@ class ApiTransport:
         self._sender = SegmentSender(region=region, endpoint_url=endpoint_url, workers=1)
 
     def send(self, document: bytes) -> None:
-        if not self._sender.submit(document):
-            _stats.incr("xray.documents_dropped.sender_full")
+        self._sender.submit(document)  # the sender counts what it cannot keep
 
     def flush(self, timeout: float) -> bool:
         return self._sender.flush(timeout)
