@@ -18,7 +18,15 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.util.types import AttributeValue
 
 from tracekit import _stats, ids, propagation, provider
@@ -105,7 +113,10 @@ def redact_query(query: str) -> str:
 
 
 class Request:
-    """One traced request: its span, the attached context and what the response said so far."""
+    """One request: its span and context, and what the response said so far.
+
+    ``header`` is the response's ``X-Amzn-Trace-Id``, empty for an excluded request.
+    """
 
     __slots__ = ("context", "error", "header", "method", "size", "span", "start", "status")
 
@@ -157,8 +168,10 @@ class ServerTracing:
         """Start the server span and make it current; ``None``: leave this request alone."""
         try:
             tracer = provider.get_tracer()
-            if tracer is None or self.excluded(url):
+            if tracer is None:
                 return None
+            if self.excluded(url):
+                return _excluded(method)
             carrier = {name: value for name in TRACE_HEADERS if (value := headers(name))}
             parent = extract(carrier) if carrier else None
             attributes = self._attributes(method, url, path, host, headers, peer)
@@ -173,6 +186,8 @@ class ServerTracing:
 
     def finish(self, request: Request, route: str | None) -> None:
         """Name the span after the route template, record the response, end, count."""
+        if not request.header:  # excluded
+            return
         try:
             span, status = request.span, request.status
             if span.is_recording():
@@ -221,6 +236,16 @@ class ServerTracing:
             if value is not None:
                 attributes[f"http.request.header.{name}"] = (value,)
         return attributes
+
+
+def _excluded(method: str) -> Request:
+    """An excluded request runs under an unsampled parent: what it calls is not traced either."""
+    generator = ids.XRayIdGenerator()
+    flags = TraceFlags(TraceFlags.DEFAULT)
+    parent = NonRecordingSpan(
+        SpanContext(generator.generate_trace_id(), generator.generate_span_id(), False, flags)
+    )
+    return Request(parent, otel_trace.set_span_in_context(parent), method, "")
 
 
 def _keep_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:

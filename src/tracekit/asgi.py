@@ -115,7 +115,7 @@ def _on_send(request: _http.Request, message: Message, websocket: bool) -> Messa
     kind = message.get("type")
     if kind == "http.response.body":
         request.size = (request.size or 0) + len(message.get("body", b""))
-    elif kind == "http.response.start":
+    elif kind == "http.response.start" and request.header:
         request.status = int(message.get("status", 0))
         headers = list(message.get("headers") or ())
         headers.append((_HEADER, request.header.encode()))

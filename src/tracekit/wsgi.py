@@ -53,9 +53,9 @@ class TraceMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             _response_started(request, status, headers)
-            return start_response(
-                status, [*headers, (_http.RESPONSE_HEADER, request.header)], exc_info
-            )
+            if request.header:
+                headers = [*headers, (_http.RESPONSE_HEADER, request.header)]
+            return start_response(status, headers, exc_info)
 
         token = otel_context.attach(request.context)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +30,17 @@ class Traced:
     exporter: InMemorySpanExporter
 
     def documents(self, n: int) -> list[dict[str, Any]]:
-        """Flush, wait for ``n`` documents, check each against the X-Ray schema."""
+        """Wait for ``n`` requests to end, flush, get their documents, check them with the schema.
+
+        A server ends its span after the client has the response, so the test waits for the spans
+        first: a flush while a request is still ending would send its children on their own.
+        """
+        self.wait_server_spans(n)
         tracekit.force_flush()
         docs = self.daemon.wait_for(n)
         for doc in docs:
             validate_document(doc)
-        assert len(docs) == n, [d.get("name") for d in docs]
+        assert len(docs) == n, docs
         return docs
 
     def segment(self) -> dict[str, Any]:
@@ -43,6 +49,14 @@ class Traced:
 
     def server_spans(self) -> list[ReadableSpan]:
         return [s for s in self.exporter.get_finished_spans() if s.kind.name == "SERVER"]
+
+    def wait_server_spans(self, n: int, timeout: float = 5.0) -> list[ReadableSpan]:
+        """The finished server spans, once there are ``n`` (fails after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while len(spans := self.server_spans()) < n:
+            assert time.monotonic() < deadline, f"{len(spans)} of {n} server spans ended"
+            time.sleep(0.005)
+        return spans
 
 
 @pytest.fixture
