@@ -150,6 +150,15 @@ def test_defaults_fit_lambda_and_a_users_configuration_is_kept(lambda_env: UdpRe
     assert provider.current_config().service == "mine"
 
 
+def test_outside_lambda_nothing_is_configured_at_decoration(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    handle = tracekit.lambda_handler(lambda event, context: "ran")
+    assert not provider.is_configured()
+    assert handle({}, _context()) == "ran"
+
+
 def test_environment_wins_over_lambda_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"AWS_LAMBDA_FUNCTION_NAME": "orders", "OTEL_SERVICE_NAME": "checkout",
            "OTEL_RESOURCE_ATTRIBUTES": "cloud.platform=custom", "OTEL_TRACES_SAMPLER": "always_off"}

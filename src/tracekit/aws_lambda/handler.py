@@ -37,10 +37,12 @@ _cold = [True]
 
 def instrument(handler: H, *, name: str | None = None, flush_timeout: float | None = None) -> H:
     """Wrap a Lambda handler (``def`` or ``async def``); the result is a plain ``(event, context)``
-    function the runtime can call. Configures tracing with Lambda defaults unless already done."""
+    function the runtime can call. In Lambda, configures tracing with Lambda defaults unless the
+    application did; elsewhere (unit tests of the handler) tracing configures as usual on first use."""
     if getattr(handler, _MARKER, False):
         return handler
-    runtime.ensure_configured()
+    if runtime.in_lambda():
+        runtime.ensure_configured()
     span_name = name or _qualified_name(handler)
     timeout = _flush_timeout() if flush_timeout is None else flush_timeout
     call = _run_async(handler) if inspect.iscoroutinefunction(handler) else handler
