@@ -91,18 +91,20 @@ def test_exceptions_are_recorded_and_reraised_unchanged(lambda_env: UdpReceiver)
 
 def test_http_status_codes_map_to_error_and_fault(lambda_env: UdpReceiver) -> None:
     event = {"httpMethod": "GET", "path": "/x", "headers": {"Host": "h"}, "requestContext": {}}
-    results = iter([{"statusCode": 404}, {"statusCode": "503"}, "plain body"])
+    v2 = {"version": "2.0", "requestContext": {"domainName": "h", "http": {"method": "GET", "path": "/"}}}
+    results = iter([{"statusCode": 404}, {"statusCode": "503"}, "plain body", "plain body"])
 
     @tracekit.lambda_handler
     def handle(event: Any, context: Any) -> Any:
         return next(results)
 
-    for _ in range(3):
-        handle(event, _context())
-    not_found, unavailable, plain = lambda_env.wait_for(3)
+    for each in (event, event, event, v2):
+        handle(each, _context())
+    not_found, unavailable, rest_plain, v2_plain = lambda_env.wait_for(4)
     assert not_found["error"] is True and "fault" not in not_found
     assert unavailable["fault"] is True and unavailable["http"]["response"]["status"] == 503
-    assert plain["http"]["response"]["status"] == 200 and "error" not in plain
+    assert "response" not in rest_plain["http"] and "error" not in rest_plain
+    assert v2_plain["http"]["response"]["status"] == 200 and "error" not in v2_plain
 
 
 def test_sampled_zero_records_nothing_but_runs_the_handler(lambda_env: UdpReceiver) -> None:
@@ -281,7 +283,7 @@ def test_entry_point_loads_and_restores_the_original_handler(monkeypatch: pytest
     for spec, error, text in [
         ("", ValueError, "TRACEKIT_ORIGINAL_HANDLER=''"),
         (entry.ENTRY_POINT, ValueError, "module.function"),
-        ("json.nothing", AttributeError, "'nothing' missing on module 'json'"),
+        ("json.nothing", entry.HandlerNotFound, "'nothing' missing on module 'json'"),
         ("no_such_module_here.handler", ModuleNotFoundError, "no_such_module_here"),
     ]:
         with pytest.raises(error, match=text.replace("(", r"\(").replace(".", r"\.")):

@@ -16,6 +16,11 @@ ORIGINAL_VAR = "TRACEKIT_ORIGINAL_HANDLER"
 ENTRY_POINT = "tracekit.aws_lambda.entry.handler"
 
 
+class HandlerNotFound(Exception):
+    """The configured handler function does not exist (not an ``AttributeError``: the runtime would
+    then report the entry point, not the function's module, as the one missing it)."""
+
+
 def load_original(spec: str | None = None) -> Callable[..., Any]:
     """Import ``module.function`` (``/`` allowed in the module path, as Lambda allows)."""
     spec = spec if spec is not None else os.environ.get(ORIGINAL_VAR, "")
@@ -29,7 +34,8 @@ def load_original(spec: str | None = None) -> Callable[..., Any]:
     try:
         original: Callable[..., Any] = getattr(module, attr)
     except AttributeError:
-        raise AttributeError(f"handler {attr!r} missing on module {module_name!r} ({ORIGINAL_VAR})") from None
+        missing = f"handler {attr!r} missing on module {module_name!r} ({ORIGINAL_VAR})"
+        raise HandlerNotFound(missing) from None
     os.environ["_HANDLER"] = spec  # code that reads _HANDLER sees the function's own handler
     return original
 

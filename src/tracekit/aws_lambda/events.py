@@ -13,6 +13,8 @@ from typing import Any
 
 from tracekit.propagation import HEADER
 
+IMPLICIT_200 = ("aws:apigateway:http", "aws:lambda:url")
+"""Sources that treat a response without ``statusCode`` as 200 (payload format 2.0)."""
 MAX_LINKS = 128
 """At most this many producer links per invocation (OTel's default span link limit)."""
 

@@ -109,7 +109,7 @@ def _finish(
     try:
         if invocation is not None:
             if exc is None and invocation.trigger.is_http:
-                _record_status(invocation.span, result)
+                _record_status(invocation.span, invocation.trigger, result)
             _close(invocation.stack, exc)
         budget = _flush_budget(context, timeout)
         _flush_traces(budget)
@@ -201,9 +201,14 @@ def _add_links(span: Span, headers: list[str]) -> None:
         span.add_link(producer, {"aws.xray.trace_id": ids.to_xray_trace_id(header.root)})
 
 
-def _record_status(span: Span, result: Any) -> None:
-    """HTTP triggers: the returned ``statusCode`` makes the subsegment an error (4xx) or fault (5xx)."""
+def _record_status(span: Span, trigger: events.Trigger, result: Any) -> None:
+    """HTTP triggers: the returned ``statusCode`` makes the subsegment an error (4xx) or fault (5xx).
+
+    Without one, HTTP APIs and Function URLs answer 200; REST APIs and ALB need it (no status then).
+    """
     status = result.get("statusCode") if isinstance(result, dict) else None
+    if status is None and trigger.source not in events.IMPLICIT_200:
+        return
     try:
         code = int(status) if status is not None else 200
     except (TypeError, ValueError):
@@ -291,21 +296,25 @@ def _qualified_name(handler: Callable[..., Any]) -> str:
 
 
 def _run_async(handler: Callable[..., Any]) -> Callable[[Any, Any], Any]:
-    """Run an ``async def`` handler to completion on one event loop kept for the process.
+    """Run an ``async def`` handler to completion on the process's event loop.
 
     The loop outlives the invocation so that clients bound to it (aiohttp sessions, aioboto3) can be
     reused by the next one, as module-level clients are in synchronous handlers.
     """
-    import asyncio
-
-    loop: list[asyncio.AbstractEventLoop] = []
 
     def run(event: Any, context: Any) -> Any:
-        if not loop or loop[0].is_closed():
-            loop[:] = [asyncio.new_event_loop()]
-        return loop[0].run_until_complete(handler(event, context))
+        import asyncio
+
+        if not _loop or _loop[0].is_closed():
+            _loop[:] = [asyncio.new_event_loop()]
+            asyncio.set_event_loop(_loop[0])
+        return _loop[0].run_until_complete(handler(event, context))
 
     return run
+
+
+_loop: list[Any] = []
+"""The event loop async handlers run on (asyncio is imported only when one is used)."""
 
 
 def _reset_cold_start() -> None:
