@@ -156,3 +156,17 @@ def test_undecorated_handler_through_the_layer_exec_wrapper(
     second = daemon.wait_for(2)[1]
     assert second["trace_id"] == ROOT_C and second["annotations"] == {"ColdStart": False}
     assert _cold_start_metrics(function) == 1
+
+
+def test_a_missing_handler_behind_the_wrapper_is_an_init_error_naming_it(
+    tmp_path: Path, opt_dir: Path, var_runtime: Path, start_function: Callable[..., Function]
+) -> None:
+    task = _task(tmp_path, "plain", PLAIN)
+    function = start_function(
+        task, "plain.nothing", wrapper=opt_dir / "tracekit-instrument",
+        python_path=f"{task}:{opt_dir / 'python'}:{var_runtime}", python_args=("-S",),
+    )
+    error = function.api.init_errors.get(timeout=20)
+    assert error["errorType"] == "HandlerNotFound"
+    assert "'nothing' missing on module 'plain'" in error["errorMessage"]
+    assert function.process.wait(timeout=20) != 0
