@@ -154,6 +154,8 @@ class ServerTracing:
     ) -> None:
         self.excluded = excluded_urls(framework, excluded)
         self.capture_headers = checked_headers(capture_headers)
+        self.header_names = (*TRACE_HEADERS, "user-agent", "x-forwarded-for", *self.capture_headers)
+        """Every request header :meth:`start` may ask for (lower case)."""
         self._record: RecordRequest | None = _metrics_hook() if record_metrics else None
 
     def start(

@@ -44,6 +44,7 @@ class TraceMiddleware:
             framework, excluded_urls, capture_headers, record_metrics
         )
         self._routes: dict[object, str | None] = {}
+        self._wanted = frozenset(n.encode() for n in (*self.tracing.header_names, "host"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -73,10 +74,11 @@ class TraceMiddleware:
     def _start(self, scope: Scope) -> _http.Request | None:
         try:
             headers: dict[str, str] = {}
+            wanted = self._wanted
             for key, value in scope.get("headers") or ():
-                name = key.decode("latin-1").lower()
-                text = value.decode("latin-1")
-                headers[name] = f"{headers[name]},{text}" if name in headers else text
+                if key in wanted:  # ASGI header names are lower case
+                    name, text = key.decode("latin-1"), value.decode("latin-1")
+                    headers[name] = f"{headers[name]},{text}" if name in headers else text
             scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
             host = headers.get("host") or _server(scope)
             raw = scope.get("raw_path")

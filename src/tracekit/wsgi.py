@@ -43,6 +43,7 @@ class TraceMiddleware:
             framework, excluded_urls, capture_headers, record_metrics
         )
         self._route_of = route_of
+        self._keys = {n: "HTTP_" + n.upper().replace("-", "_") for n in self.tracing.header_names}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request = self._start(environ)
@@ -80,7 +81,7 @@ class TraceMiddleware:
                 url,
                 path,
                 host,
-                lambda name: _header(environ, name),
+                lambda name: environ.get(self._keys[name]),
                 environ.get("REMOTE_ADDR"),
             )
         except Exception as exc:
@@ -97,11 +98,6 @@ class TraceMiddleware:
         except Exception as exc:
             _stats.report("wsgi.route", exc)
         self.tracing.finish(request, route)
-
-
-def _header(environ: Environ, name: str) -> str | None:
-    value = environ.get("HTTP_" + name.upper().replace("-", "_"))
-    return value if isinstance(value, str) else None
 
 
 def _response_started(request: _http.Request, status: str, headers: list[tuple[str, str]]) -> None:

@@ -460,12 +460,16 @@ def _redact(value: object) -> object:
     return redact(value)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""Built once: ``json.dumps`` with options builds a new encoder per document."""
+
+
 def dumps(doc: Document) -> bytes:
     """Compact JSON; values JSON cannot hold (NaN, objects) become strings instead of failing."""
     try:
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODER.encode(doc).encode()
     except (TypeError, ValueError):
-        return json.dumps(_sanitize(doc), separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODER.encode(_sanitize(doc)).encode()
 
 
 def _sanitize(value: object) -> object:
