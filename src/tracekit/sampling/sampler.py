@@ -197,6 +197,13 @@ class XRaySampler(Sampler):
                 return True
             return False
 
+    def sample_request(self, request: SamplingRequest) -> tuple[str, bool]:
+        """(matching rule, sampled) for a request known by its fields alone (the sidecar's tail
+        sampling decides on finished documents, for many services, with one sampler)."""
+        now = self._clock()
+        state = self._select(request, now)
+        return state.rule.name, self._decide(state, now)
+
     def record_outcome(self, rule_name: str, anomaly: bool, sampled: bool) -> None:
         """Count one finished root span of ``rule_name`` for the boost statistics."""
         with self._lock:
