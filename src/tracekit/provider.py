@@ -200,9 +200,14 @@ def _default_sampler(cfg: _config.Config) -> Sampler:
             return TraceIdRatioBased(float(arg or "1"))
         except ValueError as exc:
             raise _config.ConfigError("OTEL_TRACES_SAMPLER_ARG", arg, "a number 0..1") from exc
+    if name in ("xray_deferred", "parentbased_xray_deferred"):
+        from tracekit.sampling.deferred import DeferredSampler
+
+        return DeferredSampler()
     if name not in ("", "xray", "parentbased_xray"):
         raise _config.ConfigError(
-            "OTEL_TRACES_SAMPLER", name, "always_on, always_off, traceidratio or xray (+parentbased_)"
+            "OTEL_TRACES_SAMPLER", name,
+            "always_on, always_off, traceidratio, xray or xray_deferred (+parentbased_)",
         )
     return _xray_sampler(cfg)
 
