@@ -127,6 +127,7 @@ OTEL_HANDLER = "def handler(event, context):\n    return {'statusCode': 200}\n"
 
 LAYERS = {
     "tracekit": None,
+    "tracekit-slim": None,
     "powertools": ["aws-lambda-powertools[tracer]==3.37.0"],
     "powertools-all": ["aws-lambda-powertools[all]==3.37.0"],
     "otel": ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
@@ -209,7 +210,7 @@ def _layers(root: Path) -> tuple[dict[str, Path], dict[str, tuple[int, int]]]:
     for name, requirements in LAYERS.items():
         out = root / f"{name}.zip"
         if requirements is None:
-            built = layer.build(py, "x86_64", out)
+            built = layer.build(py, "x86_64", out, slim=name.endswith("slim"))
         else:
             built = layer.package(requirements, py, "x86_64", out)
         sizes[name] = (built.zip_bytes, built.unzipped_bytes)
@@ -273,12 +274,14 @@ def _report(samples: dict[str, list[dict[str, float]]], rounds: int) -> None:
 
 
 def _report_layers(sizes: dict[str, tuple[int, int]]) -> None:
-    print("layer (python/, no boto3/botocore, bytecode precompiled)   zip MB   unzipped MB")
+    print(f"{'layer (python/, no boto3/botocore, bytecode precompiled)':<67}zip MB   unzipped MB")
     for name, (zipped, unzipped) in sizes.items():
-        what = {"tracekit": "tracekit layer build", "powertools": "aws-lambda-powertools[tracer]",
+        what = {"tracekit": "tracekit layer build",
+                "tracekit-slim": "tracekit layer build --slim (no OTLP/Prometheus)",
+                "powertools": "aws-lambda-powertools[tracer]",
                 "powertools-all": "aws-lambda-powertools[all]",
                 "otel": "OTel SDK + OTLP/HTTP + aws-lambda instr."}[name]
-        print(f"  {name:<15}{what:<43}{zipped / 1e6:>7.2f}{unzipped / 1e6:>13.2f}")
+        print(f"  {name:<15}{what:<50}{zipped / 1e6:>7.2f}{unzipped / 1e6:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,22 @@ def test_outside_lambda_nothing_is_configured_at_decoration(
     assert handle({}, _context()) == "ran"
 
 
+def test_without_the_otlp_exporter_xray_still_works(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --slim layer has no OTLP exporter: configuring OTLP there loses OTLP, not X-Ray."""
+
+    def missing(cfg: Any) -> Any:
+        raise ImportError("No module named 'opentelemetry.exporter'")
+
+    monkeypatch.setenv("TRACEKIT_EXPORTERS", "xray,otlp")
+    monkeypatch.setattr(provider, "_otlp_exporter", missing)
+    tracekit.lambda_handler(lambda event, context: None)({}, _context())
+    assert lambda_env.wait_for(1)[0]["parent_id"] == PARENT
+    assert provider.current_config().exporters == ("xray",)
+    assert _stats.stats()["errors.lambda.configure"] == 1
+
+
 def test_environment_wins_over_lambda_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"AWS_LAMBDA_FUNCTION_NAME": "orders", "OTEL_SERVICE_NAME": "checkout",
            "OTEL_RESOURCE_ATTRIBUTES": "cloud.platform=custom", "OTEL_TRACES_SAMPLER": "always_off"}

@@ -70,6 +70,16 @@ def test_cli_builds_for_another_python_and_prints_sizes(tmp_path: Path) -> None:
         assert not any(n.endswith(".pyc") for n in names)
 
 
+def test_slim_layer_leaves_out_otlp_and_prometheus(tmp_path: Path) -> None:
+    out = tmp_path / "slim.zip"
+    done = _cli("build", "--slim", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    tops = {name.split("/")[1] for name in zipfile.ZipFile(out).namelist() if name.startswith("python/")}
+    assert {"tracekit", "opentelemetry", "structlog"} <= tops
+    assert not tops & {"google", "requests", "urllib3", "prometheus_client", "certifi"}
+    assert out.stat().st_size < 3_000_000
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("build", "--arch", "sparc"), "invalid choice: 'sparc'"),
     (("build", "--python", "2.7"), "invalid choice: '2.7'"),

@@ -27,6 +27,8 @@ ARCHITECTURES = {
 """Lambda architecture -> (uv ``--python-platform``, pip ``--platform``)."""
 EXCLUDED = ("boto3", "botocore", "s3transfer", "jmespath")
 """Provided by the Lambda Python runtime; nothing tracekit imports on the Lambda path needs them."""
+SLIM_OMITS = ("opentelemetry-exporter-otlp", "prometheus-client")
+"""Left out of ``--slim`` layers: OTLP export and Prometheus serving, rarely wanted in a function."""
 _STRIP_DIRS = ("__pycache__", "tests", "test")
 _STRIP_SUFFIXES = (".pyc", ".pyi")
 """Stale bytecode and type stubs (no use at run time)."""
@@ -64,10 +66,17 @@ class Layer:
     note: str = ""
 
 
-def build(python: str = "3.11", arch: str = "x86_64", output: Path | None = None) -> Layer:
-    """Build the tracekit layer zip for Lambda's ``python`` runtime on ``arch``."""
-    output = output or Path(f"tracekit-layer-python{python}-{arch}.zip")
-    return package(runtime_requirements(), python, arch, output, with_tracekit=True)
+def build(
+    python: str = "3.11", arch: str = "x86_64", output: Path | None = None, *, slim: bool = False
+) -> Layer:
+    """Build the tracekit layer zip for Lambda's ``python`` runtime on ``arch``.
+
+    ``slim`` leaves out the OTLP exporter and the Prometheus client with everything only they need
+    (protobuf, requests...): X-Ray, EMF and logs only, for functions that do not export OTLP.
+    """
+    output = output or Path(f"tracekit-layer-python{python}-{arch}{'-slim' if slim else ''}.zip")
+    requirements = [r for r in runtime_requirements() if not (slim and r.startswith(SLIM_OMITS))]
+    return package(requirements, python, arch, output, with_tracekit=True)
 
 
 def package(
@@ -236,12 +245,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build_cmd.add_argument(
         "-o", "--output", type=Path, help="zip to write (default: tracekit-layer-pythonX.Y-ARCH.zip)"
     )
+    build_cmd.add_argument(
+        "--slim", action="store_true",
+        help="leave out the OTLP exporter and Prometheus client (X-Ray, EMF and logs only; ~1/3 the size)",
+    )
     build_cmd.set_defaults(handler=_build_command)
 
 
 def _build_command(args: argparse.Namespace) -> int:
     try:
-        layer = build(args.python, args.arch, args.output)
+        layer = build(args.python, args.arch, args.output, slim=args.slim)
     except (RuntimeError, ValueError) as exc:
         print(f"tracekit layer build: {exc}", file=sys.stderr)
         return 1

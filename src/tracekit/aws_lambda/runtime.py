@@ -56,7 +56,13 @@ def ensure_configured() -> None:
     if provider.is_configured():
         return
     try:
-        provider.configure(**lambda_defaults())
+        defaults = lambda_defaults()
+        try:
+            provider.configure(**defaults)
+        except ImportError as exc:  # e.g. OTLP asked for, but a --slim layer has no exporter
+            _stats.report("lambda.configure", exc)
+            exporters = [name for name in _config.load().exporters if name != "otlp"]
+            provider.configure(exporters=exporters or "none", **defaults)
     except Exception as exc:
         _stats.report("lambda.configure", exc)
 
