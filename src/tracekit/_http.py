@@ -2,8 +2,8 @@
 
 The protocol adapters (``tracekit.wsgi``, ``tracekit.asgi``) only translate their request and
 response shapes; exclusion, trace-header handling, semconv attributes (which the X-Ray translator
-turns into ``http.request`` / ``http.response``), sensitive-data filtering, status mapping and the
-RED-metrics hook live here, so both behave the same. Every entry point is guarded: a failure inside
+turns into ``http.request`` / ``http.response``), sensitive-data filtering, status mapping, the
+RED-metrics hook and the per-request log buffer live here, so both behave the same. Every entry point is guarded: a failure inside
 tracekit is counted and the request goes on untraced.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -181,7 +182,11 @@ class ServerTracing:
             if parent is not None:
                 _keep_attributes(span, attributes)
             context = otel_trace.set_span_in_context(span, parent)
-            return Request(span, context, method, _response_header(span, parent))
+            request = Request(span, context, method, _response_header(span, parent))
+            logs = sys.modules.get("tracekit.logs")
+            if logs is not None:  # the application logs with tracekit: per-request debug buffer
+                logs.request_started()
+            return request
         except Exception as exc:
             _stats.report("web.start", exc)
             return None
@@ -203,6 +208,9 @@ class ServerTracing:
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
+            logs = sys.modules.get("tracekit.logs")
+            if logs is not None:
+                logs.request_finished(error=status >= 500 or request.error is not None)
             if self._record is not None:
                 elapsed = (time.perf_counter() - request.start) * 1000.0
                 self._record(route or "UNMATCHED", request.method, status, elapsed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import urllib.error
@@ -262,6 +263,32 @@ def test_red_metrics_hook_gets_route_template_method_status(
     client.get("/nowhere")
     assert [c[:3] for c in calls] == [("/orders/<order_id>", "GET", 200), ("UNMATCHED", "GET", 404)]
     assert all(0 <= c[3] < 5000 for c in calls)
+
+
+def test_debug_logs_of_a_failed_request_are_written_with_its_trace_id(traced: Traced) -> None:
+    import tracekit.logs
+
+    out = io.StringIO()
+    tracekit.logs.configure("INFO", stream=out, stdlib=False, buffer_debug=True)
+    try:
+        app = make_app()
+
+        @app.get("/debug/<int:fail>")
+        def debug(fail: int) -> str:
+            tracekit.logs.get_logger("shop").debug("looking", fail=fail)
+            if fail:
+                raise KeyError("missing")
+            return "fine"
+
+        client = app.test_client()
+        client.get("/debug/0")
+        assert out.getvalue() == ""  # buffered, then dropped: the request went well
+        client.get("/debug/1")
+    finally:
+        tracekit.logs.configure(stdlib=False)
+    [line] = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert (line["message"], line["fail"]) == ("looking", 1)
+    assert line["xray_trace_id"] == traced.documents(2)[1]["trace_id"]
 
 
 def test_tracing_failures_never_reach_the_application(
