@@ -3,8 +3,8 @@
 The protocol adapters (``tracekit.wsgi``, ``tracekit.asgi``) only translate their request and
 response shapes; exclusion, trace-header handling, semconv attributes (which the X-Ray translator
 turns into ``http.request`` / ``http.response``), sensitive-data filtering, status mapping, the
-RED-metrics hook and the per-request log buffer live here, so both behave the same. Every entry point is guarded: a failure inside
-tracekit is counted and the request goes on untraced.
+RED-metrics hook and the per-request log buffer live here, so both behave the same. Every entry
+point is guarded: a failure inside tracekit is counted and the request goes on untraced.
 """
 
 from __future__ import annotations
