@@ -11,7 +11,8 @@ from typing import Any
 from tracekit import _stats
 from tracekit.sidecar.httpserver import BoundedHTTPServer
 
-LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code"}
+LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code",
+            "decided": "decision", "kept_by": "rule"}
 """Counter families whose last key part becomes a label, e.g. ``...dropped.buffer_full``."""
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 

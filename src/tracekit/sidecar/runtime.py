@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit import _stats
 from tracekit.config import ConfigError
@@ -18,6 +18,9 @@ from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
 from tracekit.xray.sender import SegmentSender
+
+if TYPE_CHECKING:
+    from tracekit.sidecar.tail_sampling import TailSampler
 
 logger = logging.getLogger("tracekit.sidecar")
 MB = 1024 * 1024
@@ -45,11 +48,14 @@ class Sidecar:
         self.sender: SegmentSender | None = None
         self.telemetry: TelemetryReporter | None = None
         self.sink: SegmentSink = self._build_sink()
+        self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
+        if self.tail is not None:
+            self.sink = self.tail
         self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
         self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
         self.admin = AdminServer(settings.admin_address, self.health, self.registry)
         self.listeners: list[Listener] = [self.udp, self.proxy]
-        self.services: list[Service] = [self.telemetry] if self.telemetry else []
+        self.services: list[Service] = [s for s in (self.telemetry, self.tail) if s is not None]
 
     def add(self, listener: Listener) -> None:
         """Plug in another receiver (OTLP, EMF...) before ``start``; it feeds ``self.sink``."""
@@ -77,6 +83,11 @@ class Sidecar:
         self.telemetry = TelemetryReporter(self.sender.http, s.telemetry_interval)
         return self.sender
 
+    def _tail_sampler(self, inner: SegmentSink) -> TailSampler:
+        from tracekit.sidecar import tail_sampling
+
+        return tail_sampling.from_settings(self.settings, inner)
+
     def _sampling_backend(self) -> Backend:
         if self.sender is not None:
             return upstream_backend(self.sender.http)
@@ -95,6 +106,7 @@ class Sidecar:
             "mode": "local" if self.settings.local else "xray",
             "admin": _fmt(self.admin.address()),
             "memory_limit_mb": self.settings.memory_limit,
+            "tail_sampling": self.settings.tail_sampling,
             "udp_receive_buffer": self.udp.receive_buffer,
         }
         info.update({lst.name: _fmt(lst.address()) for lst in self.listeners})

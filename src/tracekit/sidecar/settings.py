@@ -102,7 +102,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("local", _bool, "local mode: store traces in SQLite, serve local sampling"),
     Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
     Option("local_retention", _positive(int), "traces kept in local mode (oldest go)", "N"),
-    Option("sampling_dir", Path, "rule files the local sampling plane serves", "DIR"),
+    Option("sampling_dir", Path, "rule files for local sampling and --tail-sampling", "DIR"),
+    Option("tail_sampling", _bool, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
+           "after they end: the tail: policies, then the head rules (see sampling/README.md)"),
+    Option("tail_idle", _positive(float), "tail: decide once the root ended and the trace was "
+           "quiet this long", "S"),
+    Option("tail_max_wait", _positive(float), "tail: decide at the latest this long after the "
+           "trace's first document", "S"),
+    Option("tail_buffer", _positive(int), "tail: MB of buffered traces; beyond, drops are counted",
+           "MB"),
     Option("log_level", _level, "debug, info, warning or error", "LEVEL"),
     Option("otlp_address", ingest.parse_optional_address, *ingest.HELP["otlp_address"]),
     Option("otlp_forward", _url, *ingest.HELP["otlp_forward"]),
@@ -135,6 +143,10 @@ class Settings:
     local_db: Path | None = None
     local_retention: int = 10000
     sampling_dir: Path = Path("sampling")
+    tail_sampling: bool = False
+    tail_idle: float = 5.0
+    tail_max_wait: float = 30.0
+    tail_buffer: int = 16
     log_level: str = "info"
     otlp_address: Address | None = ingest.OTLP_ADDRESS
     otlp_forward: str | None = None
