@@ -98,6 +98,37 @@ def test_errors_the_api_defines(plane: ControlPlane, xray: Any) -> None:
     assert names(xray) == ["dup", "Default"]
 
 
+def test_more_than_a_hundred_rules_paginate(clock: Any) -> None:
+    import boto3
+
+    plane = ControlPlane(clock=clock, max_rules=130, page_size=100).start()
+    try:
+        xray = boto3.client("xray", endpoint_url=plane.url, region_name="us-east-1")
+        for i in range(120):
+            xray.create_sampling_rule(SamplingRule=rule(f"r{i:03}", i + 1))
+        first = xray.get_sampling_rules()
+        assert len(first["SamplingRuleRecords"]) == 100 and first["NextToken"]
+        assert names(xray) == [f"r{i:03}" for i in range(120)] + ["Default"]
+    finally:
+        plane.stop()
+
+
+def test_rule_addressed_by_name_and_arn(xray: Any) -> None:
+    arn = xray.create_sampling_rule(SamplingRule=rule("a", 1))["SamplingRuleRecord"][
+        "SamplingRule"]["RuleARN"]
+    assert arn == "arn:aws:xray:us-east-1:000000000000:sampling-rule/a"
+    xray.create_sampling_rule(SamplingRule=rule("b", 2))
+    update = {"RuleName": "b", "RuleARN": arn, "FixedRate": 0.9}
+    with pytest.raises(xray.exceptions.InvalidRequestException, match="not the ARN of rule 'b'"):
+        xray.update_sampling_rule(SamplingRuleUpdate=update)
+    assert xray.update_sampling_rule(SamplingRuleUpdate={**update, "RuleName": "a"})
+    with pytest.raises(xray.exceptions.InvalidRequestException, match="RuleName: is required"):
+        xray.delete_sampling_rule()
+    for token in ("LTU=", "OTk5"):  # offsets -5 and 999: not tokens this server handed out
+        with pytest.raises(xray.exceptions.InvalidRequestException, match="NextToken"):
+            xray.get_sampling_rules(NextToken=token)
+
+
 def test_rule_limit() -> None:
     import boto3
 
@@ -126,6 +157,8 @@ def test_tags(xray: Any) -> None:
     assert error(exc)[2] == 404
     with pytest.raises(xray.exceptions.InvalidRequestException, match="aws:"):
         xray.tag_resource(ResourceARN=arn, Tags=[{"Key": "aws:x", "Value": "1"}])
+    with pytest.raises(xray.exceptions.InvalidRequestException, match="bad value '<b>'"):
+        xray.tag_resource(ResourceARN=arn, Tags=[{"Key": "owner", "Value": "<b>"}])
     many = [{"Key": f"k{i}", "Value": "v"} for i in range(50)]
     with pytest.raises(xray.exceptions.TooManyTagsException):
         xray.tag_resource(ResourceARN=arn, Tags=many)

@@ -38,8 +38,10 @@ BOOST_SECONDS = 60
 SUMMARY_WINDOW = 60
 MAX_STATS_DOCS = 25
 MAX_RULES = 25
-MAX_BODY = 1 << 20
 """User rules per account (Default excluded), beyond which CreateSamplingRule fails."""
+MAX_BODY = 1 << 20
+MAX_TAG_LIST = 200
+"""The API model's TagList limit; beyond 50 on one resource TagResource says TooManyTags."""
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -347,7 +349,7 @@ class ControlPlane:
 
     def _tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
         tags = body.get("Tags")
-        issues = validate.check_tags(tags)
+        issues = validate.check_tags(tags, limit=MAX_TAG_LIST)
         if issues:
             raise ApiError.invalid(issues)
         with self._lock, self._db:
@@ -387,16 +389,24 @@ class ControlPlane:
         return None if row is None else str(row[0])
 
     def _resolve(self, body: Mapping[str, Any]) -> str:
-        """The rule named by RuleName or RuleARN, or InvalidRequestException."""
+        """The rule named by RuleName and/or RuleARN (both must agree), or InvalidRequestException."""
         name, arn = body.get("RuleName"), body.get("RuleARN")
-        if isinstance(arn, str) and not name:
-            row = self._db.execute("SELECT name FROM rules WHERE arn = ?", (arn,)).fetchone()
-            name = row[0] if row else None
-        if not isinstance(name, str) or self._find(name) is None:
-            shown = body.get("RuleName") or body.get("RuleARN")
+        if name is None and arn is None:
+            raise ApiError("InvalidRequestException", "RuleName: is required (accepted: the "
+                           "RuleName or the RuleARN of an existing rule)")
+        by_arn = None
+        if arn is not None:
+            row = self._db.execute("SELECT name FROM rules WHERE arn = ?", (str(arn),)).fetchone()
+            by_arn = row[0] if row else None
+        if name is not None and arn is not None and by_arn != name:
+            raise ApiError("InvalidRequestException", f"RuleARN: {arn!r} is not the ARN of rule "
+                           f"{name!r} (accepted: RuleName or RuleARN, or both of the same rule)")
+        found = name if name is not None else by_arn
+        if not isinstance(found, str) or self._find(found) is None:
+            shown = name if name is not None else arn
             raise ApiError("InvalidRequestException", f"sampling rule {shown!r} does not exist "
                            "(accepted: an existing RuleName or RuleARN)")
-        return name
+        return found
 
     def _known_arn(self, body: Mapping[str, Any]) -> str:
         arn = body.get("ResourceARN")
@@ -450,9 +460,11 @@ class ControlPlane:
         if token is not None:
             try:
                 start = int(base64.urlsafe_b64decode(str(token).encode()).decode())
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError):
+                start = -1
+            if not 0 <= start <= len(items):
                 raise ApiError("InvalidRequestException", "NextToken: not a token from a "
-                               "previous page (accepted: the NextToken of the last answer)") from exc
+                               "previous page (accepted: the NextToken of the last answer)")
         end = start + self._page_size
         more = end < len(items)
         return items[start:end], base64.urlsafe_b64encode(str(end).encode()).decode() if more else None

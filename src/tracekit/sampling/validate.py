@@ -7,6 +7,7 @@ Checks work on API-shaped dictionaries (``RuleName``, ``FixedRate``...) and retu
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -153,25 +154,37 @@ def check_default(rule: Mapping[str, object]) -> list[Issue]:
     return issues
 
 
-def check_tags(tags: object) -> list[Issue]:
-    """Tags as the API takes them: a list of ``{Key, Value}``."""
+def check_tags(tags: object, limit: int = MAX_TAGS_PER_RESOURCE) -> list[Issue]:
+    """Tags as the API takes them: a list of ``{Key, Value}``.
+
+    ``limit`` is 50 (what one resource may carry) except where the API takes a longer list and
+    reports the per-resource limit separately (TagResource: TooManyTagsException).
+    """
     accepted = (
-        f"at most {MAX_TAGS_PER_RESOURCE} tags; key 1-128 characters not starting with 'aws:', "
-        "value 0-256 characters"
+        f"at most {limit} tags; key 1-128 characters not starting with 'aws:', value 0-256 "
+        "characters; letters, digits, spaces and _ . : / = + - @"
     )
     if not isinstance(tags, list):
         return [("Tags", "must be a list of {Key, Value}", accepted)]
-    if len(tags) > MAX_TAGS_PER_RESOURCE:
+    if len(tags) > limit:
         return [("Tags", f"has {len(tags)} tags", accepted)]
     issues: list[Issue] = []
     for tag in tags:
         key = tag.get("Key") if isinstance(tag, Mapping) else None
         value = tag.get("Value") if isinstance(tag, Mapping) else None
-        if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+        if not _tag_text(key, 1, 128) or str(key).lower().startswith("aws:"):
             issues.append(("Tags", f"bad key {key!r}", accepted))
-        elif not isinstance(value, str) or len(value) > 256:
+        elif not _tag_text(value, 0, 256):
             issues.append((f"Tags.{key}", f"bad value {value!r}", accepted))
     return issues
+
+
+_TAG_TEXT = re.compile(r"[\w\s_.:/=+\-@]*")
+
+
+def _tag_text(value: object, low: int, high: int) -> bool:
+    """AWS tag syntax: Unicode letters, digits, whitespace and ``_ . : / = + - @``."""
+    return isinstance(value, str) and low <= len(value) <= high and bool(_TAG_TEXT.fullmatch(value))
 
 
 def check_unique(rules: Sequence[Rule]) -> list[tuple[Rule, Issue]]:
