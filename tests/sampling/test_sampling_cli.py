@@ -90,6 +90,12 @@ def test_import_sdk_local_rules(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert "RuleName: Player moves" in out.read_text()
     code, text = run(capsys, "validate", str(out))
     assert code == 0 and text.startswith("ok: 2 rules (Player moves, Default)")
+    code, text = run(capsys, "import", str(sdk), "--json")
+    assert code == 0 and text["rules"][0]["RuleName"] == "Player moves"
+    code, text = run(capsys, "import", str(out))  # a tracekit file is not an SDK file
+    assert (code, text.strip()) == (1, f"{out}:1: version: not an X-Ray SDK local-rules file "
+                                       "(accepted: a JSON object with 'version' (1 or 2) and "
+                                       "'default')")
 
 
 def test_serve_command_with_boto3(tmp_path: Path) -> None:

@@ -93,6 +93,24 @@ def test_tags_boost_removal_and_default(plane: ControlPlane, xray: Any) -> None:
         "owner": "x", "managed-by": "tracekit"}
 
 
+def test_default_boost_cannot_be_removed(plane: ControlPlane, xray: Any, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """UpdateSamplingRule cannot clear a boost and Default cannot be recreated: apply refuses the
+    whole plan up front instead of failing half-way."""
+    plan.apply(xray, plan.make_plan(rules.load([RULES_DIR]), plan.live_rules(xray)))
+    only_default = rules.RuleSet((rules.DEFAULT_RULE,))
+    steps = plan.make_plan(only_default, plan.live_rules(xray))
+    assert steps.blocked is not None and steps.blocked.name == "Default"
+    report = plan.apply(xray, steps)
+    assert not report.ok and report.applied == [] and len(report.not_applied) == 3
+    assert "cannot be removed from Default" in report.error
+    assert len(plan.live_rules(xray)) == 4
+    bare = tmp_path / "default.yaml"
+    bare.write_text("rules:\n  - {RuleName: Default, FixedRate: 0.05, ReservoirSize: 1}\n")
+    code, out = cli(capsys, "plan", "--endpoint-url", plane.url, str(bare))
+    assert code == 1 and "    cannot be applied: SamplingRateBoost cannot be removed" in out
+
+
 def test_throttling_is_retried(plane: ControlPlane, xray: Any) -> None:
     plane.throttle_next("/CreateSamplingRule", times=2)
     sleeps: list[float] = []

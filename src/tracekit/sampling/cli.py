@@ -108,11 +108,15 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
-def _load(args: argparse.Namespace) -> Any:
-    """The rule set from the given paths, or None after printing every problem."""
+def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
+    """The rule set from the given paths (or one SDK local-rules file), or None after printing
+    every problem."""
     from tracekit.sampling import rules
 
-    ruleset, problems = rules.check(args.paths or DEFAULT_PATHS)
+    if sdk_file is None:
+        ruleset, problems = rules.check(args.paths or DEFAULT_PATHS)
+    else:
+        ruleset, problems = rules.check([sdk_file], sdk_only=True)
     if problems:
         _emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
               "\n".join(str(p) for p in problems))
@@ -160,7 +164,8 @@ def _make_plan(args: argparse.Namespace) -> Any:
 
 
 def _plan_text(result: Any) -> str:
-    lines = [c.describe() for c in result.changes] or ["no changes"]
+    lines = [c.describe() + (f"\n    cannot be applied: {c.blocked}" if c.blocked else "")
+             for c in result.changes] or ["no changes"]
     lines += [f"  keep {n!r}: not managed by tracekit (--prune-unmanaged deletes it)"
               for n in result.kept_unmanaged]
     return "\n".join(lines)
@@ -172,7 +177,7 @@ def _plan(args: argparse.Namespace) -> int:
         if result is None:
             return 1
         _emit(args, result.to_json(), _plan_text(result))
-        return 0
+        return 1 if result.blocked else 0
 
     return _aws_call(args, run)
 
@@ -197,7 +202,8 @@ def _apply(args: argparse.Namespace) -> int:
         if result is None:
             return 1
         report = plan.apply(_client(args), result)
-        lines = [f"applied: {c.describe()}" for c in report.applied] or ["no changes"]
+        lines = [f"applied: {c.describe()}" for c in report.applied]
+        lines = lines or ["no changes" if report.ok else "applied: nothing"]
         if report.failed:
             lines.append(f"FAILED: {report.failed.describe()}: {report.error}")
             lines += [f"not applied: {c.describe()}" for c in report.not_applied]
@@ -207,10 +213,12 @@ def _apply(args: argparse.Namespace) -> int:
     return _aws_call(args, run)
 
 
-def _write(output: str | None, ruleset: Any) -> None:
+def _write(args: argparse.Namespace, ruleset: Any) -> None:
+    """The rule file to ``--output`` or stdout; JSON for ``--json`` or a ``.json`` output."""
     from tracekit.sampling import rules
 
-    text = rules.dump(ruleset, json_format=bool(output and output.endswith(".json")))
+    output: str | None = args.output
+    text = rules.dump(ruleset, json_format=args.json or bool(output and output.endswith(".json")))
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:
@@ -221,25 +229,17 @@ def _export(args: argparse.Namespace) -> int:
     from tracekit.sampling import plan
 
     def run() -> int:
-        ruleset = plan.export(_client(args))
-        if args.json and not args.output:
-            _emit(args, {"rules": [r.to_file() for r in ruleset.ordered()]}, "")
-        else:
-            _write(args.output, ruleset)
+        _write(args, plan.export(_client(args)))
         return 0
 
     return _aws_call(args, run)
 
 
 def _import(args: argparse.Namespace) -> int:
-    from tracekit.sampling import rules
-
-    ruleset, problems = rules.check([args.sdk_file])
-    if problems:
-        _emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
-              "\n".join(str(p) for p in problems))
+    ruleset = _load(args, sdk_file=args.sdk_file)
+    if ruleset is None:
         return 1
-    _write(args.output, ruleset)
+    _write(args, ruleset)
     return 0
 
 

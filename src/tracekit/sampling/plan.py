@@ -31,6 +31,8 @@ class Change:
     desired: Rule | None = None
     live: Rule | None = None
     fields: tuple[str, ...] = ()
+    blocked: str = ""
+    """Why the API cannot perform this change (``apply`` then changes nothing)."""
 
     def describe(self) -> str:
         """A one-line human summary, e.g. ``~ update 'Default': FixedRate 0.05 -> 0.1``."""
@@ -43,7 +45,7 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "rule": self.name, "fields": list(self.fields),
-                "summary": self.describe()}
+                "summary": self.describe(), "blocked": self.blocked}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.changes
+
+    @property
+    def blocked(self) -> Change | None:
+        """The first change the API cannot make, if any."""
+        return next((c for c in self.changes if c.blocked), None)
 
     def to_json(self) -> dict[str, Any]:
         return {"changes": [c.to_json() for c in self.changes],
@@ -139,14 +146,22 @@ def make_plan(desired: RuleSet, live: Sequence[Rule], prune_unmanaged: bool = Fa
             continue
         fields = _diff(rule, current)
         if fields:
-            replace = _needs_replace(rule, current)
-            updates.append(Change("replace" if replace else "update", rule.name, rule, current, fields))
+            updates.append(_update(rule, current, fields))
     return Plan(tuple(deletes + updates + creates), tuple(kept))
 
 
-def _needs_replace(desired: Rule, live: Rule) -> bool:
-    """UpdateSamplingRule cannot remove a boost; Default is never replaced."""
-    return not desired.is_default and desired.boost is None and live.boost is not None
+_DEFAULT_BOOST = ("SamplingRateBoost cannot be removed from Default: UpdateSamplingRule has no "
+                  "way to clear it and Default cannot be recreated (accepted: keep a "
+                  "SamplingRateBoost on Default)")
+
+
+def _update(desired: Rule, live: Rule, fields: tuple[str, ...]) -> Change:
+    """UpdateSamplingRule cannot remove a boost: a user rule is deleted and created again."""
+    if desired.boost is not None or live.boost is None:
+        return Change("update", desired.name, desired, live, fields)
+    if desired.is_default:
+        return Change("update", desired.name, desired, live, fields, blocked=_DEFAULT_BOOST)
+    return Change("replace", desired.name, desired, live, fields)
 
 
 def apply(
@@ -156,8 +171,17 @@ def apply(
     attempts: int = 6,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyReport:
-    """Run the plan; retry throttling with backoff; stop at the first other error."""
+    """Run the plan; retry throttling with backoff; stop at the first other error.
+
+    A plan with a change the API cannot make is refused before any call, so that the account
+    is not left half-changed.
+    """
     report = ApplyReport()
+    blocked = plan.blocked
+    if blocked is not None:
+        report.failed, report.error = blocked, blocked.blocked
+        report.not_applied = [c for c in plan.changes if c is not blocked]
+        return report
     for index, change in enumerate(plan.changes):
         try:
             for call in _calls(change):

@@ -210,13 +210,17 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def check(paths: Iterable[str | Path]) -> tuple[RuleSet, list[Problem]]:
-    """Read and validate every file; return what could be read and every problem found."""
+def check(paths: Iterable[str | Path], sdk_only: bool = False) -> tuple[RuleSet, list[Problem]]:
+    """Read and validate every file; return what could be read and every problem found.
+
+    ``sdk_only``: every file must be an X-Ray SDK local-rules document (``import`` converts only
+    those; a tracekit file passing silently would hide a wrong argument).
+    """
     rules: list[Rule] = []
     tail: list[TailPolicy] = []
     problems: list[Problem] = []
     for path in expand(paths):
-        file_rules, file_tail, file_problems = _read_file(path)
+        file_rules, file_tail, file_problems = _read_file(path, sdk_only)
         rules += file_rules
         tail += file_tail
         problems += file_problems
@@ -234,7 +238,7 @@ def load(paths: Iterable[str | Path]) -> RuleSet:
     return ruleset
 
 
-def _read_file(path: Path) -> tuple[list[Rule], list[TailPolicy], list[Problem]]:
+def _read_file(path: Path, sdk_only: bool) -> tuple[list[Rule], list[TailPolicy], list[Problem]]:
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -247,6 +251,9 @@ def _read_file(path: Path) -> tuple[list[Rule], list[TailPolicy], list[Problem]]
     if _is_sdk_local(doc):
         doc, lines, more = convert_sdk_local(doc, lines, file)
         problems += more
+    elif sdk_only:
+        return [], [], [*problems, Problem(file, 1, "version", "not an X-Ray SDK local-rules file",
+                                           "a JSON object with 'version' (1 or 2) and 'default'")]
     if not isinstance(doc, dict):
         return [], [], [*problems, Problem(file, 1, "(document)", "is not a mapping",
                                            "a mapping with 'rules' and optional 'tail'")]
