@@ -97,6 +97,24 @@ def test_centralized_rules_quota_and_expiry(seeded: ControlPlane, clock: Any) ->
     assert decide(sampler, ORDERS)[1] in ("Default", None)
 
 
+def test_expired_quota_falls_back_to_borrowing(plane: ControlPlane, clock: Any) -> None:
+    plane.load_rules([Rule("Five", 1, 0.0, 5)])
+    sampler = XRaySampler("svc", endpoint=plane.url, clock=clock, background=False)
+    sampler.poll_rules()
+    decide(sampler, {})
+    sampler.poll_targets()
+    assert sampled_count(sampler, clock, {}, seconds=3, rps=10) == 15  # the quota: 5 per second
+    clock.advance(20)  # no GetSamplingTargets since: the quota's TTL (15 s) has passed
+    assert sampled_count(sampler, clock, {}, seconds=3, rps=10) == 3  # borrow 1 per second
+
+
+def test_boost_never_lowers_the_rate(clock: Any) -> None:
+    sampler = XRaySampler("svc", local_rules=[Rule("All", 1, 1.0, 0)], clock=clock)
+    state = sampler._local[0]
+    state.boost_rate, state.boost_ttl = 0.2, clock.now + 60  # a MaxRate below FixedRate
+    assert sampled_count(sampler, clock, {}, seconds=2, rps=10) == 20
+
+
 def test_rule_changes_are_picked_up_via_last_modification(seeded: ControlPlane, clock: Any) -> None:
     import json
 
@@ -240,10 +258,13 @@ def test_forked_worker_is_a_new_client(seeded: ControlPlane) -> None:
     sampler = XRaySampler("order-service", endpoint=seeded.url, targets_interval=0.05)
     decide(sampler, ORDERS)
     wait_for(lambda: sampler._fetched_at is not None)
+    decide(sampler, ORDERS)
+    wait_for(lambda: any(s.quota is not None for s in sampler._central))  # the parent's quota
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the worker: no poller thread inherited, a new ClientID, its own poller
+    if pid == 0:  # the worker: no poller thread, quota or counts inherited; a new ClientID
         ok = sampler._thread is None
+        ok = ok and all(s.quota is None and s.requests == 0 for s in sampler._central)
         decide(sampler, ORDERS)
         ok = ok and sampler._thread is not None and sampler._thread.is_alive()
         os.write(write, f"{int(ok)} {sampler.client_id}".encode())

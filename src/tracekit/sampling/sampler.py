@@ -79,9 +79,18 @@ class _RuleState:
     def inherit(self, old: _RuleState) -> None:
         """Keep quota, boost and pending statistics across a rules refresh."""
         for name in ("quota", "quota_ttl", "interval", "last_report", "boost_rate", "boost_ttl",
-                     "this_second", "taken", "borrowed_this_second", "requests", "sampled",
-                     "borrowed", "total", "anomalies", "sampled_anomalies"):
+                     "this_second", "taken", "borrowed_this_second", *_PENDING):
             setattr(self, name, getattr(old, name))
+
+    def forget_client_state(self) -> None:
+        """In a forked worker: the quota and the counts belong to the parent's ClientID."""
+        self.quota, self.quota_ttl = None, 0.0
+        for name in _PENDING:
+            setattr(self, name, 0)
+
+
+_PENDING = ("requests", "sampled", "borrowed", "total", "anomalies", "sampled_anomalies")
+"""Statistics counted since the last GetSamplingTargets report."""
 
 
 class XRaySampler(Sampler):
@@ -191,7 +200,8 @@ class XRaySampler(Sampler):
                 state.borrowed += 1
                 state.sampled += 1
                 return True
-            rate = state.boost_rate if state.boost_ttl > now else state.fixed_rate
+            boosted = state.boost_ttl > now and state.boost_rate > state.fixed_rate
+            rate = state.boost_rate if boosted else state.fixed_rate
             if self._rng.random() < rate:
                 state.sampled += 1
                 return True
@@ -334,10 +344,13 @@ class XRaySampler(Sampler):
         return answer
 
     def _after_fork(self) -> None:
-        """A forked worker is a new X-Ray client: own ClientID, own poller, fresh lock."""
+        """A forked worker is a new X-Ray client: own ClientID, poller, lock and quotas (N workers
+        using the parent's quota would sample N times the reservoir)."""
         self._lock = threading.Lock()
         self._thread = None
         self.client_id = os.urandom(12).hex()
+        for state in self._central:
+            state.forget_client_state()
 
     def shutdown(self) -> None:
         """Stop the poller thread."""
