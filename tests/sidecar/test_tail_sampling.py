@@ -336,3 +336,24 @@ def test_sigterm_decides_buffered_traces_and_flushes(
     assert len(stored) == 2 and not trace_documents(connect(db), health)
     summary = next(json.loads(line) for line in err.splitlines() if "sidecar stopped" in line)
     assert summary["received"] == 4 and summary["dropped"] == {}
+
+
+def test_settings_from_env_and_yaml_and_clear_errors(tmp_path: Path) -> None:
+    import argparse
+
+    from tracekit.config import ConfigError
+    from tracekit.sidecar.settings import Settings, add_arguments, resolve
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("tail_sampling: true\ntail_idle: 2\n")
+    got = resolve(parser.parse_args(["--config", str(config)]), {"TRACEKIT_SIDECAR_TAIL_BUFFER": "4"})
+    assert (got.tail_sampling, got.tail_idle, got.tail_max_wait, got.tail_buffer) == (True, 2.0, 30.0, 4)
+    with pytest.raises(ConfigError, match=r"--sampling-dir.*a directory of rule files"):
+        Sidecar(replace(Settings(local=True, local_db=tmp_path / "db"), tail_sampling=True,
+                        sampling_dir=tmp_path / "missing"))
+    (tmp_path / "rules.yaml").write_text("rules:\n  - RuleName: x\n    FixedRate: 2\n")
+    with pytest.raises(ConfigError, match=r"rules.yaml:\d+: FixedRate"):
+        Sidecar(replace(Settings(local=True, local_db=tmp_path / "db"), tail_sampling=True,
+                        sampling_dir=tmp_path))

@@ -21,6 +21,11 @@ Prometheus metrics, retries, bounded memory and counted drops.
 --local needs no AWS account: documents go to a SQLite file (see --local-db), the TCP port
 serves the local sampling control plane loaded from --sampling-dir, and
 `tracekit traces list` / `tracekit traces show TRACE_ID` read what was stored.
+
+--tail-sampling holds the traces of applications that defer their sampling decision
+(OTEL_TRACES_SAMPLER=xray_deferred) until they end (--tail-idle, --tail-max-wait), then keeps
+them by the tail: policies of --sampling-dir (error responses) or else by its head rules; other
+traces pass unchanged. Decisions are counted in /metrics (tracekit_sidecar_tail_*).
 """
 
 EPILOG = """\

@@ -86,7 +86,11 @@ class Sidecar:
     def _tail_sampler(self, inner: SegmentSink) -> TailSampler:
         from tracekit.sidecar import tail_sampling
 
-        return tail_sampling.from_settings(self.settings, inner)
+        try:
+            return tail_sampling.from_settings(self.settings, inner)
+        except ConfigError:
+            inner.close(0.0)  # the sidecar will not start: stop the sink's thread now
+            raise
 
     def _sampling_backend(self) -> Backend:
         if self.sender is not None:
