@@ -205,9 +205,11 @@ def test_the_buffer_bound_holds_and_drops_are_counted(clock: Clock, inner: Colle
     limit = 20_000
     tail = TailSampler(inner, RULES, idle=IDLE, max_bytes=limit, clock=clock, rng=random.Random(3))
     docs = [root(trace_id(), status=500) for _ in range(200)]
+    accepted = 0
     for doc in docs:
-        tail.submit(doc)
+        accepted += tail.submit(doc)
         assert tail.buffered_bytes <= limit
+    assert accepted == tail.queued
     fitted = limit // len(docs[0])
     assert _stats.stats()["sidecar.tail.dropped.tail_buffer_full"] == 200 - tail.queued
     assert tail.queued >= fitted - 1
@@ -241,7 +243,7 @@ def test_out_of_order_trace_is_decided_once_and_forwarded_whole(
     tail.submit(late)
     tail.submit(late_dropped)
     assert inner.docs[-1] == late and len(inner.docs) == 5
-    assert _stats.stats()["sidecar.tail.late_documents"] == 2
+    assert _stats.stats()["sidecar.tail.documents_after_decision"] == 2
 
 
 def test_an_unfinished_root_waits_until_max_wait(
@@ -255,6 +257,10 @@ def test_an_unfinished_root_waits_until_max_wait(
     clock.now += 1
     tail.sweep()
     assert len(inner.docs) == 1 and decided("kept_policy") == 1
+    tail.submit(root(tid, status=500))  # the completed root, after the decision: same treatment
+    completed = json.loads(inner.docs[-1])
+    assert completed["annotations"] == {POLICY_ANNOTATION: "Error responses"}
+    assert "metadata" not in completed and decided("kept_policy") == 1
 
 
 def test_deferred_sampler_marks_roots_through_the_tracekit_emitter(

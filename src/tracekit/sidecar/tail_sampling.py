@@ -84,7 +84,8 @@ class TailSampler:
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._traces: dict[str, _Trace] = {}
-        self._decided: OrderedDict[str, bool] = OrderedDict()
+        self._decided: OrderedDict[str, tuple[bool, str | None]] = OrderedDict()
+        """trace id -> (kept, the tail policy that kept it), for documents after the decision."""
         self._bytes = 0
         self._count = 0
         self._lock = threading.Lock()
@@ -104,7 +105,7 @@ class TailSampler:
             return self._inner.submit(document)
         with self._lock:
             out = self._take(trace_id, document, doc)
-        return all([self._inner.submit(payload) for payload in out])
+        return out is not None and all([self._inner.submit(payload) for payload in out])
 
     def flush(self, timeout: float) -> bool:
         """Forward the traces that are due, then flush the inner sink (others are still awaited)."""
@@ -147,15 +148,17 @@ class TailSampler:
 
     # -- buffering ---------------------------------------------------------------------------------
 
-    def _take(self, trace_id: str, raw: bytes, doc: dict[str, Any]) -> list[bytes]:
-        """Buffer ``raw`` or return what to forward now (called with the lock held)."""
+    def _take(self, trace_id: str, raw: bytes, doc: dict[str, Any]) -> list[bytes] | None:
+        """Buffer ``raw`` or return what to forward now; None when it is dropped (lock held)."""
         marked = is_marked(doc)
         verdict = self._decided.get(trace_id)
         if verdict is not None:
-            _stats.incr(f"{STATS}.late_documents")
-            return [_forwardable(raw) if marked else raw] if verdict else []
+            _stats.incr(f"{STATS}.documents_after_decision")
+            keep, policy = verdict
+            return [_forwardable(raw, policy) if marked else raw] if keep else []
         trace = self._traces.get(trace_id)
-        unknown = not marked and (trace is None or trace.root is None)
+        rootless = trace is None or trace.root is None
+        unknown = not marked and rootless
         if unknown and _is_trace_root(doc):
             _stats.incr(f"{STATS}.decided.passthrough")
             return [*self._release(trace_id, keep=True), raw]
@@ -164,9 +167,9 @@ class TailSampler:
             return [raw]
         if self._full(raw):
             _stats.incr(f"{STATS}.dropped.tail_buffer_full")
-            if marked:  # without its root the trace cannot be decided: drop what came before it
+            if marked and rootless:  # undecidable without its root: drop what came before it
                 self._release(trace_id, keep=False)
-            return []
+            return None
         now = self._clock()
         if trace is None:
             trace = self._traces[trace_id] = _Trace(now, now)
@@ -175,8 +178,9 @@ class TailSampler:
         trace.size += len(raw)
         self._bytes += len(raw)
         self._count += 1
-        if marked:
-            trace.root = doc
+        if marked and (trace.root is None or not doc.get("parent_id")
+                       or doc.get("id") == trace.root.get("id")):  # fmt: skip
+            trace.root = doc  # the outermost marked root decides; a completed one replaces itself
         return []
 
     def _full(self, raw: bytes) -> bool:
@@ -185,7 +189,7 @@ class TailSampler:
     def _release(self, trace_id: str, keep: bool, policy: str | None = None) -> list[bytes]:
         """Forget ``trace_id``'s buffer and remember the verdict; the documents if kept, with the
         mark removed (and the keeping ``policy`` annotated) on the marked root."""
-        self._decided[trace_id] = keep
+        self._decided[trace_id] = (keep, policy)
         if len(self._decided) > MAX_DECIDED:
             self._decided.popitem(last=False)
         trace = self._traces.pop(trace_id, None)
