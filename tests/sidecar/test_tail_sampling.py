@@ -17,6 +17,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 from sidecar_helpers import HEADER, get, send_udp, wait_until
 
@@ -363,3 +365,33 @@ def test_settings_from_env_and_yaml_and_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"rules.yaml:\d+: FixedRate"):
         Sidecar(replace(Settings(local=True, local_db=tmp_path / "db"), tail_sampling=True,
                         sampling_dir=tmp_path))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+FIELDS = st.fixed_dictionaries({}, optional={
+    "http": JSON | st.fixed_dictionaries({"request": st.fixed_dictionaries(
+        {}, optional={"url": st.text(max_size=30), "method": JSON}), "response": JSON}),
+    "name": JSON, "origin": JSON, "fault": JSON, "in_progress": JSON, "parent_id": JSON,
+    "type": st.sampled_from(["subsegment", "segment"]) | JSON, "id": JSON,
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(docs=st.lists(st.tuples(st.integers(0, 3), st.booleans(), FIELDS), max_size=12))
+def test_any_document_is_decided_or_forwarded_never_stuck(
+    docs: list[tuple[int, bool, dict[str, Any]]],
+) -> None:
+    inner, clock = Collect(), Clock()
+    tail = TailSampler(inner, RULES, clock=clock, rng=random.Random(0))
+    for n, marked, fields in docs:
+        doc = {**fields, "trace_id": f"1-5f000000-{n:024x}", **({"metadata": MARK} if marked else {})}
+        tail.submit(json.dumps(doc).encode())
+        clock.now += 0.5
+    tail.submit(b"[1]")
+    tail.sweep(final=True)
+    assert tail.queued == 0 and tail.buffered_bytes == 0
+    assert all(b'"deferred"' not in d for d in inner.docs)

@@ -211,9 +211,17 @@ class TailSampler:
             now = self._clock()
             due = [tid for tid, trace in self._traces.items() if final or self._due(trace, now)]
             for trace_id in due:
-                out += self._finish(trace_id)
+                out += self._finish_guarded(trace_id)
         for payload in out:
             self._inner.submit(payload)
+
+    def _finish_guarded(self, trace_id: str) -> list[bytes]:
+        """A trace whose decision fails is forwarded undecided (counted), never stuck or lost."""
+        try:
+            return self._finish(trace_id)
+        except Exception as exc:
+            _stats.report(f"{STATS}.decision", exc)
+            return self._release(trace_id, keep=True)
 
     def _due(self, trace: _Trace, now: float) -> bool:
         if now - trace.first >= self._max_wait:
@@ -249,7 +257,10 @@ def request_of(root: dict[str, Any]) -> SamplingRequest:
     """What a head rule matches, read from a root segment document (name, origin, http.request)."""
     request = _field(_field(root, "http"), "request")
     url = request.get("url")
-    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:  # e.g. an unclosed IPv6 bracket: match as if the URL were unknown
+        parts = None
     method = request.get("method")
     return SamplingRequest(
         service=_text(root.get("name")),
