@@ -216,7 +216,7 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
         resolution: int = 60,
     ) -> None:
         self.name, self.dimensions, self.unit, self.resolution = name, dimensions, unit, resolution
-        self._scale = _TIME_SCALE.get(unit, 1000.0)
+        self._scale = _TIME_SCALE.get(unit, 1000.0) if isinstance(unit, str) else 1000.0
         # Start times per thread/task, so one shared instance can time concurrent blocks.
         self._starts: contextvars.ContextVar[tuple[float, ...]] = contextvars.ContextVar(
             f"tracekit_timed_{name}", default=()

@@ -14,7 +14,9 @@ from typing import NamedTuple
 from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Kind, emitted
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
+).encode
 
 
 def dumps(batch: Batch) -> list[str]:
@@ -90,7 +92,16 @@ def _plan(batch: Batch) -> list[_Group]:
 
 
 def _properties(properties: dict[str, object], taken: frozenset[str]) -> str:
-    return "".join(_member(k, v) for k, v in properties.items() if k not in taken)
+    return "".join(_property(k, v) for k, v in properties.items() if k not in taken)
+
+
+def _property(key: str, value: object) -> str:
+    """A property member; NaN, infinities or cycles (not JSON) go as their ``repr`` string, so the
+    document stays parseable and its metrics are not lost."""
+    try:
+        return _member(key, value)
+    except ValueError:
+        return _member(key, repr(value))
 
 
 def _document(

@@ -44,7 +44,10 @@ class PrometheusOutput:
 
     def emit(self, batch: Batch) -> None:
         for series, values in batch.items():
-            self._apply(series, values)
+            try:
+                self._apply(series, values)
+            except Exception as exc:  # one bad series must not cost the rest of the batch
+                _stats.report("metrics.prometheus", exc)
 
     def flush(self, timeout: float) -> bool:
         return True
@@ -60,7 +63,7 @@ class PrometheusOutput:
         child = metric.labels(*(v for _, v in series.dimensions)) if labels else metric
         scale = _TO_SECONDS.get(series.unit, 1.0)
         if series.kind == "count":
-            child.inc(sum(values))
+            child.inc(sum(values))  # a negative sum raises: Prometheus counters never go down
         elif series.kind == "gauge":
             child.set(values[-1] * scale)
         else:

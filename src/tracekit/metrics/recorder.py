@@ -23,6 +23,8 @@ from tracekit.metrics.spec import MetricError
 OVERFLOW = "__overflow__"
 """The value every non-default dimension takes once a metric has too many combinations."""
 
+MAX_NAMES = 10_000
+"""Distinct metric names per recorder: the specs kept per name must not grow without bound."""
 MAX_SHAPES = 1000
 """Cached scope shapes per recorder; shapes past it are described on every flush (slower, same)."""
 SeriesKey = str | tuple[str, Dimensions]
@@ -46,7 +48,8 @@ class Scope:
     ) -> None:
         self.recorder = recorder
         self.dimensions: dict[str, str] = {}
-        self.properties: dict[str, object] = dict(properties or {})
+        pairs = _items(recorder, properties, "scope properties")
+        self.properties: dict[str, object] = {str(key): value for key, value in pairs}
         self.flush_on_exit = recorder.scope_flush if flush is None else flush
         self._data: dict[SeriesKey, list[float]] = {}
         self._size = 0
@@ -54,7 +57,7 @@ class Scope:
         self._lock = threading.Lock()
         self._token: contextvars.Token[Scope | None] | None = None
         self._base: Dimensions | None = None
-        for key, value in (dimensions or {}).items():
+        for key, value in _items(recorder, dimensions, "scope dimensions"):
             self.add_dimension(key, value)
 
     def add_dimension(self, key: str, value: str) -> None:
@@ -68,7 +71,9 @@ class Scope:
             or len(self.dimensions) + len(recorder.default_dimensions) >= spec.MAX_DIMENSIONS
         ):
             inherited = len(recorder.default_dimensions) + len(self.dimensions)
-            problem = spec.check_dimensions("<scope>", {key: value}, inherited)
+            problem = spec.check_name(key, "scope dimension name") or spec.check_dimensions(
+                "<scope>", {key: value}, inherited
+            )
             if problem:
                 recorder.invalid(problem)
                 return
@@ -79,7 +84,7 @@ class Scope:
 
     def set_property(self, key: str, value: object) -> None:
         """A top-level EMF member that is searchable in Logs Insights but is not a metric."""
-        self.properties[key] = value
+        self.properties[str(key)] = value
 
     def add(self, key: SeriesKey, value: float, summed: bool = False) -> None:
         """Append a value; ``summed`` ones (counters) are added in place, so they cost no memory."""
@@ -224,12 +229,20 @@ class Recorder:
         except MetricError as exc:
             self.invalid(str(exc))
             return
+        except Exception as exc:  # unhashable name, unit or resolution, odd dimensions...
+            self.invalid(_explain(name, unit, resolution) or f"metric {name!r}: {exc!r}")
+            return
         scope.add(name if dims is None else (name, dims), value, kind == "count")
 
     def invalid(self, message: str) -> None:
         """A rejected input: raised in strict mode, otherwise counted and logged (rate-limited)."""
         if self.strict:
             raise MetricError(message)
+        self.rejected(message)
+
+    @staticmethod
+    def rejected(message: str) -> None:
+        """Count and log a rejection; also in strict mode where raising would lose a whole flush."""
         _stats.incr("metrics.rejected")
         _stats.warn_once_per_interval(f"metrics.rejected:{message[:60]}", "tracekit: %s", message)
 
@@ -241,6 +254,11 @@ class Recorder:
         )
         if problem:
             raise MetricError(problem)
+        if name not in self._by_name and len(self._by_name) >= MAX_NAMES:
+            raise MetricError(
+                f"metric {name!r}: over {MAX_NAMES} distinct metric names; put the varying part "
+                "(a user or order id?) in a dimension or a property instead of the name"
+            )
         known = self._by_name.setdefault(name, (unit, resolution, kind))
         if known != (unit, resolution, kind):
             raise MetricError(
@@ -253,10 +271,7 @@ class Recorder:
         try:
             key = tuple(sorted(dimensions.items()))
         except (TypeError, AttributeError):
-            raise MetricError(
-                spec.check_dimensions(name, dimensions)
-                or f"metric {name!r}: dimensions must be a mapping of str to str"
-            ) from None
+            raise MetricError(_dimensions_problem(name, dimensions)) from None
         if key not in self._valid_dims:
             inherited = len(self.default_dimensions) + len(scope.dimensions)
             problem = spec.check_dimensions(name, dimensions, inherited)
@@ -301,8 +316,9 @@ class Recorder:
         dims = base
         if call_dims is not None:
             dims = tuple(sorted({**dict(base), **dict(call_dims)}.items()))
-            if len(dims) > spec.MAX_DIMENSIONS:
-                self.invalid(spec.check_dimensions(name, dict(dims)) or name)
+            if len(dims) > spec.MAX_DIMENSIONS:  # the scope gained dimensions after recording
+                inherited = len(dims) - len(call_dims)
+                self.rejected(spec.check_dimensions(name, dict(call_dims), inherited) or name)
                 return None
         unit, resolution, kind = self._by_name[name]
         return Series(name, unit, resolution, kind, self.guard.admit(name, dims))
@@ -392,6 +408,37 @@ class CardinalityGuard:
                 OVERFLOW,
             )
         return folded
+
+
+def _explain(name: object, unit: object, resolution: object) -> str | None:
+    checked = name if isinstance(name, str) else repr(name)
+    return (
+        spec.check_name(name)
+        or spec.check_unit(checked, unit)
+        or spec.check_resolution(checked, resolution)
+    )
+
+
+def _items(recorder: Recorder, mapping: object, what: str) -> list[tuple[Any, Any]]:
+    """The pairs of a mapping the user passed; anything else is reported and ignored."""
+    if mapping is None:
+        return []
+    try:
+        return list(cast("Mapping[Any, Any]", mapping).items())
+    except Exception:
+        recorder.invalid(f"{what} {spec.short(mapping)} are not valid: expected a mapping")
+        return []
+
+
+def _dimensions_problem(name: str, dimensions: object) -> str:
+    if isinstance(dimensions, Mapping):
+        problem = spec.check_dimensions(name, dimensions)
+        if problem:
+            return problem
+    return (
+        f"metric {name!r}: dimensions {spec.short(dimensions)} are not valid: "
+        "expected a mapping of str to str, e.g. {'Route': '/orders'}"
+    )
 
 
 def split_key(key: SeriesKey) -> tuple[str, Dimensions | None]:

@@ -38,12 +38,10 @@ def build_recorder(
     scope_flush: bool,
     strict: bool,
 ) -> Recorder:
-    namespace = (
-        namespace
-        or env.get("AWS_EMF_NAMESPACE")
-        or env.get("POWERTOOLS_METRICS_NAMESPACE")
-        or "tracekit"
-    )
+    if namespace is None:
+        namespace = (
+            env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
+        )
     service = (
         service
         or env.get("AWS_EMF_SERVICE_NAME")
@@ -74,7 +72,8 @@ def default_output(env: Mapping[str, str]) -> str:
     chosen = env.get("AWS_EMF_ENVIRONMENT", "").strip().lower()
     if chosen:
         if chosen not in _ENVIRONMENTS:
-            raise ConfigError("AWS_EMF_ENVIRONMENT", chosen, "Lambda, Local, Agent (or Default), EC2 or ECS")
+            accepted = "Lambda, Local, Agent (or Default), EC2 or ECS"
+            raise ConfigError("AWS_EMF_ENVIRONMENT", chosen, accepted)
         return _ENVIRONMENTS[chosen]
     return "stdout" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "agent"
 

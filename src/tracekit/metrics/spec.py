@@ -46,7 +46,7 @@ def check_namespace(namespace: object) -> str | None:
 
 def check_name(name: object, what: str = "metric name") -> str | None:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
-        return f"{what} {_short(name)} is not valid: expected a string of 1-{MAX_NAME} characters"
+        return f"{what} {short(name)} is not valid: expected a string of 1-{MAX_NAME} characters"
     return None
 
 
@@ -68,7 +68,7 @@ def check_resolution(metric: str, resolution: object) -> str | None:
 
 def check_value(metric: str, value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"metric {metric!r}: value {_short(value)} is not a number"
+        return f"metric {metric!r}: value {short(value)} is not a number"
     if not -VALUE_LIMIT < value < VALUE_LIMIT:  # also False for NaN
         kind = "NaN" if value != value else "infinite" if math.isinf(value) else "out of range"
         return (
@@ -92,12 +92,13 @@ def check_dimensions(
             return problem
         if not isinstance(value, str) or not 0 < len(value) <= MAX_DIMENSION_VALUE:
             return (
-                f"metric {metric!r}: dimension {key!r} value {_short(value)} is not valid: "
+                f"metric {metric!r}: dimension {key!r} value {short(value)} is not valid: "
                 f"expected a string of 1-{MAX_DIMENSION_VALUE} characters"
             )
     return None
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
+    """``repr`` cut to 80 characters, for messages about arbitrary input."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
