@@ -52,7 +52,9 @@ _LEVELS = {
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
           logging.ERROR: "error", logging.CRITICAL: "critical"}  # fmt: skip
 _OWN_KEYS = frozenset(("timestamp", "level", "message", "logger", "service", "exception"))
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_strict_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
+).encode
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def configure(
     latency percentiles). With ``stdlib`` the root logger's handlers are replaced by one that writes
     this JSON, so each record appears once.
     """
-    global _config
+    global _config, _threshold
     env = os.environ if env is None else env
     if buffer_size < 1:
         raise ConfigError("buffer_size", buffer_size, "an integer >= 1")
@@ -123,6 +125,7 @@ def configure(
         buffer_size=buffer_size,
         request_log=request_log,
     )
+    _threshold = _config.min_level
     if stdlib:
         _install_stdlib_handler(_config.level)
 
@@ -175,19 +178,55 @@ def get_logger(name: str | None = None, **initial_values: Any) -> FilteringBound
     """
     import structlog
 
-    config = _active()
+    _active()
     return cast(
         "FilteringBoundLogger",
         structlog.wrap_logger(
             _SINK,
             processors=[_process],
-            wrapper_class=structlog.make_filtering_bound_logger(config.min_level),
+            wrapper_class=_logger_class(),
             context_class=dict,
             cache_logger_on_first_use=True,
             __logger=name or "root",
             **initial_values,
         ),
     )
+
+
+_threshold = logging.INFO
+"""The lowest level that reaches the processor now (``_Config.min_level``), read on every call."""
+_bound_class: Any = None
+
+
+def _logger_class() -> Any:
+    """structlog's logger class with each level method gated on the *current* configuration.
+
+    structlog's filtering classes fix their level when the logger is made; a module-level
+    ``get_logger()`` runs before the application calls ``configure()``, so it would keep the
+    default level forever. The processor checks the level again (async methods, ``log()``).
+    """
+    global _bound_class
+    if _bound_class is None:
+        import structlog
+
+        base = structlog.make_filtering_bound_logger(logging.DEBUG)
+        methods: dict[str, Any] = {
+            name: _gated(getattr(base, name), level)
+            for name, level in {**_LEVELS, "msg": logging.INFO}.items()
+        }
+        methods["is_enabled_for"] = lambda self, level: level >= _threshold
+        methods["get_effective_level"] = lambda self: _threshold
+        _bound_class = type("TracekitBoundLogger", (base,), methods)
+    return _bound_class
+
+
+def _gated(method: Any, levelno: int) -> Any:
+    def log_at_level(self: Any, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if levelno < _threshold:
+            return None
+        return method(self, event, *args, **kw)
+
+    return log_at_level
 
 
 def bind_context(**fields: Any) -> None:
@@ -337,7 +376,10 @@ def _redacted(key: str, value: Any) -> Any:
     if _is_sensitive(key):
         return redaction.REDACTED
     if isinstance(value, (dict, list, tuple)):
-        return redaction.redact(value)
+        try:
+            return redaction.redact(value)
+        except RecursionError:  # a cycle: its repr could show what redaction would have hidden
+            return f"[{type(value).__name__} too deep to redact: not logged]"
     return value
 
 
@@ -390,6 +432,23 @@ def _exception(exc_info: Any) -> dict[str, str]:
     return {"type": type(exc).__qualname__, "message": str(exc), "stack": stack}
 
 
+def _encode(record: Record) -> str:
+    """One JSON line; NaN, infinities and cycles (not JSON) become their ``repr`` strings, so Logs
+    Insights can still parse the line."""
+    try:
+        return _strict_encode(record)
+    except ValueError:
+        return _strict_encode({key: _json_or_repr(value) for key, value in record.items()})
+
+
+def _json_or_repr(value: Any) -> Any:
+    try:
+        _strict_encode(value)
+    except ValueError:
+        return repr(value)
+    return value
+
+
 def _write(line: str) -> None:
     stream = (_config.stream if _config else None) or sys.stdout
     with _write_lock:
@@ -428,7 +487,7 @@ class TracekitHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             event = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
-            event["event"] = record.getMessage()
+            event["event"] = _message(record)
             if record.exc_info and record.exc_info[1] is not None:
                 event["exc_info"] = record.exc_info
             line = _dispatch(record.levelno, record.name, event, record.created)
@@ -439,6 +498,16 @@ class TracekitHandler(logging.Handler):
                 _stats.incr("errors.logs.stdlib")
             else:
                 _stats.report("logs.stdlib", exc)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``; when its arguments do not fit the format, the raw parts instead of
+    losing the line (the library's bug must not hide what it wanted to say)."""
+    try:
+        return record.getMessage()
+    except Exception:
+        _stats.incr("logs.stdlib.bad_format")
+        return f"{record.msg} {record.args!r}"
 
 
 def _install_stdlib_handler(level: int) -> None:

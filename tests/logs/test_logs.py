@@ -233,3 +233,40 @@ def test_a_broken_stream_never_reaches_the_caller(lines: Callable[..., Lines]) -
     stats = _stats.stats()
     assert stats["errors.logs.write"] == 1
     assert stats["errors.logs.stdlib"] >= 1  # the record, then tracekit's own warnings about it
+
+
+def test_a_logger_made_before_configure_follows_the_later_level(
+    lines: Callable[..., Lines],
+) -> None:
+    logs.configure(env={}, stdlib=False)  # what a module-level get_logger() gets: INFO
+    module_logger = logs.get_logger("mod")
+    read = lines(level="DEBUG")
+    module_logger.debug("now visible")
+    assert [line["message"] for line in read()] == ["now visible"]
+    assert module_logger.is_enabled_for(logging.DEBUG)
+    read = lines(level="WARNING")
+    module_logger.info("now hidden")
+    module_logger.warning("shown")
+    assert [line["message"] for line in read()] == ["shown"]
+    assert module_logger.get_effective_level() == logging.WARNING
+
+
+def test_values_that_are_not_json_keep_the_line_parseable(lines: Callable[..., Lines]) -> None:
+    out = io.StringIO()
+    logs.configure(stream=out, env={}, stdlib=False)
+    cycle: dict[str, Any] = {"password": "hunter2"}
+    cycle["self"] = cycle
+    logs.get_logger("a").info("odd", nan=float("nan"), inf=[float("inf")], cycle=cycle, ok=1.5)
+    text = out.getvalue()
+    assert "NaN" not in text and "Infinity" not in text and "hunter2" not in text
+    line = json.loads(text)
+    assert line["nan"] == "nan" and line["inf"] == "[inf]" and line["ok"] == 1.5
+    assert line["cycle"] == "[dict too deep to redact: not logged]"
+
+
+def test_a_stdlib_record_with_bad_arguments_is_kept(lines: Callable[..., Lines]) -> None:
+    read = lines()
+    logging.getLogger("lib").warning("%d items", "three")
+    (line,) = read()
+    assert line["message"] == "%d items ('three',)" and line["logger"] == "lib"
+    assert _stats.stats()["logs.stdlib.bad_format"] == 1
