@@ -130,6 +130,7 @@ def test_bounded_buffer_and_unreachable_endpoint_never_raise() -> None:
     assert shipper.flush(20)
     assert _stats.stats()["cwlogs.dropped.error"] == 7
     assert shipper.put("room again")  # the buffer drained
+    assert shipper.close(20)  # nothing left to fail during the next test
 
 
 def test_throttling_and_5xx_are_retried(moto: str) -> None:
@@ -156,4 +157,59 @@ def test_throttling_and_5xx_are_retried(moto: str) -> None:
     assert failures == [0], _stats.stats()
     assert "cwlogs.dropped.error" not in _stats.stats(), _stats.stats()
     assert [e["message"] for e in _read_all(client, "/retry", "s")] == ["survives throttling"]
-    assert "cwlogs.dropped.error" not in _stats.stats()
+
+
+HOUR = 3600 * 1000
+
+
+def _sizes(chunks: list[list[Any]]) -> list[int]:
+    return [len(chunk) for chunk in chunks]
+
+
+def test_batches_at_the_exact_limits() -> None:
+    assert _sizes(batches([make_event("e", 1) for _ in range(10_000)])) == [10_000]
+    assert _sizes(batches([make_event("e", 1) for _ in range(10_001)])) == [10_000, 1]
+    half = MAX_BATCH_BYTES // 2 - EVENT_OVERHEAD  # two of these fill a batch to the byte
+    exact = [make_event("a" * half, 1), make_event("b" * half, 2)]
+    assert sum(e.size for e in exact) == MAX_BATCH_BYTES and _sizes(batches(exact)) == [2]
+    over = [make_event("a" * half, 1), make_event("b" * (half + 1), 2)]
+    assert _sizes(batches(over)) == [1, 1]
+    assert _sizes(batches([make_event("a", 0), make_event("b", 24 * HOUR - 1)])) == [2]
+    assert _sizes(batches([make_event("a", 0), make_event("b", 24 * HOUR)])) == [1, 1]
+
+
+def test_event_size_at_the_exact_limit() -> None:
+    limit = MAX_EVENT_BYTES - EVENT_OVERHEAD  # a lone event must still fit a batch
+    exact = make_event("x" * limit)
+    assert exact.size == MAX_BATCH_BYTES and len(exact.message) == limit
+    assert "cwlogs.truncated" not in _stats.stats()
+    cut = make_event("€" * (limit // 3) + "€")  # 3-byte characters: cut between two of them
+    assert cut.message == "€" * (limit // 3) and cut.size <= MAX_EVENT_BYTES
+    assert _stats.stats()["cwlogs.truncated"] == 1
+
+
+def test_every_call_to_cloudwatch_logs_is_within_the_limits(moto: str) -> None:
+    client = _client(moto)
+    calls: list[list[dict[str, Any]]] = []
+
+    def check(params: dict[str, Any], **_: Any) -> None:
+        events = params["logEvents"]
+        calls.append(events)
+        stamps = [e["timestamp"] for e in events]
+        assert len(events) <= 10_000 and stamps == sorted(stamps)
+        assert stamps[-1] - stamps[0] <= 24 * HOUR
+        assert sum(len(e["message"].encode()) + 26 for e in events) <= 1_048_576
+
+    client.meta.events.register("provide-client-params.cloudwatch-logs.PutLogEvents", check)
+    shipper = LogsShipper("/limits", "s", client=client, linger=0.2)
+    start = int(time.time() * 1000) - 30 * HOUR
+    sent = [(start + i * 10, f"small {i:05d}") for i in range(9_999)]
+    sent.append((start + 100_000, "x" * (MAX_EVENT_BYTES - EVENT_OVERHEAD)))
+    sent += [(start + 25 * HOUR + i, f"late {i}") for i in range(3)]
+    for stamp, message in reversed(sent):
+        assert shipper.put(message, stamp)
+    assert shipper.flush(60)
+    got = _read_all(client, "/limits", "s")
+    assert [(e["timestamp"], e["message"]) for e in got] == sent
+    assert len(calls) >= 3  # the 1 MB event and the 24 h span each forced a new batch
+    shipper.close(5)
