@@ -132,6 +132,21 @@ def test_rule_changes_are_picked_up_via_last_modification(seeded: ControlPlane, 
     assert decide(sampler, ORDERS) == (True, "Orders v2")
 
 
+def test_client_clock_behind_refreshes_once_per_modification(
+        seeded: ControlPlane, clock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = XRaySampler("order-service", endpoint=seeded.url, clock=lambda: clock.now - 30,
+                          background=False)
+    sampler.poll_rules()
+    fetches: list[float] = []
+    poll_rules = sampler.poll_rules
+    monkeypatch.setattr(sampler, "poll_rules", lambda: (fetches.append(clock.now), poll_rules()))
+    for _ in range(3):
+        decide(sampler, ORDERS)
+        clock.advance(11)
+        sampler.poll_targets()
+    assert len(fetches) == 1  # the seed's modification looks newer than our fetch: once, not always
+
+
 def test_pages_and_unusable_rules(clock: Any) -> None:
     plane = ControlPlane(clock=clock, page_size=1).start()
     try:
@@ -140,7 +155,7 @@ def test_pages_and_unusable_rules(clock: Any) -> None:
         sampler = XRaySampler("s", endpoint=plane.url, clock=clock, background=False)
         sampler.poll_rules()
         assert [s.rule.name for s in sampler._central] == [
-            "Health checks", "High-priority transactions", "API calls", "Default"]
+            "Health checks (no sampling)", "High-priority transactions", "API calls", "Default"]
     finally:
         plane.stop()
 

@@ -126,6 +126,9 @@ class XRaySampler(Sampler):
         self._uses_attributes = any(s.rule.attributes for s in self._local)
         """Only collect string attributes when some rule matches on Attributes."""
         self._fetched_at: float | None = None
+        self._modification_seen = 0.0
+        """The last LastRuleModification that triggered a refresh: with a client clock behind
+        X-Ray's, comparing with ``_fetched_at`` alone would refetch on every targets poll."""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         _forget_in_child(self)
@@ -308,8 +311,11 @@ class XRaySampler(Sampler):
                 if state is not None:
                     _load_target(state, doc)
         modified = answer.get("LastRuleModification")
-        if isinstance(modified, (int, float)) and modified > (self._fetched_at or 0):
+        if not isinstance(modified, (int, float)) or modified == self._modification_seen:
+            return
+        if modified > (self._fetched_at or 0):
             self.poll_rules()
+            self._modification_seen = modified
 
     def _snapshot(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         stats: list[dict[str, Any]] = []
