@@ -39,7 +39,8 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
                     "--method", "GET", "--path", "/orders/1")
     assert code == 0
     assert out.splitlines() == [
-        "  no  'Health checks' (priority 1): URLPath '/health' does not match '/orders/1'",
+        "  no  'Health checks (no sampling)' (priority 1): URLPath '/health' does not match "
+        "'/orders/1'",
         "  no  'High-priority transactions' (priority 10): URLPath '/api/payment/*' does not "
         "match '/orders/1'",
         "  no  'API calls' (priority 20): HTTPMethod 'POST' does not match 'GET'",
@@ -65,7 +66,8 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
                      "--json")
     assert code == 0
     per_rule = {r["rule"]: r["traces_per_second"] for r in data["rules"]}
-    assert per_rule == pytest.approx({"Health checks": 0.0, "High-priority transactions": 10.0,
+    assert per_rule == pytest.approx({"Health checks (no sampling)": 0.0,
+                                      "High-priority transactions": 10.0,
                                       "API calls": 2 + 0.1 * 48, "Default": 1 + 0.05 * 19})
     month = sum(per_rule.values()) * 30 * 86400
     assert data["traces_per_month"] == round(month)
@@ -115,7 +117,7 @@ def test_serve_command_with_boto3(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
         xray = boto3.client("xray", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
         records = xray.get_sampling_rules()["SamplingRuleRecords"]
-        assert records[0]["SamplingRule"]["RuleName"] == "Health checks"
+        assert records[0]["SamplingRule"]["RuleName"] == "Health checks (no sampling)"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -59,7 +59,7 @@ def run(decide: Decide, poll_targets: Callable[[], None], clock: Any) -> tuple[C
     return totals, per_second
 
 
-EXPECTED_RULE = {"health": "Health checks", "payment": "High-priority transactions",
+EXPECTED_RULE = {"health": "Health checks (no sampling)", "payment": "High-priority transactions",
                  "orders": "API calls", "other": "Default"}
 
 

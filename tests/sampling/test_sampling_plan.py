@@ -29,7 +29,7 @@ def test_workflow_through_cli(plane: ControlPlane, tmp_path: Path,
     code, planned = cli(capsys, "plan", str(RULES_DIR), *ep, "--json")
     assert code == 0
     assert [(c["action"], c["rule"]) for c in planned["changes"]] == [
-        ("update", "Default"), ("create", "Health checks"),
+        ("update", "Default"), ("create", "Health checks (no sampling)"),
         ("create", "High-priority transactions"), ("create", "API calls")]
     assert planned["changes"][0]["fields"] == ["SamplingRateBoost"]
     assert cli(capsys, "drift", str(RULES_DIR), *ep)[0] == 2
@@ -55,10 +55,11 @@ def test_changes_deletes_and_unmanaged(plane: ControlPlane, xray: Any, tmp_path:
     assert tags["API calls"] == {"managed-by": "tracekit"} and tags["hand-made"] == {}
     edited = tmp_path / "edited.yaml"
     text = rules.dump(desired).replace("FixedRate: 0.1\n", "FixedRate: 0.2\n")
-    edited.write_text(text.replace("- RuleName: Health checks", "- RuleName: Health probes"))
+    edited.write_text(text.replace("- RuleName: Health checks (no sampling)",
+                                   "- RuleName: Health probes"))
     changes = plan.make_plan(rules.load([edited]), plan.live_rules(xray))
     assert [(c.action, c.name, c.fields) for c in changes.changes] == [
-        ("delete", "Health checks", ()),
+        ("delete", "Health checks (no sampling)", ()),
         ("update", "API calls", ("FixedRate",)),
         ("create", "Health probes", ())]
     assert changes.kept_unmanaged == ("hand-made",)
@@ -128,7 +129,7 @@ def test_stops_at_first_hard_error(xray: Any) -> None:
         client = boto3.client("xray", endpoint_url=plane_limit.url, region_name="us-east-1")
         report = plan.apply(client, plan.make_plan(rules.load([RULES_DIR]), plan.live_rules(client)))
         assert not report.ok
-        assert [c.name for c in report.applied] == ["Default", "Health checks"]
+        assert [c.name for c in report.applied] == ["Default", "Health checks (no sampling)"]
         assert report.failed is not None and report.failed.name == "High-priority transactions"
         assert report.error.startswith("RuleLimitExceededException")
         assert [c.name for c in report.not_applied] == ["API calls"]

@@ -27,7 +27,7 @@ def test_shipped_rule_set() -> None:
     ruleset = rules.load([RULES_DIR])
     by_name = {r.name: r for r in ruleset.ordered()}
     assert [r.name for r in ruleset.ordered()] == [
-        "Health checks", "High-priority transactions", "API calls", "Default"]
+        "Health checks (no sampling)", "High-priority transactions", "API calls", "Default"]
     health, payment, api, default = by_name.values()
     assert (health.http_method, health.url_path, health.reservoir_size, health.fixed_rate) == (
         "GET", "/health", 0, 0.0)
