@@ -395,3 +395,38 @@ def test_any_document_is_decided_or_forwarded_never_stuck(
     tail.sweep(final=True)
     assert tail.queued == 0 and tail.buffered_bytes == 0
     assert all(b'"deferred"' not in d for d in inner.docs)
+
+
+def test_faults_in_a_decision_or_the_inner_sink_lose_nothing_else(
+    clock: Clock, inner: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tail = TailSampler(inner, RULES, idle=IDLE, clock=clock, sweep_interval=0.01)
+    broken = trace_id()
+    tail.submit(root(broken, status=500))
+    monkeypatch.setattr(tail._tail, "keep", lambda *a, **k: 1 / 0)
+    clock.now += IDLE
+    tail.sweep()  # the decision fails: forwarded undecided (unmarked), counted, not stuck
+    assert [json.loads(d)["trace_id"] for d in inner.docs] == [broken] and tail.queued == 0
+    assert "metadata" not in json.loads(inner.docs[0])
+    assert _stats.stats()["errors.sidecar.tail.decision"] == 1
+    monkeypatch.undo()
+    submit, calls = inner.submit, []
+
+    def flaky(document: bytes) -> bool:
+        calls.append(document)
+        if len(calls) == 1:
+            raise OSError("inner sink broke once")
+        return submit(document)
+
+    monkeypatch.setattr(inner, "submit", flaky)
+    tail.start()  # the sweeper thread, on the injected clock
+    try:
+        for status in (500, 502):
+            tail.submit(root(trace_id(), status=status))
+        clock.now += IDLE
+        wait_until(lambda: tail.queued == 0)
+    finally:
+        tail.close(1.0)
+    assert len(calls) == 2 and len(inner.docs) == 2 and inner.closed  # one lost to the fault
+    assert _stats.stats()["sidecar.tail.dropped.forward_error"] == 1
+    assert _stats.stats()["errors.sidecar.tail.forward"] == 1

@@ -105,7 +105,7 @@ class TailSampler:
             return self._inner.submit(document)
         with self._lock:
             out = self._take(trace_id, document, doc)
-        return out is not None and all([self._inner.submit(payload) for payload in out])
+        return out is not None and self._forward(out)
 
     def flush(self, timeout: float) -> bool:
         """Forward the traces that are due, then flush the inner sink (others are still awaited)."""
@@ -212,8 +212,19 @@ class TailSampler:
             due = [tid for tid, trace in self._traces.items() if final or self._due(trace, now)]
             for trace_id in due:
                 out += self._finish_guarded(trace_id)
-        for payload in out:
-            self._inner.submit(payload)
+        self._forward(out)
+
+    def _forward(self, payloads: list[bytes]) -> bool:
+        """Hand documents to the inner sink; one it fails on is counted, the others still go."""
+        ok = True
+        for payload in payloads:
+            try:
+                ok = self._inner.submit(payload) and ok
+            except Exception as exc:
+                _stats.incr(f"{STATS}.dropped.forward_error")
+                _stats.report(f"{STATS}.forward", exc)
+                ok = False
+        return ok
 
     def _finish_guarded(self, trace_id: str) -> list[bytes]:
         """A trace whose decision fails is forwarded undecided (counted), never stuck or lost."""
