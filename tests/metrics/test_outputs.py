@@ -272,7 +272,7 @@ def test_prometheus_on_fastapi() -> None:
     async def scrape() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get("/metrics/")
+            return await client.get("/metrics")  # no redirect to /metrics/
 
     response = asyncio.run(scrape())
     assert response.status_code == 200

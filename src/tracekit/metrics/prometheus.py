@@ -124,5 +124,19 @@ def mount_flask(
 def mount_fastapi(
     app: Any, path: str = "/metrics", registry: CollectorRegistry | None = None
 ) -> None:
-    """Mount the ASGI metrics app on a FastAPI/Starlette application."""
-    app.mount(path, asgi_app(registry))
+    """Serve ``path`` from a FastAPI/Starlette application.
+
+    A route, not ``app.mount``: a mount answers ``/metrics`` with a redirect to ``/metrics/``.
+    """
+    app.add_route(path, _AsgiEndpoint(asgi_app(registry)), include_in_schema=False)
+
+
+class _AsgiEndpoint:
+    """Starlette runs a route endpoint that is not a function as a raw ASGI app (as wanted here);
+    prometheus-client's ASGI app is a function, so it is wrapped in this object."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
