@@ -3,6 +3,7 @@ thread (lazy, off the request path, backing off and counted), boosts fed by span
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import threading
@@ -145,6 +146,24 @@ def test_client_clock_behind_refreshes_once_per_modification(
         clock.advance(11)
         sampler.poll_targets()
     assert len(fetches) == 1  # the seed's modification looks newer than our fetch: once, not always
+
+
+def test_more_than_25_rules_report_over_two_polls(clock: Any) -> None:
+    plane = ControlPlane(clock=clock, max_rules=30, page_size=100).start()
+    try:
+        plane.load_rules([Rule(f"r{i}", i + 1, 0.0, 1, url_path=f"/{i}") for i in range(30)])
+        sampler = XRaySampler("s", endpoint=plane.url, clock=clock, background=False)
+        sampler.poll_rules()
+        for i in range(30):
+            decide(sampler, {"url.path": f"/{i}"})
+        for _ in range(2):
+            clock.advance(11)
+            sampler.poll_targets()  # 25 documents at most per call: nothing is lost
+        summary = json.loads(plane.handle("POST", "/SamplingStatisticSummaries", {}, b"{}")[2])
+        counts = {s["RuleName"]: s["RequestCount"] for s in summary["SamplingStatisticSummaries"]}
+        assert counts == {f"r{i}": 1 for i in range(30)}
+    finally:
+        plane.stop()
 
 
 def test_pages_and_unusable_rules(clock: Any) -> None:

@@ -43,6 +43,8 @@ TARGETS_INTERVAL = 10.0
 RULES_TTL = 3600.0
 """Centralized rules not refreshed for this long are ignored (the local rules decide)."""
 MAX_BACKOFF = 300.0
+MAX_DOCUMENTS = 25
+"""Statistics documents per GetSamplingTargets call (the API's limit); the rest wait their turn."""
 
 
 @dataclass
@@ -322,19 +324,20 @@ class XRaySampler(Sampler):
         boosts: list[dict[str, Any]] = []
         with self._lock:
             for state in self._central:
-                if state.requests and now - state.last_report >= state.interval:
+                due = state.requests and now - state.last_report >= state.interval
+                if due and len(stats) < MAX_DOCUMENTS:
                     stats.append({"RuleName": state.rule.name, "ClientID": self.client_id,
                                   "Timestamp": now, "RequestCount": state.requests,
                                   "SampledCount": state.sampled, "BorrowCount": state.borrowed})
                     state.requests = state.sampled = state.borrowed = 0
                     state.last_report = now
-                if state.rule.boost is not None and state.total:
+                if state.rule.boost is not None and state.total and len(boosts) < MAX_DOCUMENTS:
                     boosts.append({"RuleName": state.rule.name, "ServiceName": self.service_name,
                                    "Timestamp": now, "AnomalyCount": state.anomalies,
                                    "TotalCount": state.total,
                                    "SampledAnomalyCount": state.sampled_anomalies})
                     state.total = state.anomalies = state.sampled_anomalies = 0
-        return stats[:25], boosts[:25]
+        return stats, boosts
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         import urllib.request
