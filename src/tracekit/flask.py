@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flask import request
+
 from tracekit import _stats
 from tracekit.wsgi import EXCEPTION_KEY, Environ, TraceMiddleware
 
@@ -53,10 +55,7 @@ def _route_of(environ: Environ) -> str | None:
 def _remember(exc: BaseException | None) -> None:
     """Teardown hook: the request context still knows the matched rule and the unhandled error."""
     try:
-        from flask import request
-
-        environ = request.environ
-        rule = request.url_rule
+        environ, rule = request.environ, request.url_rule
         if rule is not None:
             environ[ROUTE_KEY] = rule.rule
         if exc is not None:
