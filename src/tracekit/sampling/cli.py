@@ -244,7 +244,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from tracekit.sampling.matching import SamplingRequest, mismatches
+    from tracekit.sampling.matching import SamplingRequest
 
     def run() -> int:
         if args.live:
@@ -258,22 +258,29 @@ def _explain(args: argparse.Namespace) -> int:
             ordered = ruleset.ordered()
         request = SamplingRequest(service=args.service, service_type=args.service_type,
                                   host=args.host, method=args.method, path=args.path)
-        steps, lines, matched = [], [], None
-        for rule in ordered:
-            reasons = mismatches(rule, request)
-            steps.append({"rule": rule.name, "priority": rule.priority, "matches": not reasons,
-                          "reasons": reasons})
-            if not reasons:
-                matched = rule
-                lines.append(f"MATCH {rule.name!r} (priority {rule.priority}): reservoir "
-                              f"{rule.reservoir_size}/s, then {rule.fixed_rate:.0%}")
-                break
-            lines.append(f"  no  {rule.name!r} (priority {rule.priority}): " + "; ".join(reasons))
-        _emit(args, {"matched": matched.name if matched else None, "steps": steps},
-              "\n".join(lines))
+        steps = _explain_steps(ordered, request)
+        matched = next((s["rule"] for s in steps if s["matches"]), None)
+        _emit(args, {"matched": matched, "steps": steps}, "\n".join(s["text"] for s in steps))
         return 0
 
     return _aws_call(args, run)
+
+
+def _explain_steps(ordered: Sequence[Any], request: Any) -> list[dict[str, Any]]:
+    """Rules in evaluation order up to the first match, each with why it does (not) match."""
+    from tracekit.sampling.matching import mismatches
+
+    steps: list[dict[str, Any]] = []
+    for rule in ordered:
+        reasons = mismatches(rule, request)
+        head = f"{rule.name!r} (priority {rule.priority})"
+        text = (f"  no  {head}: " + "; ".join(reasons) if reasons else
+                f"MATCH {head}: reservoir {rule.reservoir_size}/s, then {rule.fixed_rate:.0%}")
+        steps.append({"rule": rule.name, "priority": rule.priority, "matches": not reasons,
+                      "reasons": reasons, "text": text})
+        if not reasons:
+            break
+    return steps
 
 
 def _cost(args: argparse.Namespace) -> int:

@@ -310,21 +310,9 @@ class ControlPlane:
         with self._lock, self._db:
             self._check_throttle("/SamplingTargets")
             now = self._clock()
-            unprocessed: list[dict[str, str]] = []
             reported: dict[str, None] = {}
-            for doc in docs:
-                if self._find(doc["RuleName"]) is None:
-                    unprocessed.append(_unknown_rule(doc["RuleName"]))
-                    continue
-                self._record_stats(doc, now)
-                reported[doc["RuleName"]] = None
-            unprocessed_boost: list[dict[str, str]] = []
-            for doc in boosts:
-                if self._find(doc["RuleName"]) is None:
-                    unprocessed_boost.append(_unknown_rule(doc["RuleName"]))
-                    continue
-                self._consider_boost(doc, now)
-                reported[doc["RuleName"]] = None
+            unprocessed = self._each_known(docs, self._record_stats, now, reported)
+            unprocessed_boost = self._each_known(boosts, self._consider_boost, now, reported)
             targets = [self._target(name, docs, now) for name in reported]
             return {
                 "SamplingTargetDocuments": targets,
@@ -332,6 +320,20 @@ class ControlPlane:
                 "UnprocessedStatistics": unprocessed,
                 "UnprocessedBoostStatistics": unprocessed_boost,
             }
+
+    def _each_known(self, docs: list[dict[str, Any]],
+                    apply: Callable[[Mapping[str, Any], float], None], now: float,
+                    reported: dict[str, None]) -> list[dict[str, str]]:
+        """Apply each document of an existing rule (noting the rule in ``reported``, ordered);
+        return the UnprocessedStatistics entries of the others."""
+        unprocessed: list[dict[str, str]] = []
+        for doc in docs:
+            if self._find(doc["RuleName"]) is None:
+                unprocessed.append(_unknown_rule(doc["RuleName"]))
+                continue
+            apply(doc, now)
+            reported[doc["RuleName"]] = None
+        return unprocessed
 
     def _get_summaries(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

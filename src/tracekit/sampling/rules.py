@@ -431,37 +431,50 @@ def convert_sdk_local(
     if version not in (1, 2):
         problems.append(_at(file, lines, ("version",), "version", f"{version!r} is not supported",
                             "1 or 2 (X-Ray SDK local rules)"))
-    host_key = "service_name" if version == 1 else "host"
+    keys = {**SDK_FIELD_MAP, ("service_name" if version == 1 else "host"): "Host"}
     out_lines: dict[_Path, int] = {(): lines.get((), 1), ("rules",): lines.get(("rules",), 1)}
     converted: list[dict[str, Any]] = []
     used: set[str] = set()
-    sources: list[tuple[_Path, Any, bool]] = [(("default",), doc.get("default"), True)]
-    items = doc.get("rules") or []
-    sources += [(("rules", i), r, False) for i, r in enumerate(items if isinstance(items, list) else [])]
-    for index, (src, raw, is_default) in enumerate(sources):
-        keys = {**SDK_FIELD_MAP, host_key: "Host"}
-        if not isinstance(raw, dict):
-            problems.append(_at(file, lines, src, str(src[0]), "is not a mapping", "a rule mapping"))
+    for index, (src, raw) in enumerate(_sdk_sources(doc)):
+        rule = _convert_sdk_rule(raw, src, index, keys, used, (file, lines, problems))
+        if rule is None:
             continue
-        for key in raw:
-            if key not in keys:
-                problems.append(_at(file, lines, (*src, key), key, "unknown key", ", ".join(keys)))
-        rule = {keys[k]: v for k, v in raw.items() if k in keys}
-        for key in ("Host", "HTTPMethod", "URLPath"):
-            if is_default and key in rule:
-                problems.append(_at(file, lines, src, key, "set on the default rule", "no matchers"))
-            elif not is_default and key not in rule:
-                problems.append(_at(file, lines, src, key, "is required", "a glob pattern"))
-        rule["RuleName"] = DEFAULT_RULE_NAME if is_default else _unique_name(raw, index, used)
-        if not is_default:
-            rule["Priority"] = 10 * index
         path: _Path = ("rules", len(converted))
         out_lines[path] = lines.get(src, 1)
-        for key, api_key in keys.items():
-            if (*src, key) in lines:
-                out_lines[(*path, api_key)] = lines[(*src, key)]
+        out_lines.update({(*path, api_key): lines[(*src, key)] for key, api_key in keys.items()
+                          if (*src, key) in lines})
         converted.append(rule)
     return {"rules": converted}, out_lines, problems
+
+
+def _sdk_sources(doc: Mapping[str, Any]) -> list[tuple[_Path, Any]]:
+    """(where, raw rule) for ``default`` then each of ``rules`` in file order."""
+    items = doc.get("rules") or []
+    listed = enumerate(items if isinstance(items, list) else [])
+    return [(("default",), doc.get("default")), *((("rules", i), raw) for i, raw in listed)]
+
+
+def _convert_sdk_rule(raw: Any, src: _Path, index: int, keys: Mapping[str, str], used: set[str],
+                      where: tuple[str, Mapping[_Path, int], list[Problem]]) -> dict[str, Any] | None:
+    """One SDK rule (``index`` 0 is ``default``) in API form; problems go to ``where``."""
+    file, lines, problems = where
+    if not isinstance(raw, dict):
+        problems.append(_at(file, lines, src, str(src[0]), "is not a mapping", "a rule mapping"))
+        return None
+    problems += [_at(file, lines, (*src, k), k, "unknown key", ", ".join(keys))
+                 for k in raw if k not in keys]
+    rule = {keys[k]: v for k, v in raw.items() if k in keys}
+    is_default = index == 0
+    for key in ("Host", "HTTPMethod", "URLPath"):
+        if is_default and key in rule:
+            problems.append(_at(file, lines, src, key, "set on the default rule", "no matchers"))
+        elif not is_default and key not in rule:
+            problems.append(_at(file, lines, src, key, "is required", "a glob pattern"))
+    if is_default:
+        rule["RuleName"] = DEFAULT_RULE_NAME
+    else:
+        rule["RuleName"], rule["Priority"] = _unique_name(raw, index, used), 10 * index
+    return rule
 
 
 def _unique_name(raw: Mapping[str, Any], index: int, used: set[str]) -> str:
