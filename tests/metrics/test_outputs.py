@@ -122,6 +122,28 @@ def test_unreachable_agent_never_blocks_and_counts_drops() -> None:
     assert _wait(lambda: _stats.stats().get("metrics.agent.dropped.unreachable", 0) >= 200)
 
 
+def test_an_agent_that_stops_reading_never_blocks_and_bounds_the_exit() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    metrics.configure("Agent/Test", outputs=[f"tcp://127.0.0.1:{port}"], flush_interval=0, env={})
+    start = time.perf_counter()
+    for i in range(2000):  # ~4 MB of EMF: far more than the socket buffers hold
+        with metrics.scope(dimensions={"i": str(i % 50)}):
+            for k in range(20):
+                metrics.observe(f"a_reasonably_long_metric_name_{k}", float(i))
+    assert time.perf_counter() - start < 3.0  # the caller never waits for the agent
+    start = time.perf_counter()
+    assert metrics.flush(0.5) is False
+    metrics.shutdown(1.0)
+    assert time.perf_counter() - start < 2.5  # flush + shutdown stay within their timeouts
+    assert _stats.stats()["metrics.agent.unsent_at_close"] > 0
+    for conn in (*accepted, server):
+        conn.close()
+
+
 def test_bad_agent_endpoint_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="AWS_EMF_AGENT_ENDPOINT='http://x:1' is not valid"):
         metrics.configure(env={"AWS_EMF_AGENT_ENDPOINT": "http://x:1"})

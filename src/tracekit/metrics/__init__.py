@@ -90,11 +90,11 @@ def configure(
     _install(recorder)
 
 
-def _install(recorder: Recorder | None) -> None:
+def _install(recorder: Recorder | None, timeout: float = 2.0) -> None:
     old, _state.recorder = _state.recorder, recorder
     _state.env_checked = True
     if old is not None:
-        old.close(2.0)
+        old.close(timeout)
     if recorder is not None and not _state.atexit_registered:
         atexit.register(shutdown)
         _state.atexit_registered = True
@@ -200,7 +200,7 @@ def flush(timeout: float = 2.0) -> bool:
 def shutdown(timeout: float = 2.0) -> None:
     """Flush and stop outputs (registered at exit); metrics are unconfigured afterwards."""
     try:
-        _install(None)
+        _install(None, timeout)
     except Exception as exc:
         _stats.report("metrics.shutdown", exc)
 

@@ -348,11 +348,13 @@ class Recorder:
         return ok
 
     def close(self, timeout: float) -> None:
+        """Flush and close every output within ``timeout`` in total (it bounds the exit delay)."""
         self._stopped.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         for output in self.outputs:
-            output.close(timeout)
+            output.close(max(deadline - time.monotonic(), 0.0))
 
     def request_flush(self) -> None:
         """The root scope is full: wake the interval flusher, or flush here when there is none."""

@@ -39,7 +39,8 @@ class BatchWorker(Generic[T]):
         self._linger = linger
         self._queue: deque[T] = deque()
         self._cond = threading.Condition()
-        self._busy = False
+        self._busy = 0
+        """Items handed to ``send`` and not finished yet."""
         self._urgent = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -57,10 +58,6 @@ class BatchWorker(Generic[T]):
                 self._cond.notify_all()
         return True
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue) + (1 if self._busy else 0)
-
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far was handed to ``send``; False on timeout."""
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -76,11 +73,18 @@ class BatchWorker(Generic[T]):
         return True
 
     def close(self, timeout: float) -> bool:
-        """Flush, then stop the thread; later ``put`` calls return False."""
+        """Flush, then stop the thread; later ``put`` calls return False.
+
+        Items still queued at the deadline keep going out while the process lives, but at exit
+        the daemon thread dies with them: they are counted as ``<name>.unsent_at_close``.
+        """
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            unsent = len(self._queue) + self._busy
+        if unsent:
+            _stats.incr(f"{self.name}.unsent_at_close", unsent)
         return done
 
     def _start(self) -> None:
@@ -98,7 +102,7 @@ class BatchWorker(Generic[T]):
                 _stats.incr(f"{self.name}.dropped.send_error", len(batch))
                 _stats.report(f"{self.name}.send", exc)
             with self._cond:
-                self._busy = False
+                self._busy = 0
                 self._cond.notify_all()
 
     def _next_batch(self) -> list[T] | None:
@@ -111,5 +115,5 @@ class BatchWorker(Generic[T]):
                 self._cond.wait(self._linger)
             count = min(len(self._queue), self._max_batch)
             batch = [self._queue.popleft() for _ in range(count)]
-            self._busy = True
+            self._busy = len(batch)
             return batch
