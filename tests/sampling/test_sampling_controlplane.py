@@ -202,6 +202,9 @@ def test_unknown_rule_statistics_unprocessed(seeded: ControlPlane, xray: Any) ->
             "RuleName": "Default", "ClientID": "a" * 24, "Timestamp": 1, "RequestCount": -1,
             "SampledCount": 0}]}, "RequestCount: -1 (accepted: integer >= 0)"),
         ("/SamplingTargets", {}, "SamplingStatisticsDocuments: is required"),
+        ("/SamplingTargets", {"SamplingStatisticsDocuments": [], "SamplingBoostStatisticsDocuments": [{
+            "RuleName": "Default", "ServiceName": "s" * 65, "Timestamp": 1, "AnomalyCount": 1,
+            "TotalCount": 1, "SampledAnomalyCount": 0}]}, "ServiceName: has 65 characters"),
         ("/CreateSamplingRule", {"SamplingRule": rule("r", 1, SamplingRateBoost={
             "MaxRate": 0.5, "CooldownWindowMinutes": -1})},
          "SamplingRateBoost.CooldownWindowMinutes: -1 is out of range"),

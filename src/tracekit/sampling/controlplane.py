@@ -551,8 +551,10 @@ def _check_counts(doc: Mapping[str, Any], required: tuple[str, ...], counts: tup
             raise ApiError("InvalidRequestException", f"{key}: {doc[key]!r} (accepted: integer >= 0)")
     if not validate.is_number(doc["Timestamp"]):
         raise ApiError("InvalidRequestException", "Timestamp: (accepted: epoch seconds)")
-    if not isinstance(doc["RuleName"], str):
-        raise ApiError("InvalidRequestException", "RuleName: (accepted: a string)")
+    names = {k: doc[k] for k in ("RuleName", "ServiceName") if k in doc}
+    issues = validate.check_rule(names, partial=True)  # the same length limits as on rules
+    if issues:
+        raise ApiError.invalid(issues)
 
 
 def _check_stats_doc(doc: Mapping[str, Any]) -> None:
