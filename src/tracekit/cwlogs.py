@@ -17,7 +17,7 @@ import time
 from typing import Any, NamedTuple
 
 from tracekit import _stats
-from tracekit.metrics.worker import BatchWorker
+from tracekit.metrics.worker import BatchWorker, aws_client
 
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576
@@ -141,16 +141,12 @@ class LogsShipper:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"mode": "standard", "max_attempts": self._max_attempts},
-                connect_timeout=5,
+            self._client = aws_client(
+                "logs",
+                self._region,
+                self._endpoint_url,
+                max_attempts=self._max_attempts,
                 read_timeout=15,
-            )
-            self._client = boto3.client(
-                "logs", region_name=self._region, endpoint_url=self._endpoint_url, config=config
             )
         if self.emf and not self._hooked:
             self._client.meta.events.register(

@@ -15,7 +15,7 @@ from typing import Any
 
 from tracekit import _stats
 from tracekit.metrics.model import Batch, Series, emitted
-from tracekit.metrics.worker import BatchWorker
+from tracekit.metrics.worker import BatchWorker, aws_client
 
 MAX_DATUMS = 1000
 MAX_REQUEST_BYTES = 1_000_000
@@ -74,19 +74,12 @@ class PutMetricDataOutput:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"mode": "standard", "max_attempts": self._max_attempts},
-                connect_timeout=5,
-                read_timeout=10,
-            )
-            self._client = boto3.client(
+            self._client = aws_client(
                 "cloudwatch",
-                region_name=self._region,
-                endpoint_url=self._endpoint_url,
-                config=config,
+                self._region,
+                self._endpoint_url,
+                max_attempts=self._max_attempts,
+                read_timeout=10,
             )
         return self._client
 

@@ -9,11 +9,32 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from tracekit import _stats
 
 T = TypeVar("T")
+
+
+def aws_client(
+    service: Literal["cloudwatch", "logs"],
+    region: str | None,
+    endpoint_url: str | None,
+    *,
+    max_attempts: int,
+    read_timeout: float,
+) -> Any:
+    """A boto3 client for a background sender: botocore's standard retry mode (backoff with jitter
+    on throttling and 5xx) and bounded timeouts. boto3 is imported here, on the sender's thread."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=read_timeout,
+    )
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 class BatchWorker(Generic[T]):
