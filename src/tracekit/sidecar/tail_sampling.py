@@ -44,6 +44,30 @@ POLICY_ANNOTATION = "tracekit_tail_policy"
 """Annotation on the root of a trace kept by a tail policy (filter: annotation.tracekit_tail_policy)."""
 MAX_DECIDED = 50_000
 """Decided trace ids remembered so that late documents follow their trace's decision."""
+TRACE_OVERHEAD = 512
+"""Bytes charged to the buffer per trace besides its documents (bookkeeping, the root's fields)."""
+
+
+@dataclass(frozen=True)
+class _Root:
+    """What the decision needs from the marked local root (not the whole parsed document)."""
+
+    id: object
+    outer: bool
+    """No parent: the trace's own root, which outranks a marked root further down."""
+    ended: bool
+    status: int | None
+    fault: bool
+    request: SamplingRequest
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> _Root:
+        status = _field(_field(doc, "http"), "response").get("status")
+        return cls(
+            id=doc.get("id"), outer=not doc.get("parent_id"), ended=not doc.get("in_progress"),
+            status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+            fault=bool(doc.get("fault")), request=request_of(doc),
+        )  # fmt: skip
 
 
 @dataclass
@@ -54,8 +78,8 @@ class _Trace:
     last: float
     docs: list[tuple[bytes, bool]] = field(default_factory=list)
     """(document, carries the mark) in arrival order."""
-    size: int = 0
-    root: dict[str, Any] | None = None
+    size: int = TRACE_OVERHEAD
+    root: _Root | None = None
 
 
 class TailSampler:
@@ -162,10 +186,12 @@ class TailSampler:
         if unknown and _is_trace_root(doc):
             _stats.incr(f"{STATS}.decided.passthrough")
             return [*self._release(trace_id, keep=True), raw]
-        if unknown and self._full(raw):
+        cost = len(raw) + (TRACE_OVERHEAD if trace is None else 0)
+        full = self._bytes + cost > self._max_bytes
+        if unknown and full:
             _stats.incr(f"{STATS}.overflow_forwarded")
             return [raw]
-        if self._full(raw):
+        if full:
             _stats.incr(f"{STATS}.dropped.tail_buffer_full")
             if marked and rootless:  # undecidable without its root: drop what came before it
                 self._release(trace_id, keep=False)
@@ -176,15 +202,13 @@ class TailSampler:
         trace.last = now
         trace.docs.append((raw, marked))
         trace.size += len(raw)
-        self._bytes += len(raw)
+        self._bytes += cost
         self._count += 1
-        if marked and (trace.root is None or not doc.get("parent_id")
-                       or doc.get("id") == trace.root.get("id")):  # fmt: skip
-            trace.root = doc  # the outermost marked root decides; a completed one replaces itself
+        if marked:  # the outermost marked root decides; a completed one replaces itself
+            root = _Root.of(doc)
+            if trace.root is None or root.outer or root.id == trace.root.id:
+                trace.root = root
         return []
-
-    def _full(self, raw: bytes) -> bool:
-        return self._bytes + len(raw) > self._max_bytes
 
     def _release(self, trace_id: str, keep: bool, policy: str | None = None) -> list[bytes]:
         """Forget ``trace_id``'s buffer and remember the verdict; the documents if kept, with the
@@ -237,7 +261,7 @@ class TailSampler:
     def _due(self, trace: _Trace, now: float) -> bool:
         if now - trace.first >= self._max_wait:
             return True
-        ended = trace.root is None or not trace.root.get("in_progress")
+        ended = trace.root is None or trace.root.ended
         return ended and now - trace.last >= self._idle
 
     def _finish(self, trace_id: str) -> list[bytes]:
@@ -253,14 +277,12 @@ class TailSampler:
         _stats.incr(f"{STATS}.kept_by.{kept_by.replace('.', '_')}")
         return self._release(trace_id, keep=True, policy=kept_by if policy else None)
 
-    def _decide(self, root: dict[str, Any]) -> tuple[str | None, bool]:
+    def _decide(self, root: _Root) -> tuple[str | None, bool]:
         """(the tail policy or head rule that keeps the trace, or None; whether it is a policy)."""
-        status = _field(_field(root, "http"), "response").get("status")
-        code = status if isinstance(status, int) and not isinstance(status, bool) else None
-        policy = self._tail.keep(code, fault=bool(root.get("fault")))
+        policy = self._tail.keep(root.status, fault=root.fault)
         if policy is not None:
             return policy, True
-        rule, sampled = self._head.sample_request(request_of(root))
+        rule, sampled = self._head.sample_request(root.request)
         return (rule if sampled else None), False
 
 
