@@ -175,7 +175,8 @@ def test_reservoir_split_by_request_rate(seeded: ControlPlane, xray: Any, clock:
     clock.advance(1)
     second = xray.get_sampling_targets(SamplingStatisticsDocuments=[
         stats_doc("High-priority transactions", "b", 300)])
-    assert second["SamplingTargetDocuments"][0]["ReservoirQuota"] == 3  # 5 * 30/(10+30) rounded down
+    # 5 * 30/(10+30) = 3.75 and 5 * 10/40 = 1.25: the left-over unit goes to the larger remainder
+    assert second["SamplingTargetDocuments"][0]["ReservoirQuota"] == 4
     clock.advance(9)
     again = xray.get_sampling_targets(SamplingStatisticsDocuments=[
         stats_doc("High-priority transactions", "a", 100)])
@@ -184,6 +185,14 @@ def test_reservoir_split_by_request_rate(seeded: ControlPlane, xray: Any, clock:
     alone = xray.get_sampling_targets(SamplingStatisticsDocuments=[
         stats_doc("High-priority transactions", "a", 100)])
     assert alone["SamplingTargetDocuments"][0]["ReservoirQuota"] == 5
+
+
+def test_small_reservoir_is_not_lost_between_clients(seeded: ControlPlane, xray: Any) -> None:
+    quotas = [xray.get_sampling_targets(SamplingStatisticsDocuments=[stats_doc("Default", c, 50)])[
+        "SamplingTargetDocuments"][0]["ReservoirQuota"] for c in "ab"]
+    again = xray.get_sampling_targets(SamplingStatisticsDocuments=[stats_doc("Default", "a", 50)])
+    assert sorted(quotas) == [0, 1]  # a reservoir of 1 among two equal clients: 1 in total
+    assert again["SamplingTargetDocuments"][0]["ReservoirQuota"] == quotas[0]  # stable split
 
 
 def test_unknown_rule_statistics_unprocessed(seeded: ControlPlane, xray: Any) -> None:

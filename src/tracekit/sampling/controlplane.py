@@ -6,8 +6,9 @@ tracekit's own sampler work against it unchanged. Requests are not authenticated
 127.0.0.1 and stands in for the X-Ray daemon's (already signing) TCP proxy.
 
 Reservoir accounting: each rule's ReservoirSize per second is split between the clients that
-reported in the last three intervals, in proportion to their request rates (rounded down, so
-the total never exceeds the rule's size). A boost (SamplingRateBoost) starts when a client reports
+reported in the last three intervals, in proportion to their request rates, in whole traces by
+largest remainder (the parts add up to the size: two equal clients of a reservoir of 1 get 1 and
+0, not 0 each). A boost (SamplingRateBoost) starts when a client reports
 anomalies, lasts ``BOOST_SECONDS`` at MaxRate, and at most one starts per cooldown window.
 """
 
@@ -489,10 +490,7 @@ class ControlPlane:
     def _quota(self, name: str, client: str, size: int, now: float) -> int:
         rows = self._db.execute("SELECT client, rate FROM clients WHERE rule = ? AND seen >= ?",
                                 (name, now - ACTIVE_CLIENT_WINDOW)).fetchall()
-        rates = {str(c): float(r) for c, r in rows}
-        total = sum(rates.values())
-        share = rates.get(client, 0.0) / total if total > 0 else 1.0 / max(1, len(rates))
-        return math.floor(size * share + 1e-9)
+        return _allocate(size, {str(c): float(r) for c, r in rows}).get(client, 0)
 
     def _consider_boost(self, doc: Mapping[str, Any], now: float) -> None:
         rule = json.loads(self._find(doc["RuleName"]) or "{}")
@@ -519,6 +517,18 @@ class ControlPlane:
         if row:
             target["SamplingBoost"] = {"BoostRate": row[0], "BoostRateTTL": row[1]}
         return target
+
+
+def _allocate(size: int, rates: Mapping[str, float]) -> dict[str, int]:
+    """``size`` whole traces split in proportion to ``rates``; the largest remainders (ties by
+    client id, so every call computes the same split) get the units rounding left over."""
+    total = sum(rates.values())
+    exact = {c: size * (r / total if total > 0 else 1 / len(rates)) for c, r in rates.items()}
+    parts = {c: math.floor(e + 1e-9) for c, e in exact.items()}
+    left = size - sum(parts.values())
+    for client in sorted(exact, key=lambda c: (parts[c] - exact[c], c))[:max(0, left)]:
+        parts[client] += 1
+    return parts
 
 
 def _record_order(record: Mapping[str, Any]) -> tuple[int, int, str]:
