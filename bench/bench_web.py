@@ -7,6 +7,10 @@ straight into the WSGI/ASGI callable (no server, no client: the least noise arou
 Variants run interleaved, several rounds, in shuffled order. CPU per request is process time over a
 window that ends with a flush, so exporter threads are counted. Receivers (UDP and OTLP HTTP sinks)
 run in a child process, so their CPU is not. Run with: .venv-bench/bin/python bench/bench_web.py
+
+To see where tracekit's share goes: ``.venv-bench/bin/py-spy record -r 2000 -f raw -o out.txt --
+.venv-bench/bin/python bench/bench_web.py --only flask`` (py-spy counts a thread waiting for the
+GIL inside a socket call as busy; the CPU figures here come from process time).
 """
 
 from __future__ import annotations
@@ -248,7 +252,7 @@ def report(title: str, results: dict[str, list[float]], n: int, rounds: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round and variant")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
     parser.add_argument("--only", choices=("flask", "fastapi"), help="one framework only")
     parser.add_argument("--sinks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
