@@ -20,6 +20,8 @@ BAD_CALLS: list[tuple[dict[str, Any], str]] = [
     ({"dimensions": {"a": "b", 1: "c"}}, "metric 'm': dimension name 1 is not valid"),
     ({"dimensions": {("t",): "x"}}, "dimension name ('t',) is not valid"),
     ({"name": ["m"]}, "metric name ['m'] is not valid"),
+    ({"name": "_aws"}, "metric name '_aws' is not valid: it is the EMF metadata member"),
+    ({"dimensions": {"_aws": "v"}}, "metric 'm': dimension name '_aws' is not valid"),
     ({"unit": ["Count"]}, "metric 'm': unit ['Count'] is not a CloudWatch unit"),
     ({"resolution": [1]}, "metric 'm': storage resolution [1] is not valid: expected 1 or 60"),
 ]
@@ -65,13 +67,14 @@ def test_timed_with_a_bad_unit_reports_and_runs(capture: Capture) -> None:
 def test_properties_that_are_not_json_keep_the_document_valid(capture: Capture) -> None:
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
-    props = {"nan": float("nan"), "inf": [float("-inf")], "cycle": cycle, "ok": 1.5}
+    props = {"nan": float("nan"), "inf": [float("-inf")], "cycle": cycle, "ok": 1.5, "_aws": 1}
     with metrics.scope(properties=props):
         metrics.count("kept")
     (doc,) = capture.docs()
     assert doc["nan"] == "nan" and doc["inf"] == "[-inf]" and doc["ok"] == 1.5
     assert isinstance(doc["cycle"], str) and doc["kept"] == 1
-    assert "NaN" not in capture.stream.getvalue() and "Infinity" not in capture.stream.getvalue()
+    text = capture.stream.getvalue()
+    assert "NaN" not in text and "Infinity" not in text and text.count('"_aws"') == 1
 
 
 def test_strict_mode_raises_at_the_call_and_never_loses_a_flush(capture: Capture) -> None:

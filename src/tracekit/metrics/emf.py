@@ -84,7 +84,7 @@ def _plan(batch: Batch) -> list[_Group]:
             _Group(
                 "".join(_member(key, value) for key, value in dims),
                 _directive_head(batch.namespace, keys),
-                frozenset(keys) | {batch.series[i].name for i in indexes},
+                frozenset(keys) | {batch.series[i].name for i in indexes} | {spec.METADATA_KEY},
                 [members[start : start + step] for start in range(0, len(members), step)],
             )
         )

@@ -27,6 +27,8 @@ MAX_DIMENSION_VALUE = 1024
 MAX_METRICS_PER_DOCUMENT = 100
 MAX_VALUES_PER_METRIC = 100
 VALUE_LIMIT = 2.0**360
+METADATA_KEY = "_aws"
+"""The EMF member holding the metadata: no metric, dimension or property may take its name."""
 _NAMESPACE = re.compile(r"[a-zA-Z0-9._#:/-]{1,255}\Z")
 
 
@@ -47,6 +49,8 @@ def check_namespace(namespace: object) -> str | None:
 def check_name(name: object, what: str = "metric name") -> str | None:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
         return f"{what} {short(name)} is not valid: expected a string of 1-{MAX_NAME} characters"
+    if name == METADATA_KEY:
+        return f"{what} {name!r} is not valid: it is the EMF metadata member"
     return None
 
 
