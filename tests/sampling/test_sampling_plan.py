@@ -146,5 +146,10 @@ def test_cli_errors(plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureF
     code, data = cli(capsys, "validate", str(bad), "--json")
     assert code == 1 and data["problems"][0]["line"] == 3
     assert cli(capsys, "plan", str(bad), "--endpoint-url", plane.url)[0] == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a wrong directory must not plan to delete every managed rule
+    assert cli(capsys, "apply", str(empty), "--endpoint-url", plane.url) == (
+        1, f"{empty}:1: (directory): holds no rule files (accepted: a directory with .yaml, "
+           ".yml or .json rule files)\n")
     code, out = cli(capsys, "plan", str(RULES_DIR), "--endpoint-url", "http://127.0.0.1:9")
     assert code == 1 and out.startswith("error: Could not connect")

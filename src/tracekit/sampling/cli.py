@@ -114,7 +114,7 @@ def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
     from tracekit.sampling import rules
 
     if sdk_file is None:
-        ruleset, problems = rules.check(args.paths or DEFAULT_PATHS)
+        ruleset, problems = rules.check(args.paths or DEFAULT_PATHS, require_files=True)
     else:
         ruleset, problems = rules.check([sdk_file], sdk_only=True)
     if problems:

@@ -199,31 +199,36 @@ class RuleFileError(ValueError):
         self.problems = list(problems)
 
 
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, directories as their ``*.yaml``/``*.yml``/``*.json`` files (sorted)."""
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file())
-        else:
-            files.append(item)
-    return files
+def _rule_files(item: Path) -> list[Path]:
+    """A file as given, a directory as its ``*.yaml``/``*.yml``/``*.json`` files (sorted)."""
+    if item.is_dir():
+        return sorted(p for p in item.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file())
+    return [item]
 
 
-def check(paths: Iterable[str | Path], sdk_only: bool = False) -> tuple[RuleSet, list[Problem]]:
+def check(
+    paths: Iterable[str | Path], sdk_only: bool = False, require_files: bool = False
+) -> tuple[RuleSet, list[Problem]]:
     """Read and validate every file; return what could be read and every problem found.
 
     ``sdk_only``: every file must be an X-Ray SDK local-rules document (``import`` converts only
-    those; a tracekit file passing silently would hide a wrong argument).
+    those; a tracekit file passing silently would hide a wrong argument). ``require_files``: a
+    directory without rule files is a problem (``plan``/``apply`` against a wrong directory would
+    otherwise delete every managed rule).
     """
     rules: list[Rule] = []
     tail: list[TailPolicy] = []
     problems: list[Problem] = []
-    for path in expand(paths):
-        file_rules, file_tail, file_problems = _read_file(path, sdk_only)
-        rules += file_rules
-        tail += file_tail
-        problems += file_problems
+    for item in map(Path, paths):
+        files = _rule_files(item)
+        if require_files and not files:
+            problems.append(Problem(str(item), 1, "(directory)", "holds no rule files",
+                                    "a directory with .yaml, .yml or .json rule files"))
+        for path in files:
+            file_rules, file_tail, file_problems = _read_file(path, sdk_only)
+            rules += file_rules
+            tail += file_tail
+            problems += file_problems
     for rule, (fld, problem, accepted) in validate.check_unique(rules):
         file, _, line = rule.location.rpartition(":")
         problems.append(Problem(file, int(line or 0), fld, problem, accepted))
@@ -243,7 +248,7 @@ def _read_file(path: Path, sdk_only: bool) -> tuple[list[Rule], list[TailPolicy]
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [], [Problem(file, 0, "(file)", f"cannot be read: {exc}", "UTF-8 YAML or JSON")]
+        return [], [], [Problem(file, 1, "(file)", f"cannot be read: {exc}", "UTF-8 YAML or JSON")]
     try:
         doc, lines, problems = _parse_text(text, file, json_syntax=path.suffix == ".json")
     except _SyntaxProblem as exc:
