@@ -108,6 +108,32 @@ def test_agent_over_udp() -> None:
     receiver.close()
 
 
+def test_udp_documents_over_a_datagram_are_split_not_dropped() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    port = receiver.getsockname()[1]
+    metrics.configure("Agent/Test", outputs=[f"udp://127.0.0.1:{port}"], flush_interval=0, env={})
+    with metrics.scope(dimensions={"d": "x" * 1000}):  # one ~300 KB document before splitting
+        for k in range(100):
+            for v in range(100):
+                metrics.observe(f"latency_of_step_{k:03d}", 1000.0 + v + k / 7)
+    metrics.flush(5.0)
+    seen: dict[str, list[float]] = {}
+    while sum(map(len, seen.values())) < 10_000:
+        data = receiver.recv(65535)
+        assert len(data) <= 65_000 and data.endswith(b"\n")
+        doc = json.loads(data)
+        assert_valid_emf(doc)
+        for definition in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            seen.setdefault(definition["Name"], []).extend(doc[definition["Name"]])
+    assert len(seen) == 100 and all(len(values) == 100 for values in seen.values())
+    assert seen["latency_of_step_007"] == [1000.0 + v + 1.0 for v in range(100)]
+    assert "metrics.agent.dropped.too_large" not in _stats.stats()
+    receiver.close()
+
+
 def test_unreachable_agent_never_blocks_and_counts_drops() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

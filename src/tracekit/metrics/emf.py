@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Kind, emitted
@@ -47,6 +47,38 @@ def dumps(batch: Batch) -> list[str]:
                 offset += spec.MAX_VALUES_PER_METRIC
                 pending = [item for item in pending if len(item[2]) > offset]
     return lines
+
+
+def fit(line: str, limit: int) -> list[str]:
+    """``line`` as documents of at most ``limit`` UTF-8 bytes each (a UDP datagram), same content.
+
+    The metrics are halved, then a lone metric's values, until each part fits; what cannot shrink
+    further is returned as is (the caller counts it as too large). Only the rare oversized line
+    pays for parsing.
+    """
+    if len(line.encode()) <= limit:
+        return [line]
+    doc = json.loads(line)
+    (directive,) = doc["_aws"]["CloudWatchMetrics"]  # tracekit writes one directive per document
+    metrics = directive["Metrics"]
+    if len(metrics) > 1:
+        half = len(metrics) // 2
+        parts = [_only(doc, metrics[:half]), _only(doc, metrics[half:])]
+    else:
+        values = doc[metrics[0]["Name"]]
+        if not isinstance(values, list) or len(values) < 2:
+            return [line]
+        half = len(values) // 2
+        parts = [{**doc, metrics[0]["Name"]: chunk} for chunk in (values[:half], values[half:])]
+    return [piece for part in parts for piece in fit(_encode(part), limit)]
+
+
+def _only(doc: dict[str, Any], metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` keeping only ``metrics`` (definitions and values); dimensions and properties stay."""
+    (directive,) = doc["_aws"]["CloudWatchMetrics"]
+    dropped = {m["Name"] for m in directive["Metrics"]} - {m["Name"] for m in metrics}
+    meta = {**doc["_aws"], "CloudWatchMetrics": [{**directive, "Metrics": metrics}]}
+    return {**{k: v for k, v in doc.items() if k not in dropped}, "_aws": meta}
 
 
 def serialize(batch: Batch) -> list[dict[str, object]]:

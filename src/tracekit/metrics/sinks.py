@@ -135,11 +135,12 @@ class AgentWriter:
             sock.sendall("".join(line + "\n" for line in lines).encode())
             return
         for line in lines:
-            data = (line + "\n").encode()
-            if len(data) > MAX_UDP_PAYLOAD:
-                _stats.incr("metrics.agent.dropped.too_large")
-                continue
-            sock.sendto(data, self.address)
+            for part in emf.fit(line, MAX_UDP_PAYLOAD - 1):
+                data = (part + "\n").encode()
+                if len(data) > MAX_UDP_PAYLOAD:
+                    _stats.incr("metrics.agent.dropped.too_large")
+                    continue
+                sock.sendto(data, self.address)
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
