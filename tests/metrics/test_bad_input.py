@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,16 @@ def test_a_negative_counter_does_not_cost_prometheus_the_other_series(capture: C
 def test_an_empty_namespace_is_refused() -> None:
     with pytest.raises(metrics.MetricError, match="namespace '' is not valid"):
         metrics.configure("", outputs=["stdout"], env={"AWS_EMF_NAMESPACE": "Fallback"})
+
+
+def test_configuration_mistakes_name_the_option(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir.log"
+    with pytest.raises(ValueError, match=r"outputs='file:.*dir.log' is not valid: expected file"):
+        metrics.configure(outputs=[f"file:{missing}"], env={})
+    with pytest.raises(ValueError, match="flush_interval=-1 is not valid: expected seconds >= 0"):
+        metrics.configure(outputs=["stdout"], flush_interval=-1, env={})
+    metrics.configure(outputs=f"file:{tmp_path / 'one.log'}", flush_interval=0, env={})  # no list
+    metrics.count("single")
+    metrics.flush()
+    assert '"single":1' in (tmp_path / "one.log").read_text()
+    metrics.shutdown()

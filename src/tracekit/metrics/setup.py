@@ -55,6 +55,10 @@ def build_recorder(
         flush_interval = 0.0 if in_lambda else 10.0
     if max_combinations < 1:
         raise ConfigError("max_dimension_combinations", max_combinations, "an integer >= 1")
+    if flush_interval < 0:
+        raise ConfigError("flush_interval", flush_interval, "seconds >= 0 (0: no interval flush)")
+    if isinstance(outputs, str):  # one output given without a list
+        outputs = [outputs]
     built = [make_output(o, env) for o in (outputs or [default_output(env)])]
     return Recorder(
         namespace,
@@ -84,7 +88,10 @@ def make_output(spec: str | Output, env: Mapping[str, str]) -> Output:
     if spec == "stdout":
         return EmfOutput(StreamWriter())
     if spec.startswith("file:") and len(spec) > 5:
-        return EmfOutput(FileWriter(spec[5:]))
+        try:
+            return EmfOutput(FileWriter(spec[5:]))
+        except OSError as exc:
+            raise ConfigError("outputs", spec, f"file:PATH of a writable file ({exc})") from None
     if spec == "agent":
         return EmfOutput(AgentWriter(env.get("AWS_EMF_AGENT_ENDPOINT") or DEFAULT_AGENT))
     if spec.startswith(("tcp://", "udp://")):
