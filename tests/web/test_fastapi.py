@@ -18,10 +18,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from web_helpers import SERVICE, Traced, serve_in_thread
 
 import tracekit
 import tracekit.fastapi
-from conftest import SERVICE, Traced, serve_in_thread
 from tracekit import _stats, provider
 from tracekit.asgi import TraceMiddleware
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from flask import Flask, Response, abort, stream_with_context
 from flask.testing import FlaskClient
+from web_helpers import SERVICE, Traced, serve_in_thread
 from werkzeug.serving import make_server
 
 import tracekit
 import tracekit.flask
-from conftest import SERVICE, Traced, serve_in_thread
 from tracekit import ConfigError, _stats, provider
 
 INBOUND_ROOT = "1-5759e988-bd862e3fe1be46a994272793"

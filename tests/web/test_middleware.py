@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from web_helpers import Traced
 from werkzeug.test import Client
 
-from conftest import Traced
 from tracekit.asgi import TraceMiddleware as AsgiMiddleware
 from tracekit.wsgi import TraceMiddleware as WsgiMiddleware
 
