@@ -153,3 +153,16 @@ def test_cli_errors(plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureF
            ".yml or .json rule files)\n")
     code, out = cli(capsys, "plan", str(RULES_DIR), "--endpoint-url", "http://127.0.0.1:9")
     assert code == 1 and out.startswith("error: Could not connect")
+
+
+def test_local_endpoint_needs_no_aws_configuration(
+        plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, out = cli(capsys, "plan", str(RULES_DIR), "--endpoint-url", plane.url)
+    assert code == 0 and "+ create 'API calls'" in out

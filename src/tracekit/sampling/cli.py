@@ -125,12 +125,27 @@ def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
 
 
 def _client(args: argparse.Namespace) -> Any:
+    """A boto3 X-Ray client; against a loopback endpoint (the local control plane, which does not
+    authenticate) it works without an AWS configuration: region us-east-1, unsigned requests."""
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
-    return session.client("xray", endpoint_url=args.endpoint_url,
-                          config=Config(retries={"mode": "standard", "max_attempts": 3}))
+    config = Config(retries={"mode": "standard", "max_attempts": 3})
+    region = session.region_name
+    if _is_loopback(args.endpoint_url):
+        region = region or "us-east-1"
+        if session.get_credentials() is None:
+            config = config.merge(Config(signature_version=UNSIGNED))
+    return session.client("xray", endpoint_url=args.endpoint_url, region_name=region, config=config)
+
+
+def _is_loopback(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname if url else None
+    return host in ("localhost", "127.0.0.1", "::1")
 
 
 def _aws_call(args: argparse.Namespace, func: Callable[[], int]) -> int:
