@@ -38,21 +38,15 @@ def build_recorder(
     scope_flush: bool,
     strict: bool,
 ) -> Recorder:
+    """Arguments win over the environment (aws-embedded-metrics' and Powertools' variables)."""
     if namespace is None:
         namespace = (
             env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
         )
-    service = (
-        service
-        or env.get("AWS_EMF_SERVICE_NAME")
-        or env.get("POWERTOOLS_SERVICE_NAME")
-        or env.get("OTEL_SERVICE_NAME")
-    )
     if default_dimensions is None:
-        default_dimensions = {"ServiceName": service} if service else {}
-    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    if flush_interval is None:
-        flush_interval = 0.0 if in_lambda else 10.0
+        default_dimensions = _service_dimension(env, service)
+    if flush_interval is None:  # in Lambda the decorator flushes at the end of each invocation
+        flush_interval = 0.0 if env.get("AWS_LAMBDA_FUNCTION_NAME") else 10.0
     if max_combinations < 1:
         raise ConfigError("max_dimension_combinations", max_combinations, "an integer >= 1")
     if flush_interval < 0:
@@ -71,6 +65,16 @@ def build_recorder(
     )
 
 
+def _service_dimension(env: Mapping[str, str], service: str | None) -> dict[str, str]:
+    service = (
+        service
+        or env.get("AWS_EMF_SERVICE_NAME")
+        or env.get("POWERTOOLS_SERVICE_NAME")
+        or env.get("OTEL_SERVICE_NAME")
+    )
+    return {"ServiceName": service} if service else {}
+
+
 def default_output(env: Mapping[str, str]) -> str:
     """stdout in Lambda (its log agent extracts EMF), the CloudWatch agent anywhere else."""
     chosen = env.get("AWS_EMF_ENVIRONMENT", "").strip().lower()
@@ -83,6 +87,7 @@ def default_output(env: Mapping[str, str]) -> str:
 
 
 def make_output(spec: str | Output, env: Mapping[str, str]) -> Output:
+    """One ``outputs`` entry as an output; optional dependencies load only when named."""
     if not isinstance(spec, str):
         return spec
     if spec == "stdout":
