@@ -255,8 +255,10 @@ def test_backoff_retries_then_recovers(clock: Any) -> None:
     plane.throttle_next("/GetSamplingRules", times=2)
     try:
         sampler = XRaySampler("order-service", endpoint=plane.url, clock=clock)
+        started = time.monotonic()
         decide(sampler, ORDERS)
         wait_for(lambda: _stats.stats().get("sampling.rules_polls", 0) >= 1)  # 3rd try: 1 s + 2 s
+        assert time.monotonic() - started >= 2.9  # backed off, did not hammer the endpoint
         assert _stats.stats()["errors.sampling.rules_poll"] == 2
         assert decide(sampler, ORDERS)[1] == "API calls"
         sampler.shutdown()
