@@ -134,11 +134,15 @@ def main() -> int:
     parser.add_argument("--invocations", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    variants = {
-        "tracekit": tracekit_variant(),
-        "aws-embedded-metrics": embedded_metrics_variant(),
-        "powertools": powertools_variant(),
-    }
+    variants = {"tracekit": tracekit_variant()}
+    for name, make in (
+        ("aws-embedded-metrics", embedded_metrics_variant),
+        ("powertools", powertools_variant),
+    ):
+        try:
+            variants[name] = make()
+        except ImportError as exc:  # the CI smoke run has no bench environment
+            print(f"{name}: not installed ({exc.name}); run in .venv-bench (bench/env.sh)")
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, invocation in variants.items():
@@ -154,10 +158,11 @@ def main() -> int:
     for name, us in per_metric.items():
         ratio = per_metric["tracekit"] / us
         print(f"{name:<22} {us:>10.2f} {us * 10:>14.1f} {ratio:>15.2f}")
-    faster = min(v for k, v in per_metric.items() if k != "tracekit")
-    ratio = per_metric["tracekit"] / faster
-    verdict = "met" if ratio <= GOAL else "NOT met"
-    print(f"tracekit / faster peer = {ratio:.2f} (goal <= {GOAL}): {verdict}")
+    peers = [v for k, v in per_metric.items() if k != "tracekit"]
+    if peers:
+        ratio = per_metric["tracekit"] / min(peers)
+        verdict = "met" if ratio <= GOAL else "NOT met"
+        print(f"tracekit / faster peer = {ratio:.2f} (goal <= {GOAL}): {verdict}")
     print(f"record_request (RED hook): {red_cost(100_000):.2f} us per request")
     return 0
 
