@@ -7,6 +7,7 @@ Shared by the application-side exporter and the sidecar.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -57,6 +58,7 @@ _AWS_KEYS = {
     "aws.table_name": "table_name",
     "aws.dynamodb.table_names": "table_name",
 }
+_AWS_KEY_SET = frozenset(_AWS_KEYS)
 _HTTP_REQUEST = {
     "http.method": "method",
     "http.request.method": "method",
@@ -183,6 +185,7 @@ def _name(span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool
     return sanitize_name(span.name) or "span"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names (service, routes) come back all the time
 def sanitize_name(name: str) -> str:
     """X-Ray names: at most 200 characters, without the characters X-Ray rejects."""
     return _NAME_INVALID.sub("_", name)[:MAX_NAME] or "span"
@@ -314,10 +317,11 @@ def _add_aws(
     doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool
 ) -> None:
     aws: dict[str, Any] = {}
-    for key, field in _AWS_KEYS.items():
-        value = attrs.get(key)
-        if value is not None and field not in aws:
-            aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
+    if not _AWS_KEY_SET.isdisjoint(attrs):  # most spans have none of them
+        for key, field in _AWS_KEYS.items():
+            value = attrs.get(key)
+            if value is not None and field not in aws:
+                aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
     if segment:
         resource = _resource(span)
         for key, value in resource.aws.items():
