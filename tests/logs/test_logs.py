@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -270,3 +271,22 @@ def test_a_stdlib_record_with_bad_arguments_is_kept(lines: Callable[..., Lines])
     (line,) = read()
     assert line["message"] == "%d items ('three',)" and line["logger"] == "lib"
     assert _stats.stats()["logs.stdlib.bad_format"] == 1
+
+
+def test_stdlib_debug_records_join_the_buffer_when_their_logger_asks(
+    lines: Callable[..., Lines],
+) -> None:
+    read = lines(buffer_debug=True)
+    app_logger = logging.getLogger("myapp")
+    app_logger.setLevel(logging.DEBUG)
+    try:
+        for fail in (False, True):
+            expected = pytest.raises(ValueError) if fail else contextlib.nullcontext()
+            with expected, logs.request_scope():
+                logging.getLogger("myapp.db").debug("query %s", fail)
+                logging.getLogger("chatty.library").debug("noise")  # root stays at INFO
+                if fail:
+                    raise ValueError("x")
+    finally:
+        app_logger.setLevel(logging.NOTSET)
+    assert [(line["logger"], line["message"]) for line in read()] == [("myapp.db", "query True")]
