@@ -199,3 +199,17 @@ def test_environment_configuration(
         metrics.configure(env={"AWS_EMF_ENVIRONMENT": "mars"})
     with pytest.raises(ValueError, match="outputs='carrier-pigeon' is not valid"):
         metrics.configure(outputs=["carrier-pigeon"], env={})
+
+
+def test_timed_blocks_leave_nothing_behind_in_the_context(capture: Capture) -> None:
+    import contextvars
+
+    shared = metrics.timed("shared")
+    with shared:
+        pass
+    before = len(contextvars.copy_context())
+    for _ in range(1000):
+        with metrics.timed("fresh"), shared, shared:  # new instances and a re-entered one
+            pass
+    assert len(contextvars.copy_context()) == before
+    assert len(capture.values("fresh")) == 1000 and len(capture.values("shared")) == 2001

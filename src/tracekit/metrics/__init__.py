@@ -217,17 +217,13 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
     ) -> None:
         self.name, self.dimensions, self.unit, self.resolution = name, dimensions, unit, resolution
         self._scale = _TIME_SCALE.get(unit, 1000.0) if isinstance(unit, str) else 1000.0
-        # Start times per thread/task, so one shared instance can time concurrent blocks.
-        self._starts: contextvars.ContextVar[tuple[float, ...]] = contextvars.ContextVar(
-            f"tracekit_timed_{name}", default=()
-        )
 
     def _record(self, start: float) -> None:
         value = (time.perf_counter() - start) * self._scale
         observe(self.name, value, self.unit, self.dimensions, self.resolution)
 
     def __enter__(self) -> timed:
-        self._starts.set((*self._starts.get(), time.perf_counter()))
+        _open_timers.set((*_open_timers.get(), (self, time.perf_counter())))
         return self
 
     def __exit__(
@@ -236,10 +232,12 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        starts = self._starts.get()
-        if starts:
-            self._starts.set(starts[:-1])
-            self._record(starts[-1])
+        starts = _open_timers.get()
+        for index in range(len(starts) - 1, -1, -1):  # the innermost block of this instance
+            if starts[index][0] is self:
+                _open_timers.set(starts[:index] + starts[index + 1 :])
+                self._record(starts[index][1])
+                return
 
     def __call__(self, func: _F) -> _F:
         import inspect
@@ -268,6 +266,12 @@ class timed:  # used as ``@timed(...)`` and ``with timed(...)``
 
 
 _TIME_SCALE = {"Seconds": 1.0, "Milliseconds": 1000.0, "Microseconds": 1_000_000.0}
+_open_timers: contextvars.ContextVar[tuple[tuple[timed, float], ...]] = contextvars.ContextVar(
+    "tracekit_open_timers", default=()
+)
+"""Start times of the ``with timed(...)`` blocks open in this thread/task: one shared instance can
+time concurrent blocks. One variable for all timers: a variable per instance would stay in the
+context for good, one per ``with`` statement."""
 
 
 def record_request(route: str, method: str, status: int, duration_ms: float) -> None:
