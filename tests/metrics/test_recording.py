@@ -213,3 +213,16 @@ def test_timed_blocks_leave_nothing_behind_in_the_context(capture: Capture) -> N
             pass
     assert len(contextvars.copy_context()) == before
     assert len(capture.values("fresh")) == 1000 and len(capture.values("shared")) == 2001
+
+
+def test_a_scope_exited_in_another_context_still_emits(capture: Capture) -> None:
+    import contextvars
+
+    scope = metrics.scope(dimensions={"job": "j1"})
+    entered = contextvars.copy_context()  # the test's own context stays untouched
+    entered.run(scope.__enter__)
+    entered.run(metrics.count, "steps")
+    contextvars.copy_context().run(scope.__exit__, None, None, None)  # no exception
+    (doc,) = capture.docs()
+    assert doc["job"] == "j1" and doc["steps"] == 1
+    assert _stats.stats()["errors.metrics.scope_context"] == 1

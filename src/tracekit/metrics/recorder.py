@@ -143,9 +143,12 @@ class Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError as error:  # exited in another context than entered (generators)
+                _stats.report("metrics.scope_context", error)
         try:
             self.close()
         except Exception as error:  # never into user code
