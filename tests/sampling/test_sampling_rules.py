@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,17 @@ def test_syntax_errors_and_bad_tail(tmp_path: Path) -> None:
     with pytest.raises(RuleFileError) as info:
         rules.load([broken_yaml, tail])
     assert len(info.value.problems) == 2
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    levels = ['a: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = write(tmp_path, "bomb.yaml", "\n".join([*levels, "rules: *l8", ""]))
+    started = time.perf_counter()
+    [problem] = problems(bomb)
+    assert problem.endswith("(document): too large once aliases are expanded (accepted: at most "
+                            "100,000 YAML nodes)")
+    assert time.perf_counter() - started < 2
 
 
 def test_sdk_local_rules_v2_and_v1(tmp_path: Path) -> None:

@@ -285,44 +285,66 @@ def _parse_text(text: str, file: str, json_syntax: bool) -> tuple[Any, dict[_Pat
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _SyntaxProblem(Problem(file, exc.lineno, "(syntax)", exc.msg, "JSON")) from exc
-    lines: dict[_Path, int] = {}
-    problems: list[Problem] = []
     try:
         loader = yaml.SafeLoader(text)
         try:
+            walker = _Walker(loader, file)
             node = loader.get_single_node()
-            composed = None if node is None else _walk(loader, node, (), lines, problems, file)
+            composed = None if node is None else walker.walk(node, ())
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         if json_syntax:
             return value, {}, []
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise _SyntaxProblem(Problem(file, line, "(syntax)", str(exc.problem), "YAML")) from exc
     except yaml.YAMLError as exc:
-        raise _SyntaxProblem(Problem(file, 0, "(syntax)", str(exc), "YAML")) from exc
-    return (value if json_syntax else composed), lines, problems
+        raise _SyntaxProblem(Problem(file, 1, "(syntax)", str(exc), "YAML")) from exc
+    return (value if json_syntax else composed), walker.lines, walker.problems
 
 
-def _walk(loader: Any, node: Any, path: _Path, lines: dict[_Path, int],
-          problems: list[Problem], file: str) -> Any:
-    import yaml
+MAX_NODES = 100_000
+"""YAML nodes walked per file: aliases can make a small file a huge tree ("billion laughs")."""
 
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+
+@dataclass
+class _Walker:
+    """Builds the value of a YAML node tree and records the line of every key and item."""
+
+    loader: Any
+    file: str
+    lines: dict[_Path, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    budget: int = MAX_NODES
+
+    def walk(self, node: Any, path: _Path) -> Any:
+        import yaml
+
+        self.budget -= 1
+        if self.budget < 0:
+            raise _SyntaxProblem(Problem(self.file, node.start_mark.line + 1, "(document)",
+                                         "too large once aliases are expanded",
+                                         f"at most {MAX_NODES:,} YAML nodes"))
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(n, (*path, i)) for i, n in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: Any, path: _Path) -> dict[Any, Any]:
+        import yaml
+
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)):
-                key = str(key)  # keys are field names; anything else gets reported as unknown
+            # keys are field names; a non-scalar key is reported as unknown, never expanded
+            key = (self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode)
+                   else f"({key_node.id} key)")
             if key in out:
-                problems.append(Problem(file, key_node.start_mark.line + 1, str(key),
-                                        "duplicate key", "each key once per mapping"))
-            out[key] = _walk(loader, value_node, (*path, key), lines, problems, file)
+                self.problems.append(Problem(self.file, key_node.start_mark.line + 1, str(key),
+                                             "duplicate key", "each key once per mapping"))
+            out[key] = self.walk(value_node, (*path, key))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, n, (*path, i), lines, problems, file) for i, n in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
 
 
 def _at(file: str, lines: Mapping[_Path, int], path: _Path, fld: str, problem: str,
