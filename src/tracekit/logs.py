@@ -253,9 +253,16 @@ def request_finished(error: bool = False, **fields: Any) -> None:
     one ``request finished`` line is written with ``duration_ms`` and ``error``: the README's Logs
     Insights latency query reads it.
     """
+    token = _request_tokens.get()
+    _request_tokens.set(None)
+    _finish(None, token, error, fields)
+
+
+def _finish(
+    state: RequestLog | None, token: logs_buffer.Token | None, error: bool, fields: dict[str, Any]
+) -> None:
     try:
-        state = logs_buffer.finish(_request_tokens.get(), error, _write_record)
-        _request_tokens.set(None)
+        state = logs_buffer.finish(token, error, _write_record, state)
         if state is None:
             return
         fields = {**state.fields, **fields}
@@ -286,9 +293,11 @@ def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
         failed = True
         raise
     finally:
-        _request_tokens.set(token)
-        request_finished(failed)
-        _context.reset(context_token)
+        _finish(state, token, failed, {})
+        try:
+            _context.reset(context_token)
+        except ValueError:  # exited in another context (FastAPI generator dependencies): harmless
+            _stats.incr("logs.request_scope.other_context")
 
 
 def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ debug output on every request. The buffer is bounded; the oldest records go firs
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import random
 import time
@@ -58,13 +59,24 @@ def start(sample_rate: float, limit: int) -> tuple[RequestLog, Token]:
     return state, _current.set(state)
 
 
-def finish(token: Token | None, error: bool, write: Callable[[Record], None]) -> RequestLog | None:
-    """End the current request: write the buffer out on error, otherwise drop it."""
-    state = _current.get()
-    if token is not None:
-        _current.reset(token)
-    else:
+def finish(
+    token: Token | None,
+    error: bool,
+    write: Callable[[Record], None],
+    state: RequestLog | None = None,
+) -> RequestLog | None:
+    """End ``state`` (default: the current request): write its buffer out on error, else drop it.
+
+    A request may end in another context than the one it started in (a FastAPI generator
+    dependency runs its two halves in separate thread-pool calls): then the token cannot be reset,
+    and the other context is left alone.
+    """
+    state = state or _current.get()
+    if token is None:
         _current.set(None)
+    else:
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
     if state is not None:
         if error or state.error:
             state.release(write)

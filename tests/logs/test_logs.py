@@ -290,3 +290,19 @@ def test_stdlib_debug_records_join_the_buffer_when_their_logger_asks(
     finally:
         app_logger.setLevel(logging.NOTSET)
     assert [(line["logger"], line["message"]) for line in read()] == [("myapp.db", "query True")]
+
+
+def test_a_request_scope_exited_in_another_context_never_raises(
+    lines: Callable[..., Lines],
+) -> None:
+    import contextvars
+
+    read = lines(buffer_debug=True)
+    scope = logs.request_scope(job="j1")
+    entered = contextvars.copy_context()
+    state = entered.run(scope.__enter__)
+    state.error = True
+    entered.run(logs.get_logger("a").debug, "detail")
+    contextvars.copy_context().run(scope.__exit__, None, None, None)
+    assert [line["message"] for line in read()] == ["detail"]
+    assert _stats.stats()["logs.request_scope.other_context"] == 1

@@ -225,4 +225,4 @@ def test_a_scope_exited_in_another_context_still_emits(capture: Capture) -> None
     contextvars.copy_context().run(scope.__exit__, None, None, None)  # no exception
     (doc,) = capture.docs()
     assert doc["job"] == "j1" and doc["steps"] == 1
-    assert _stats.stats()["errors.metrics.scope_context"] == 1
+    assert _stats.stats()["metrics.scope.other_context"] == 1

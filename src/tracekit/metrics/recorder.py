@@ -147,8 +147,8 @@ class Scope:
         if token is not None:
             try:
                 _current.reset(token)
-            except ValueError as error:  # exited in another context than entered (generators)
-                _stats.report("metrics.scope_context", error)
+            except ValueError:  # exited in another context (FastAPI generator dependencies)
+                _stats.incr("metrics.scope.other_context")
         try:
             self.close()
         except Exception as error:  # never into user code
