@@ -287,3 +287,9 @@ def test_oversized_body_refused(plane: ControlPlane) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(body)["__type"] == "InvalidRequestException"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]", b"[" * 100_000])
+def test_bodies_that_are_not_a_json_object(plane: ControlPlane, body: bytes) -> None:
+    status, headers, _ = plane.handle("POST", "/GetSamplingRules", {}, body)
+    assert (status, headers["x-amzn-ErrorType"]) == (400, "SerializationException:")

@@ -224,7 +224,7 @@ class ControlPlane:
     def _parse(self, body: bytes) -> dict[str, Any]:
         try:
             parsed = json.loads(body or b"{}")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ApiError("SerializationException", f"body is not JSON: {exc}") from exc
         if not isinstance(parsed, dict):
             raise ApiError("SerializationException", "body is not a JSON object")
