@@ -459,6 +459,7 @@ class ControlPlane:
         return {"SamplingRule": rule, "CreatedAt": created, "ModifiedAt": modified}
 
     def _page(self, items: list[Any], token: object) -> tuple[list[Any], str | None]:
+        """One page of ``items``; the token is the next offset, so it survives a restart (SQLite)."""
         start = 0
         if token is not None:
             try:
@@ -475,6 +476,7 @@ class ControlPlane:
     # -- reservoir accounting and boosts -----------------------------------------------------
 
     def _record_stats(self, doc: Mapping[str, Any], now: float) -> None:
+        """Keep the client's request rate (over the time since its last report) for quota splits."""
         name, client = doc["RuleName"], doc["ClientID"]
         row = self._db.execute("SELECT seen FROM clients WHERE rule = ? AND client = ?",
                                (name, client)).fetchone()
@@ -493,6 +495,7 @@ class ControlPlane:
         return _allocate(size, {str(c): float(r) for c, r in rows}).get(client, 0)
 
     def _consider_boost(self, doc: Mapping[str, Any], now: float) -> None:
+        """Anomalies start a boost at MaxRate unless one is running or the cooldown has not passed."""
         rule = json.loads(self._find(doc["RuleName"]) or "{}")
         boost = rule.get("SamplingRateBoost")
         if not boost or doc["AnomalyCount"] <= 0:

@@ -198,6 +198,7 @@ _Call = Callable[[Any], Any]
 
 
 def _calls(change: Change) -> list[_Call]:
+    """The API calls of one change; tags only through Create or Tag/UntagResource (no Update)."""
     if change.action == "delete":
         return [lambda c: c.delete_sampling_rule(RuleName=change.name)]
     desired = change.desired

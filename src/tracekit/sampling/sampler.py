@@ -190,6 +190,8 @@ class XRaySampler(Sampler):
         return next((s for s in states if s.match(request)), states[-1])
 
     def _decide(self, state: _RuleState, now: float) -> bool:
+        """X-Ray's order: this second's share of an unexpired quota, or (with no valid quota) one
+        borrowed trace per second; beyond that the FixedRate, or a higher BoostRate while it lasts."""
         with self._lock:
             state.requests += 1
             second = int(now)
@@ -245,6 +247,7 @@ class XRaySampler(Sampler):
                 self._thread.start()
 
     def _run(self) -> None:
+        """The poller: rules then targets on their own cadence; a failure backs off only its kind."""
         next_rules = time.monotonic()
         next_targets = next_rules + self._targets_interval
         failures = {"rules": 0, "targets": 0}
@@ -320,6 +323,7 @@ class XRaySampler(Sampler):
             self._modification_seen = modified
 
     def _snapshot(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Statistics due (each rule on its target Interval) as API documents; their counts restart."""
         stats: list[dict[str, Any]] = []
         boosts: list[dict[str, Any]] = []
         with self._lock:
