@@ -104,6 +104,14 @@ def test_duplicates_across_files_and_keys(tmp_path: Path) -> None:
     assert any(p.startswith(f"{two}:3: Priority: 5 is also the priority of 'x'") for p in found)
 
 
+def test_more_rules_than_an_account_holds(tmp_path: Path) -> None:
+    items = [f"  - {{RuleName: r{i}, Priority: {i + 1}, FixedRate: 0, ReservoirSize: 0}}"
+             for i in range(26)]
+    many = write(tmp_path, "many.yaml", "\n".join(["rules:", *items, ""]))
+    assert problems(many) == [f"{many}:27: RuleName: rule 26 of 26 (accepted: at most 25 rules "
+                              "besides Default per account and region)"]
+
+
 def test_default_rule_only_rates_and_boost(tmp_path: Path) -> None:
     path = write(tmp_path, "d.yaml", """rules:
   - RuleName: Default

@@ -38,8 +38,6 @@ ACTIVE_CLIENT_WINDOW = 3 * INTERVAL
 BOOST_SECONDS = 60
 SUMMARY_WINDOW = 60
 MAX_STATS_DOCS = 25
-MAX_RULES = 25
-"""User rules per account (Default excluded), beyond which CreateSamplingRule fails."""
 MAX_BODY = 1 << 20
 MAX_TAG_LIST = 200
 """The API model's TagList limit; beyond 50 on one resource TagResource says TooManyTags."""
@@ -82,7 +80,7 @@ class ControlPlane:
         *,
         clock: Callable[[], float] = time.time,
         page_size: int = 10,
-        max_rules: int = MAX_RULES,
+        max_rules: int = validate.MAX_RULES,
         region: str = "us-east-1",
         account: str = "000000000000",
     ) -> None:

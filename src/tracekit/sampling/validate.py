@@ -21,6 +21,9 @@ DEFAULT_RULE_NAME = "Default"
 DEFAULT_PRIORITY = 10000
 """What X-Ray reports as the Default rule's priority: after every user rule (1-9999)."""
 MAX_ATTRIBUTES = 5
+MAX_RULES = 25
+"""User rules per account and region (Default excluded): X-Ray's quota, beyond which
+CreateSamplingRule fails with RuleLimitExceededException."""
 MAX_TAGS_PER_RESOURCE = 50
 
 STRING_LIMITS: dict[str, tuple[int, int]] = {
@@ -188,8 +191,14 @@ def _tag_text(value: object, low: int, high: int) -> bool:
 
 
 def check_unique(rules: Sequence[Rule]) -> list[tuple[Rule, Issue]]:
-    """Duplicate rule names, and duplicate priorities (which make the order depend on names)."""
-    issues: list[tuple[Rule, Issue]] = []
+    """Duplicate rule names, duplicate priorities (which make the order depend on names), and
+    rules beyond the account's quota (apply would fail half-way with RuleLimitExceeded)."""
+    user_rules = [r for r in rules if r.name != DEFAULT_RULE_NAME]
+    issues: list[tuple[Rule, Issue]] = [
+        (rule, ("RuleName", f"rule {MAX_RULES + 1 + i} of {len(user_rules)}",
+                f"at most {MAX_RULES} rules besides Default per account and region"))
+        for i, rule in enumerate(user_rules[MAX_RULES:])
+    ]
     names: dict[str, Rule] = {}
     priorities: dict[int, Rule] = {}
     for rule in rules:
