@@ -78,3 +78,13 @@ def test_attributes_must_be_present_and_match() -> None:
     assert matches(rule, SamplingRequest(attributes={"tenant": "GOLD-1"}))
     assert not matches(rule, SamplingRequest(attributes={"tenant": "silver"}))
     assert mismatches(rule, SamplingRequest()) == ["Attributes.tenant 'gold-*' does not match unknown"]
+
+
+def test_rules_clients_never_apply_never_match() -> None:
+    """Explain, cost and the local fallback agree with the centralized sampler, which skips them."""
+    ecs_only = Rule("ecs", 1, 1.0, 1, resource_arn="arn:aws:ecs:us-east-1:1:task/x")
+    assert not matches(ecs_only, SamplingRequest())
+    assert mismatches(ecs_only, SamplingRequest())[0].startswith(
+        "ResourceARN 'arn:aws:ecs:us-east-1:1:task/x': clients (tracekit's and the X-Ray SDKs') "
+        "apply only rules with ResourceARN '*' and Version 1")
+    assert not matches(Rule("v2", 1, 1.0, 1, version=2), SamplingRequest())

@@ -88,6 +88,8 @@ class _Check:
     match: Callable[[str], bool]
     required: bool
     """Attributes must be present; an unknown request field is matched as the empty string."""
+    why: str = ""
+    """Set on checks that always fail, as the reason."""
 
     def fails(self, request: SamplingRequest) -> bool:
         value = self.read(request)
@@ -97,6 +99,10 @@ class _Check:
 
 
 def _checks(rule: Rule) -> list[_Check]:
+    if not rule.usable:
+        why = (f"ResourceARN {rule.resource_arn!r}: clients (tracekit's and the X-Ray SDKs') "
+               "apply only rules with ResourceARN '*' and Version 1")
+        return [_Check("ResourceARN", rule.resource_arn, _no_field, _never, True, why)]
     checks = [
         _Check(api, pattern, operator.attrgetter(req_attr), _compile(pattern), False)
         for api, rule_attr, req_attr in MATCH_FIELDS
@@ -107,6 +113,14 @@ def _checks(rule: Rule) -> list[_Check]:
         for key, pattern in rule.attributes.items()
     ]
     return checks
+
+
+def _no_field(request: SamplingRequest) -> None:
+    return None
+
+
+def _never(text: str) -> bool:
+    return False
 
 
 def _attribute_reader(key: str) -> Callable[[SamplingRequest], str | None]:
@@ -139,7 +153,7 @@ def mismatches(rule: Rule, request: SamplingRequest) -> list[str]:
     path is unknown. A rule attribute the request lacks never matches.
     """
     return [
-        f"{c.label} {c.pattern!r} does not match "
+        c.why or f"{c.label} {c.pattern!r} does not match "
         + ("unknown" if (value := c.read(request)) is None else repr(value))
         for c in _checks(rule)
         if c.fails(request)

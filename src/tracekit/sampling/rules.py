@@ -63,6 +63,11 @@ class Rule:
         return self.name == DEFAULT_RULE_NAME
 
     @property
+    def usable(self) -> bool:
+        """Whether X-Ray clients apply it at all: only rule format 1 on any resource (``*``)."""
+        return self.resource_arn == "*" and self.version == 1
+
+    @property
     def sort_key(self) -> tuple[int, int, str]:
         """X-Ray's evaluation order: Priority, then RuleName; Default always last."""
         return (1 if self.is_default else 0, self.priority, self.name)

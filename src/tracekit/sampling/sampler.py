@@ -285,7 +285,7 @@ class XRaySampler(Sampler):
             token = page.get("NextToken")
             if not token:
                 break
-        fetched = [Rule.from_api(r["SamplingRule"]) for r in records if _usable(r["SamplingRule"])]
+        fetched = [rule for r in records if (rule := Rule.from_api(r["SamplingRule"])).usable]
         with self._lock:
             old = {s.rule.name: s for s in self._central}
             states = []
@@ -424,11 +424,6 @@ def _local_rules(source: str | Path | RuleSet | Iterable[Rule] | None) -> list[R
     if isinstance(source, RuleSet):
         return source.ordered()
     return RuleSet(tuple(source)).ordered()
-
-
-def _usable(rule: Mapping[str, Any]) -> bool:
-    """What X-Ray clients may apply: format version 1 on any resource."""
-    return rule.get("Version") == 1 and rule.get("ResourceARN") == "*"
 
 
 def _load_target(state: _RuleState, doc: Mapping[str, Any]) -> None:
