@@ -100,6 +100,22 @@ def test_import_sdk_local_rules(capsys: pytest.CaptureFixture[str], tmp_path: Pa
                                        "'default')")
 
 
+def test_serve_refuses_bad_rules_and_a_taken_port(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {RuleName: x, Priority: 0, FixedRate: 0, ReservoirSize: 0}\n")
+    code, out = run(capsys, "serve", "--port", "0", "--rules", str(bad))
+    assert (code, out) == (1, f"{bad}:2: Priority: 0 is out of range (accepted: an integer from "
+                              "1 to 9999)\n")
+    taken = ControlPlane().start()
+    try:
+        port = taken.url.rsplit(":", 1)[1]
+        code, out = run(capsys, "serve", "--port", port)
+        assert code == 1 and out.startswith(f"error: cannot serve on 127.0.0.1:{port}")
+    finally:
+        taken.stop()
+
+
 def test_serve_command_with_boto3(tmp_path: Path) -> None:
     import socket
 

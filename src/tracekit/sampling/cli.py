@@ -95,8 +95,9 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=2000, help="port (default 2000, the daemon's)")
     serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
-    serve.add_argument("--rules", metavar="DIR", help="seed from these rule files")
-    serve.set_defaults(handler=_serve)
+    serve.add_argument("--rules", metavar="DIR", dest="paths", action="append",
+                       help="seed from these rule files (repeatable)")
+    serve.set_defaults(handler=_serve, json=False)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -316,14 +317,21 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sqlite3
     import threading
 
     from tracekit.sampling.controlplane import ControlPlane
 
-    plane = ControlPlane(args.db, args.host, args.port)
-    if args.rules:
-        plane.load_dir(args.rules)
-    plane.start()
+    seed = _load(args) if args.paths else None
+    if args.paths and seed is None:
+        return 1
+    try:
+        plane = ControlPlane(args.db, args.host, args.port)
+        plane.load_rules(seed.rules if seed else ())
+        plane.start()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: cannot serve on {args.host}:{args.port} from {args.db}: {exc}")
+        return 1
     print(f"X-Ray sampling control plane on {plane.url} (Ctrl-C stops it)", flush=True)
     try:
         threading.Event().wait()
