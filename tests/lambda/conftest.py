@@ -8,6 +8,7 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lambda_runtime_api import Function, RuntimeApi
@@ -59,8 +60,9 @@ def start_function(tmp_path: Path, daemon: UdpReceiver) -> Iterator[Callable[...
     started: list[Function] = []
 
     def start(task: Path, handler: str, *, wrapper: Path | None = None, python_path: str = "",
-              python_args: tuple[str, ...] = ()) -> Function:
-        api = RuntimeApi()
+              python_args: tuple[str, ...] = (), daemon_address: str | None = None,
+              on_result: Callable[[], Any] | None = None) -> Function:
+        api = RuntimeApi(on_result)
         env = {
             "PATH": os.environ["PATH"],
             "PYTHONPATH": python_path,
@@ -69,7 +71,7 @@ def start_function(tmp_path: Path, daemon: UdpReceiver) -> Iterator[Callable[...
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
             "AWS_REGION": "us-east-1",
-            "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
+            "AWS_XRAY_DAEMON_ADDRESS": daemon_address or daemon.address,
             "AWS_EMF_NAMESPACE": "tracekit-tests",
             "LAMBDA_TASK_ROOT": str(task),
             "_HANDLER": handler,

@@ -7,6 +7,7 @@ the layer's exec wrapper, with only the unpacked layer and the runtime client on
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +125,38 @@ def test_decorated_handler_under_awslambdaric(
         (True, ROOT_A), (False, ROOT_B), (False, ROOT_C), (False, ROOT_E), (False, ROOT_A)
     ]
     assert len({line["function_request_id"] for line in handled}) == 5
+
+
+def test_documents_are_sent_before_the_result_reaches_the_runtime_api(
+    tmp_path: Path, start_function: Callable[..., Function]
+) -> None:
+    """Lambda may freeze the process as soon as the result is posted: the UDP documents must
+    already be in the daemon's socket when ``/response`` or ``/error`` arrives (no reader thread
+    here: the socket is drained at that moment, so a late send cannot pass)."""
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.setblocking(False)
+
+    def pending() -> list[str]:
+        found = []
+        while True:
+            try:
+                found.append(json.loads(daemon.recv(65535).split(b"\n", 1)[1])["trace_id"])
+            except BlockingIOError:
+                return found
+
+    function = start_function(
+        _task(tmp_path, "app", DECORATED), "app.handler",
+        daemon_address=f"127.0.0.1:{daemon.getsockname()[1]}", on_result=pending,
+    )
+    try:
+        ok = function.invoke({}, _header(ROOT_A, PARENT_A, 1))
+        failed = function.invoke({"fail": 1}, _header(ROOT_C, PARENT_C, 1))
+        late = function.invoke({}, _header(ROOT_E, PARENT_E, 1), time_left=0.1)  # no time to flush OTLP
+    finally:
+        daemon.close()
+    assert (ok[0], failed[0], late[0]) == ("response", "error", "response"), function.output()
+    assert list(function.api.seen_at_result.values()) == [[ROOT_A], [ROOT_C], [ROOT_E]]
 
 
 def test_undecorated_handler_through_the_layer_exec_wrapper(

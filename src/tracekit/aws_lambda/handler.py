@@ -30,6 +30,9 @@ DEFAULT_FLUSH_TIMEOUT = 2.0
 """Longest wait for exporters before returning (X-Ray over UDP is done at once; OTLP may wait)."""
 FLUSH_MARGIN_MS = 200
 """Flushing stops this long before the invocation's deadline, so the flush never causes a timeout."""
+UDP_FLUSH_TIMEOUT = 0.05
+"""What X-Ray's UDP flush is given at least: its sends never wait, the SDK only needs a non-zero
+deadline to call it."""
 
 _MARKER = "__tracekit_lambda__"
 _cold = [True]
@@ -119,11 +122,12 @@ def _finish(
 
 
 def _flush_traces(budget: float) -> None:
-    """Send every span before returning. X-Ray's flush is synchronous and quick (UDP); the OTel SDK's
-    batch flush ignores its timeout and waits for the exporter, so other exporters flush on a
-    helper thread that the invocation waits for at most ``budget`` seconds."""
+    """Send every span before returning. X-Ray's flush is synchronous and quick (UDP), so it runs
+    even with no time left (given 0 ms the OTel SDK skips every processor: an invocation ending
+    close to its timeout would lose its trace). The SDK's batch flush ignores its timeout and waits
+    for the exporter, so other exporters flush on a helper thread, waited for at most ``budget``."""
     if set(provider.current_config().exporters) <= {"xray"}:
-        provider.force_flush(budget)
+        provider.force_flush(max(budget, UDP_FLUSH_TIMEOUT))
         return
     done = threading.Event()
 
