@@ -46,6 +46,9 @@ class Config:
     max_queue: int = 2048
     """Finished spans waiting for export; more are dropped and counted."""
     annotate_all: bool = False
+    sampling_rules: str | None = None
+    """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
+    centralized rules cannot be reached; default: 1 trace per second and 5%."""
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -87,6 +90,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
     if "AWS_XRAY_CONTEXT_MISSING" in env:
         values["context_missing"] = _context_missing(env["AWS_XRAY_CONTEXT_MISSING"])
+    if "TRACEKIT_SAMPLING_RULES" in env:
+        values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         values["region"] = region

@@ -217,8 +217,15 @@ def _xray_sampler(cfg: _config.Config) -> Sampler:
         from tracekit.sampling.sampler import XRaySampler
     except ImportError:
         return ALWAYS_ON
+    from tracekit.xray.segments import origin_for
+
     host, port = cfg.daemon_tcp
-    sampler: Sampler = XRaySampler(service_name=cfg.service, endpoint=f"http://{host}:{port}")
+    sampler: Sampler = XRaySampler(
+        service_name=cfg.service,
+        origin=origin_for(cfg.resource_attributes),
+        endpoint=f"http://{host}:{port}",
+        local_rules=cfg.sampling_rules,
+    )
     return sampler
 
 

@@ -152,3 +152,35 @@ def test_w3c_traceparent_continues_the_trace(xray_daemon: Any) -> None:
     assert carrier["tracestate"] == "vendor=1"
     assert carrier["traceparent"].startswith("00-5759e988bd862e3fe1be46a994272793-")
     assert carrier["X-Amzn-Trace-Id"].startswith("Root=1-5759e988-bd862e3fe1be46a994272793;")
+
+
+def test_default_sampler_uses_origin_and_local_rules_from_the_environment(
+    monkeypatch: Any, tmp_path: Any
+) -> None:
+    """With no daemon reachable, the X-Ray sampler falls back to TRACEKIT_SAMPLING_RULES."""
+    from tracekit.sampling.sampler import XRaySampler
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({
+        "version": 2,
+        "rules": [{"description": "no health", "host": "*", "http_method": "GET",
+                   "url_path": "/health", "fixed_target": 0, "rate": 0.0}],
+        "default": {"fixed_target": 1, "rate": 0.05},
+    }))
+    monkeypatch.setenv("TRACEKIT_SAMPLING_RULES", str(rules))
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "cloud.platform=aws_ecs,aws.ecs.launchtype=FARGATE")
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    built = tracekit.configure(service="svc", exporters=[])
+    try:
+        assert built is not None
+        sampler = built.sampler.root  # type: ignore[attr-defined]
+        assert isinstance(sampler, XRaySampler)
+        assert sampler.origin == "AWS::ECS::Fargate"
+        tracer = provider.get_tracer()
+        assert tracer is not None
+        span = tracer.start_span("GET /health", attributes={"http.request.method": "GET",
+                                                             "url.path": "/health"})
+        assert not span.get_span_context().trace_flags.sampled
+        span.end()
+    finally:
+        provider.shutdown()

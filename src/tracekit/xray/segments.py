@@ -388,18 +388,24 @@ def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
 
 def _resource_top(resource: Mapping[str, AttributeValue]) -> Document:
     top: Document = {}
-    platform = resource.get("cloud.platform")
-    if platform == "aws_ecs":
-        launch = str(resource.get("aws.ecs.launchtype", "")).lower()
-        top["origin"] = {"fargate": "AWS::ECS::Fargate", "ec2": "AWS::ECS::EC2"}.get(
-            launch, "AWS::ECS::Container"
-        )
-    elif isinstance(platform, str) and platform in _ORIGINS:
-        top["origin"] = _ORIGINS[platform]
+    origin = origin_for(resource)
+    if origin:
+        top["origin"] = origin
     version = resource.get("service.version")
     if version:
         top["service"] = {"version": str(version)}
     return top
+
+
+def origin_for(resource: Mapping[str, object]) -> str | None:
+    """The X-Ray ``origin`` for resource attributes (``cloud.platform``); None on Lambda/unknown."""
+    platform = resource.get("cloud.platform")
+    if platform == "aws_ecs":
+        launch = str(resource.get("aws.ecs.launchtype", "")).lower()
+        return {"fargate": "AWS::ECS::Fargate", "ec2": "AWS::ECS::EC2"}.get(
+            launch, "AWS::ECS::Container"
+        )
+    return _ORIGINS.get(platform) if isinstance(platform, str) else None
 
 
 _NO_RESOURCE = _ResourceParts({})
