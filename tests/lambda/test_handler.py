@@ -107,6 +107,23 @@ def test_http_status_codes_map_to_error_and_fault(lambda_env: UdpReceiver) -> No
     assert v2_plain["http"]["response"]["status"] == 200 and "error" not in v2_plain
 
 
+def test_a_5xx_response_is_an_error_status_for_otlp_too(lambda_env: UdpReceiver) -> None:
+    """X-Ray reads the status code; OTLP backends read the span status (ERROR only for 5xx)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    finished = InMemorySpanExporter()
+    provider.configure(span_processors=[SimpleSpanProcessor(finished)], **runtime.lambda_defaults())
+    v2 = {"version": "2.0", "requestContext": {"domainName": "h", "http": {"method": "GET", "path": "/"}}}
+    results = iter([{"statusCode": 503}, {"statusCode": 404}])
+    handle = tracekit.lambda_handler(lambda event, context: next(results))
+    handle(v2, _context())
+    handle(v2, _context())
+    statuses = [span.status.status_code for span in finished.get_finished_spans()]
+    assert statuses == [StatusCode.ERROR, StatusCode.UNSET]
+
+
 def test_sampled_zero_records_nothing_but_runs_the_handler(lambda_env: UdpReceiver) -> None:
     os.environ["_X_AMZN_TRACE_ID"] = f"Root={ROOT};Parent={PARENT};Sampled=0"
     handle = tracekit.lambda_handler(lambda event, context: "done")
@@ -290,6 +307,24 @@ def test_metrics_flush_every_invocation_and_count_a_failed_cold_start(
     assert sum("Placed" in doc for doc in after_first) == 1
     assert sum("ColdStart" in doc for doc in after_second) == 1
     assert sum("Placed" in doc for doc in after_second) == 2
+
+
+def test_metrics_recorded_at_init_leave_with_the_first_invocation(
+    lambda_env: UdpReceiver, tmp_path: Path
+) -> None:
+    """Outside an invocation's scope (module level, at init) metrics wait in the root scope: the
+    end-of-invocation flush sends them before Lambda freezes the process."""
+    from tracekit import metrics
+
+    out = tmp_path / "emf.jsonl"
+    metrics.configure(namespace="orders", outputs=[f"file:{out}"])
+    try:
+        metrics.count("ConfigLoaded", 1)
+        tracekit.lambda_handler(lambda event, context: None)({}, _context())
+        emitted = out.read_text() if out.exists() else ""
+    finally:
+        metrics.shutdown()
+    assert '"ConfigLoaded":1' in emitted
 
 
 def test_entry_point_loads_and_restores_the_original_handler(monkeypatch: pytest.MonkeyPatch) -> None:

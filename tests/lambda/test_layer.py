@@ -100,3 +100,17 @@ def test_without_a_matching_interpreter_bytecode_is_left_out(
     monkeypatch.setattr(layer, "_interpreter", lambda python: None)
     compiled, note = layer._compile(tmp_path, "3.13")
     assert not compiled and note.startswith("no Python 3.13 interpreter")
+
+
+def test_the_aws_sdk_is_removed_when_a_dependency_pulls_it_in(tmp_path: Path) -> None:
+    """tracekit itself does not need botocore, but a requirement that does must not ship it."""
+    site = tmp_path / "python"
+    for dist in ("botocore-1.35.0", "jmespath-1.0.1", "keep-1.0"):
+        name = dist.split("-")[0]
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text("")
+        info = site / f"{dist}.dist-info"
+        info.mkdir()
+        (info / "RECORD").write_text(f"{name}/__init__.py,,\n{dist}.dist-info/RECORD,,\n")
+    layer._remove_distributions(site, layer.EXCLUDED)
+    assert sorted(p.name for p in site.iterdir()) == ["keep", "keep-1.0.dist-info"]

@@ -147,7 +147,7 @@ def _remove_distributions(site: Path, names: tuple[str, ...]) -> None:
     """Delete installed distributions by their RECORD (what pip/uv wrote for them)."""
     wanted = {name.lower().replace("-", "_") for name in names}
     for info in site.glob("*.dist-info"):
-        name = info.name.rsplit("-", 1)[0].lower().replace("-", "_")
+        name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0].lower().replace("-", "_")
         if name not in wanted:
             continue
         record = info / "RECORD"
