@@ -126,3 +126,40 @@ def test_anything_else_is_other_and_never_raises(event: Any) -> None:
     found = events.recognise(event)
     assert found.source in ("other", "aws:sqs", "aws:events")
     assert isinstance(found.attributes, dict)
+
+
+# Shapes as the services deliver them (abridged from the AWS documentation's sample events).
+REST_WITH_STAGE = {
+    "resource": "/pets/{petId}", "path": "/pets/42", "httpMethod": "GET",
+    "headers": {"Host": "abcdef123.execute-api.us-east-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+    "multiValueHeaders": {"Host": ["abcdef123.execute-api.us-east-1.amazonaws.com"]},
+    "queryStringParameters": {"token": "s3cret"}, "pathParameters": {"petId": "42"},
+    "requestContext": {"domainName": "abcdef123.execute-api.us-east-1.amazonaws.com", "httpMethod": "GET",
+                       "identity": {"sourceIp": "198.51.100.7", "userAgent": "curl/8.4.0"},
+                       "path": "/prod/pets/42", "resourcePath": "/pets/{petId}", "stage": "prod"},
+    "body": None, "isBase64Encoded": False,
+}
+ALB_MULTI_VALUE = {
+    "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/1"}},
+    "httpMethod": "GET", "path": "/lambda", "multiValueQueryStringParameters": {"q": ["1"]},
+    "multiValueHeaders": {"host": ["lb-1.us-east-1.elb.amazonaws.com"], "user-agent": ["Mozilla/5.0"],
+                          "x-forwarded-for": ["72.12.164.125, 10.0.0.1"], "x-forwarded-proto": ["https"]},
+    "body": "", "isBase64Encoded": False,
+}
+KINESIS_RECORD = {
+    "kinesis": {"partitionKey": "1", "sequenceNumber": "4959", "data": "SGVsbG8="},
+    "eventSource": "aws:kinesis", "eventName": "aws:kinesis:record", "awsRegion": "us-east-2",
+    "eventSourceARN": "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream",
+}
+
+
+def test_documented_event_shapes_fill_urls_and_names() -> None:
+    rest = events.recognise(REST_WITH_STAGE).attributes
+    assert rest["url.full"] == "https://abcdef123.execute-api.us-east-1.amazonaws.com/prod/pets/42"
+    assert rest["http.route"] == "/pets/{petId}" and "s3cret" not in str(rest)
+    alb = events.recognise(ALB_MULTI_VALUE)
+    assert (alb.source, alb.attributes["url.full"]) == ("aws:elb", "https://lb-1.us-east-1.elb.amazonaws.com/lambda")
+    assert alb.attributes["client.address"] == "72.12.164.125"
+    assert alb.attributes["user_agent.original"] == "Mozilla/5.0"
+    kinesis = events.recognise({"Records": [KINESIS_RECORD]}).attributes
+    assert kinesis["messaging.destination.name"] == "lambda-stream"

@@ -93,7 +93,7 @@ def _http_v1(event: Mapping[str, Any]) -> Trigger:
     attrs = _http_attributes(
         method=event.get("httpMethod"),
         host=context.get("domainName") or _header(event, "host"),
-        path=event.get("path"),
+        path=context.get("path") or event.get("path"),  # with the stage, as the client asked
         scheme=_header(event, "x-forwarded-proto") or ("http" if is_alb else "https"),
         user_agent=identity.get("userAgent") or _header(event, "user-agent"),
         client_ip=identity.get("sourceIp") or _first_forwarded(_header(event, "x-forwarded-for")),
@@ -121,12 +121,12 @@ def _http_attributes(**parts: Any) -> dict[str, Any]:
 
 
 def _header(event: Mapping[str, Any], name: str) -> str | None:
-    headers = event.get("headers")
-    if not isinstance(headers, Mapping):
-        return None
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == name:
-            return str(value)
+    """A request header, case-insensitively; ALB with multi-value headers sends only lists."""
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        for key, value in headers.items() if isinstance(headers, Mapping) else ():
+            if isinstance(key, str) and key.lower() == name:
+                return str(value[0] if isinstance(value, list) and value else value)
     return None
 
 
@@ -158,7 +158,7 @@ def _from_records(records: list[Any]) -> Trigger:
     if arn:
         attrs["aws.lambda.event_source_arn"] = arn
         if system:
-            attrs["messaging.destination.name"] = arn.rsplit(":", 1)[-1]
+            attrs["messaging.destination.name"] = _resource_name(arn)
     found = Trigger(source, trigger, attrs)
     if source == "aws:sqs":
         found.trace_headers = _sqs_headers(records)
@@ -174,6 +174,12 @@ def _source_arn(record: Mapping[str, Any], source: str) -> str | None:
     else:
         arn = record.get("eventSourceARN")
     return arn if isinstance(arn, str) and arn else None
+
+
+def _resource_name(arn: str) -> str:
+    """``orders`` from ``arn:aws:sqs:...:orders`` or ``arn:aws:kinesis:...:stream/orders[/consumer/...]``."""
+    resource = arn.split(":", 5)[-1]
+    return resource.split("/")[1] if resource.startswith("stream/") else resource
 
 
 def _sqs_headers(records: list[Any]) -> list[str]:
