@@ -254,7 +254,8 @@ class XRayParentBased(Sampler):
         open_decision = parent.is_remote and decision_requested(parent_context)
         if parent.is_valid and not open_decision:
             decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
-            return SamplingResult(decision, None, parent.trace_state)
+            kept = attributes if decision is Decision.RECORD_AND_SAMPLE else None
+            return SamplingResult(decision, kept, parent.trace_state)
         try:
             return self.root.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state

@@ -24,10 +24,3 @@ def traced(xray_daemon: Any) -> Iterator[Any]:
     )
     yield xray_daemon
     provider.shutdown()
-
-
-def all_nodes(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every segment and subsegment by id, nested ones with the parent id filled in."""
-    from tracekit.xray.tree import flatten
-
-    return {node["id"]: node for node in flatten(documents)}

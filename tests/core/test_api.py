@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import tracekit
-from conftest import all_nodes  # type: ignore[import-not-found]
 from support.xray_schema import validate_document
 from tracekit import _stats
+from tracekit.xray.tree import flatten
 
 
 def flush_documents(daemon: Any, count: int = 1) -> list[dict[str, Any]]:
@@ -90,7 +90,7 @@ def test_generator_and_async_generator_spans_cover_iteration(traced: Any) -> Non
 
     consume()
     (doc,) = flush_documents(traced)
-    nodes = all_nodes([doc])
+    nodes = {node["id"]: node for node in flatten([doc])}
     gen = next(n for n in nodes.values() if n["name"] == "numbers")
     assert sorted(n["name"] for n in nodes.values() if n.get("parent_id") == gen["id"]) == [
         "item-0", "item-1", "item-2"

@@ -184,3 +184,19 @@ def test_default_sampler_uses_origin_and_local_rules_from_the_environment(
         span.end()
     finally:
         provider.shutdown()
+
+
+def test_start_attributes_survive_a_parent_based_decision(xray_daemon: Any) -> None:
+    tracekit.configure(exporters=["xray"], daemon_udp=("127.0.0.1", xray_daemon.port),
+                       sampler=ALWAYS_ON)
+    try:
+        tracer = provider.get_tracer()
+        assert tracer is not None
+        with tracer.start_as_current_span("parent"):
+            child = tracer.start_span("child", attributes={"peer.service": "payments"})
+            child.end()
+        assert tracekit.force_flush()
+    finally:
+        provider.shutdown()
+    (doc,) = xray_daemon.wait_for(1)
+    assert [sub["name"] for sub in doc["subsegments"]] == ["payments"]
