@@ -33,6 +33,8 @@ class XRayStub:
         self.telemetry: list[dict[str, Any]] = []
         self.headers: dict[str, dict[str, str]] = {}
         """The last request's headers, per path."""
+        self.bodies: dict[str, bytes] = {}
+        """The last request's body, per path (with ``headers``: enough to check its signature)."""
         self.delay = 0.0
         self._faults: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -107,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.owner.headers[self.path] = dict(self.headers.items())
+        self.owner.bodies[self.path] = body
         signed = self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 ")
         if not signed and self.path != "/stub/counts":
             status, payload = 403, b'{"__type":"MissingAuthenticationTokenException"}'

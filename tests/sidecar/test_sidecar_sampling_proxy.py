@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sidecar_helpers import XRayStub, post, url, wait_until
+from sidecar_helpers import HEADER, XRayStub, document, post, send_udp, sigv4_verifies, url, wait_until
 
 from tracekit import _stats
 from tracekit.sampling.controlplane import ControlPlane
@@ -58,6 +60,45 @@ def test_proxy_signs_with_its_own_credentials(
     assert "/us-east-1/xray/aws4_request" in auth
 
 
+def test_forwarded_and_sent_requests_carry_signatures_that_verify(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub
+) -> None:
+    """X-Ray would accept them: botocore recomputes the same signature from the received request."""
+    sidecar = make_sidecar(endpoint_url=stub.url)
+    body = json.dumps({"SamplingStatisticsDocuments": [], "ClientID": "0" * 24}).encode()
+    post(url(sidecar.proxy.address(), "/SamplingTargets"), body)
+    send_udp(sidecar.udp.address(), HEADER + b"\n" + document(1))
+    wait_until(lambda: stub.ids)
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert stub.bodies["/SamplingTargets"] == body
+    for path in ("/SamplingTargets", "/TraceSegments"):
+        headers, received = stub.headers[path], stub.bodies[path]
+        assert "/us-east-1/xray/aws4_request" in headers["Authorization"]
+        assert sigv4_verifies(stub.url + path, headers, received, secret), path
+        assert not sigv4_verifies(stub.url + path, headers, received + b" ", secret)
+        assert not sigv4_verifies(stub.url + path, headers, received, secret + "x")
+
+
+def test_chunked_and_stalled_requests_do_not_hold_a_connection(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracekit.sidecar import proxy
+
+    assert 0 < proxy._Handler.timeout <= 60  # the stalled connection below lasts that long
+    monkeypatch.setattr(proxy._Handler, "timeout", 0.3)
+    sidecar = make_sidecar(endpoint_url=stub.url)
+    conn = http.client.HTTPConnection(*sidecar.proxy.address(), timeout=5)
+    conn.request("POST", "/SamplingTargets", body=iter([b"{}"]), encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 411 and b"Content-Length" in response.read()
+    assert "/SamplingTargets" not in stub.headers
+    stalled = socket.create_connection(sidecar.proxy.address())
+    stalled.sendall(b"POST /SamplingTargets HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
+    stalled.settimeout(5)
+    assert stalled.recv(100) == b""  # closed by the sidecar after its read timeout
+    stalled.close()
+
+
 @pytest.mark.parametrize(
     "path", ["/TraceSegments", "/CreateSamplingRule", "/DeleteSamplingRule", "/", "/../GetSamplingRules"]
 )
@@ -92,7 +133,7 @@ def test_connections_over_the_cap_are_closed_and_counted(
     sidecar = make_sidecar(endpoint_url=stub.url)
     idle = [socket.create_connection(sidecar.proxy.address()) for _ in range(33)]
     try:
-        wait_until(lambda: _stats.stats().get("sidecar.proxy.dropped.too_many_connections") == 1)
+        wait_until(lambda: _stats.stats().get("sidecar.proxy.rejected.too_many_connections") == 1)
     finally:
         for conn in idle:
             conn.close()

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit import _stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer
+from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 
 LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code",
             "decided": "decision", "kept_by": "rule"}
@@ -55,7 +55,7 @@ def _family(key: str) -> tuple[str, str, str]:
     return "tracekit_" + _NAME.sub("_", "_".join(parts)), "", ""
 
 
-class AdminServer:
+class AdminServer(HTTPListener):
     """Serves ``/health`` (200 or 503 with a JSON reason) and ``/metrics``."""
 
     name = "admin"
@@ -64,17 +64,6 @@ class AdminServer:
         self.health = health
         self.registry = registry
         self._server = BoundedHTTPServer(address, _Handler, "admin", self, max_connections=16)
-
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> None:
-        self._server.serve_in_thread()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):

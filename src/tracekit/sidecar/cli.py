@@ -15,6 +15,7 @@ Prometheus metrics, retries, bounded memory and counted drops.
   TCP   tcp-address    sampling proxy for SDKs: POST /GetSamplingRules, /SamplingTargets,
                        /SamplingStatisticSummaries only (SigV4-signed with the task's
                        credentials); any other path gets 403; bodies over 64 KiB get 413.
+                       A connection idle for 30 s is closed.
   HTTP  admin-address  GET /health (200 ok / 503 + JSON reason; an ECS container healthCheck)
                        and GET /metrics (Prometheus text).
 

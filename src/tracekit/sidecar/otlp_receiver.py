@@ -8,13 +8,13 @@ segments), and/or the request is forwarded to another OTLP endpoint. Protobuf an
 
 from __future__ import annotations
 
-import threading
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit import _stats
+from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 from tracekit.sidecar.otlp_forward import OtlpForwarder
 from tracekit.sidecar.otlp_spans import JSON, PROTOBUF, OtlpDecodeError, parse_request, span_count
 from tracekit.sidecar.pipeline import SegmentSink
@@ -41,7 +41,7 @@ class Reply:
     retry_after: int | None = None
 
 
-class OtlpHttpReceiver:
+class OtlpHttpReceiver(HTTPListener):
     """A sidecar :class:`~tracekit.sidecar.pipeline.Listener` for OTLP/HTTP traces (bound when made)."""
 
     name = "otlp"
@@ -65,32 +65,18 @@ class OtlpHttpReceiver:
         self._annotate_all = annotate_all
         self._max_body = max_body
         self._shutdown_timeout = shutdown_timeout
-        self._server = _Server((host, port), _Handler, max_connections)
-        self._server.receiver = self
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="tracekit-otlp",
-            daemon=True,
-        )  # fmt: skip
-        self._thread.start()
+        self._server = BoundedHTTPServer(
+            (host, port), _Handler, "otlp", self, max_connections, stats_prefix=f"{STATS}.requests"
+        )
 
     def stop(self) -> None:
         """Stop receiving, then forward what is buffered within ``shutdown_timeout``.
 
         The sink is shared with the other listeners, so the sidecar closes it, not this receiver.
         """
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5.0)
-        self._server.server_close()
+        super().stop()
         if self.forwarder is not None:
             self.forwarder.close(self._shutdown_timeout)
-
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
 
     def handle(self, body: bytes, content_type: str, encoding: str) -> Reply:
         """Answer one export request as OTLP/HTTP specifies (never raises)."""
@@ -217,40 +203,16 @@ def _encode(message: Any, content_type: str) -> bytes:
     return bytes(message.SerializeToString())
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per connection, at most ``max_connections`` at a time (bounded resources)."""
-
-    daemon_threads = True
-    receiver: OtlpHttpReceiver
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            _stats.incr(f"{STATS}.requests.rejected.too_many_connections")
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30.0
-    server: _Server
+    server: BoundedHTTPServer
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != TRACES_PATH:
             self._reply(Reply(404, "text/plain", f"not found: POST {TRACES_PATH}\n".encode()))
             return
-        receiver = self.server.receiver
+        receiver: OtlpHttpReceiver = self.server.owner
         length = self._content_length(receiver._max_body)
         if length is None:
             return

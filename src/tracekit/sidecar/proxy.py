@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 
 from tracekit import _stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer
+from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 from tracekit.xray.signed_http import SignedHTTP
 
 SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
@@ -40,7 +40,7 @@ def error_reply(status: int, code: str, message: str) -> Reply:
     return status, {"content-type": "application/json", "x-amzn-errortype": code}, body
 
 
-class SamplingProxy:
+class SamplingProxy(HTTPListener):
     """HTTP on the daemon's TCP address; one thread per connection, bounded request size."""
 
     name = "tcp"
@@ -50,22 +50,11 @@ class SamplingProxy:
         self.last_success: float | None = None
         self._server = BoundedHTTPServer(address, _Handler, "proxy", self)
 
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> None:
-        self._server.serve_in_thread()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Answer one request: 403 off the sampling paths, otherwise the backend's reply."""
         path = path.split("?", 1)[0]
         if method != "POST" or path not in SAMPLING_PATHS:
-            _stats.incr("sidecar.proxy.forbidden")
+            _stats.incr("sidecar.proxy.rejected.forbidden")
             allowed = ", ".join(sorted(SAMPLING_PATHS))
             return error_reply(403, "AccessDeniedException", f"{method} {path}: only POST {allowed}")
         _stats.incr("sidecar.proxy.requests")
@@ -82,6 +71,8 @@ class SamplingProxy:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    timeout = 30.0
+    """A client that stops sending (or idles on keep-alive) frees its connection slot after this."""
     server: BoundedHTTPServer
 
     def do_POST(self) -> None:
@@ -97,19 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        proxy: SamplingProxy = self.server.owner
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            _stats.incr("sidecar.proxy.too_large")
-            reply = error_reply(413, "RequestTooLarge", f"body must be 0..{MAX_BODY} bytes")
-            self.close_connection = True
+        refused = self._refuse_body()
+        if refused is not None:
+            self.close_connection = True  # the unread body must not be taken for the next request
+            reply = refused
         else:
-            body = self.rfile.read(length)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            reply = proxy.handle(method, self.path, headers, body)
+            reply = self.server.owner.handle(method, self.path, headers, body)
         status, headers_out, payload = reply
         self.send_response(status)
         for key, value in headers_out.items():
@@ -117,6 +103,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _refuse_body(self) -> Reply | None:
+        """An error reply for a body that is chunked, unsized or over ``MAX_BODY``; else None."""
+        if self.headers.get("Transfer-Encoding"):
+            _stats.incr("sidecar.proxy.rejected.chunked")
+            return error_reply(411, "LengthRequired", "send the body with a Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            _stats.incr("sidecar.proxy.rejected.too_large")
+            return error_reply(413, "RequestTooLarge", f"body must be 0..{MAX_BODY} bytes")
+        return None
 
     def log_message(self, format: str, *args: object) -> None:
         """Request lines are not logged: /metrics counts them."""
