@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from lambda_runtime_api import Function
 
 from support.udp_receiver import UdpReceiver
@@ -193,15 +194,20 @@ def test_undecorated_handler_through_the_layer_exec_wrapper(
     assert _cold_start_metrics(function) == 1
 
 
-def test_a_missing_handler_behind_the_wrapper_is_an_init_error_naming_it(
-    tmp_path: Path, opt_dir: Path, var_runtime: Path, start_function: Callable[..., Function]
+@pytest.mark.parametrize("handler", ["plain.nothing", "broken.handler"])
+def test_init_errors_behind_the_wrapper_are_those_of_the_runtime_without_it(
+    tmp_path: Path, opt_dir: Path, var_runtime: Path, start_function: Callable[..., Function], handler: str
 ) -> None:
     task = _task(tmp_path, "plain", PLAIN)
-    function = start_function(
-        task, "plain.nothing", wrapper=opt_dir / "tracekit-instrument",
-        python_path=f"{task}:{opt_dir / 'python'}:{var_runtime}", python_args=("-S",),
-    )
-    error = function.api.init_errors.get(timeout=20)
-    assert error["errorType"] == "HandlerNotFound"
-    assert "'nothing' missing on module 'plain'" in error["errorMessage"]
-    assert function.process.wait(timeout=20) != 0
+    (task / "broken.py").write_text("import no_such_dependency\n")
+    python_path = f"{task}:{opt_dir / 'python'}:{var_runtime}"
+    posted = []
+    for wrapper in (None, opt_dir / "tracekit-instrument"):
+        function = start_function(
+            task, handler, wrapper=wrapper, python_path=python_path, python_args=("-S",)
+        )
+        error = function.api.init_errors.get(timeout=20)
+        posted.append((error["errorType"], error["errorMessage"]))
+        assert function.process.wait(timeout=20) != 0
+    assert posted[0][0] in ("Runtime.HandlerNotFound", "Runtime.ImportModuleError")
+    assert posted[1] == posted[0]

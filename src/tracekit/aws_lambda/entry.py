@@ -16,9 +16,15 @@ ORIGINAL_VAR = "TRACEKIT_ORIGINAL_HANDLER"
 ENTRY_POINT = "tracekit.aws_lambda.entry.handler"
 
 
-class HandlerNotFound(Exception):
-    """The configured handler function does not exist (not an ``AttributeError``: the runtime would
-    then report the entry point, not the function's module, as the one missing it)."""
+class InitFault(Exception):
+    """The original handler cannot be loaded. Each instance's type is named as the runtime names
+    the same failure without the wrapper (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``,
+    ...), with the runtime's message, so alarms and log queries on those names keep working."""
+
+
+def _fault(kind: str, message: str) -> InitFault:
+    named: type[InitFault] = type(f"Runtime.{kind}", (InitFault,), {"__module__": __name__})
+    return named(message)
 
 
 def load_original(spec: str | None = None) -> Callable[..., Any]:
@@ -26,16 +32,18 @@ def load_original(spec: str | None = None) -> Callable[..., Any]:
     spec = spec if spec is not None else os.environ.get(ORIGINAL_VAR, "")
     module_name, dot, attr = spec.rpartition(".")
     if not dot or not module_name or not attr or spec == ENTRY_POINT:
-        raise ValueError(
-            f"{ORIGINAL_VAR}={spec!r} is not valid: expected the function's handler as module.function "
-            "(the tracekit-instrument wrapper sets it from _HANDLER)"
-        )
-    module = importlib.import_module(module_name.replace("/", "."))
+        raise _fault("MalformedHandlerName", f"Bad handler {spec!r} in {ORIGINAL_VAR}: expected "
+                     "module.function (the tracekit-instrument wrapper sets it from _HANDLER)")
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as exc:
+        raise _fault("ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
+    except SyntaxError as exc:
+        raise _fault("UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}") from exc
     try:
         original: Callable[..., Any] = getattr(module, attr)
     except AttributeError:
-        missing = f"handler {attr!r} missing on module {module_name!r} ({ORIGINAL_VAR})"
-        raise HandlerNotFound(missing) from None
+        raise _fault("HandlerNotFound", f"Handler '{attr}' missing on module '{module_name}'") from None
     os.environ["_HANDLER"] = spec  # code that reads _HANDLER sees the function's own handler
     return original
 
