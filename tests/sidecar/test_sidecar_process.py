@@ -67,7 +67,8 @@ def test_sigterm_with_upstream_down_gives_up_at_the_deadline(stub: XRayStub) -> 
     took, summary = stop(proc)
     assert proc.returncode == 0 and took < 5
     dropped = summary["dropped"]
-    assert isinstance(dropped, dict) and dropped.get("shutdown") == summary["received"] == 500
+    assert isinstance(dropped, dict) and dropped == {"upstream.shutdown": summary["received"]}
+    assert summary["received"] == 500
 
 
 def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
@@ -89,8 +90,9 @@ def test_help_documents_every_setting(command: list[str]) -> None:
         [sys.executable, "-m", "tracekit.cli", *command, "--help"], capture_output=True, text=True
     ).stdout
     if command == ["sidecar"]:
+        text = " ".join(out.split())  # argparse wraps the help text anywhere
         for opt in OPTIONS:
-            assert opt.flag in out and opt.env in out
+            assert f"[env {opt.env}; yaml {opt.name}; default " in text and opt.flag in text
         assert "/health" in out and "SIGTERM" in out and "--config" in out
     else:
         assert "usage: tracekit traces" in out
@@ -105,3 +107,17 @@ def test_load_benchmark_runs_and_loses_nothing_at_a_low_rate() -> None:
     assert result.returncode == 0, result.stderr
     row = result.stdout.splitlines()[-1].split()
     assert row[:4] == ["2000", "1000", row[2], "1000"] and row[4] == "0", result.stdout
+
+
+def test_summary_keeps_drops_of_different_parts_apart() -> None:
+    from tracekit.sidecar.runtime import summarize
+
+    summary = summarize({
+        "sidecar.udp.received": 9, "sidecar.otlp.spans.received": 4, "sidecar.upstream.sent": 8,
+        "sidecar.upstream.dropped.shutdown": 3, "sidecar.tail.dropped.shutdown": 2,
+        "sidecar.udp.rejected.invalid_header": 1, "sidecar.otlp.spans.rejected.invalid_span": 0,
+        "xray_api.dropped.shutdown": 5,
+    })  # fmt: skip
+    assert summary["dropped"] == {"upstream.shutdown": 3, "tail.shutdown": 2}
+    assert summary["rejected"] == {"udp.invalid_header": 1}
+    assert (summary["received"], summary["otlp_spans_received"], summary["sent"]) == (9, 4, 8)

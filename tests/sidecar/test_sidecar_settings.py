@@ -29,6 +29,8 @@ def test_flag_beats_env_beats_yaml_beats_default(tmp_path: Path) -> None:
     assert (s.memory_limit, s.workers, s.batch_timeout, s.local) == (8, 6, 2.0, True)
     assert s.udp_address == Settings().udp_address == ("127.0.0.1", 2000)
     assert s.admin_address == ("127.0.0.1", 2020)
+    assert resolve(parse("--config", str(config), "--no-local"), env).local is False
+    assert resolve(parse("--local"), {"TRACEKIT_SIDECAR_LOCAL": "false"}).local is True
 
 
 def test_region_comes_from_aws_region_when_not_given() -> None:

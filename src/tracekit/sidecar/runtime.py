@@ -211,20 +211,28 @@ def local_sampling_backend(settings: Settings) -> Backend:
     return plane.handle
 
 
+SUMMARY_GROUPS = ("rejected", "dropped", "unprocessed", "retries")
+
+
 def summarize(counts: dict[str, int]) -> dict[str, Any]:
-    """The shutdown summary: totals, and drops/rejections/unprocessed by reason."""
+    """The shutdown summary: totals, and what was rejected, dropped... by where and why.
+
+    Keys name the part and the reason (``upstream.shutdown``, ``udp.invalid_header``): several parts
+    share reasons (the upstream sender, the tail buffer and the OTLP forwarder all have ``shutdown``),
+    and one must not hide another. Zero counts are left out.
+    """
     out: dict[str, Any] = {
         "received": counts.get("sidecar.udp.received", 0),
+        "otlp_spans_received": counts.get("sidecar.otlp.spans.received", 0),
+        "emf_lines_received": counts.get("sidecar.emf.received", 0),
         "sent": counts.get("sidecar.upstream.sent", 0),
         "stored": counts.get("sidecar.local.stored", 0),
     }
-    for group in ("rejected", "dropped", "unprocessed", "retries"):
-        found = {
-            key.rsplit(".", 1)[1]: value
-            for key, value in counts.items()
-            if key.startswith("sidecar.") and key.split(".")[-2] == group
-        }
-        out[group] = found
+    out.update({group: {} for group in SUMMARY_GROUPS})
+    for key, value in sorted(counts.items()):
+        parts = key.split(".")
+        if parts[0] == "sidecar" and len(parts) >= 4 and parts[-2] in SUMMARY_GROUPS and value:
+            out[parts[-2]][".".join(parts[1:-2] + parts[-1:])] = value
     return out
 
 

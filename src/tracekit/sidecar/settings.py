@@ -158,15 +158,19 @@ class Settings:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; the help names its environment variable and default."""
+    """One flag per setting; the help names its environment variable, YAML key and default.
+
+    Switches also get a ``--no-`` form, so a flag can turn off what the environment or the YAML
+    file turned on.
+    """
     parser.add_argument(
         "--config", metavar="FILE", help="YAML file with any of the settings below as keys "
         "(e.g. memory_limit: 64) [env TRACEKIT_SIDECAR_CONFIG]",
     )
     for opt in OPTIONS:
-        text = f"{opt.help} [env {opt.env}; default {_default_text(opt.name)}]"
+        text = f"{opt.help} [env {opt.env}; yaml {opt.name}; default {_default_text(opt.name)}]"
         if opt.parse is _bool:
-            parser.add_argument(opt.flag, action="store_const", const="true", help=text)
+            parser.add_argument(opt.flag, action=argparse.BooleanOptionalAction, help=text)
         else:
             parser.add_argument(opt.flag, metavar=opt.metavar or opt.name.upper(), help=text)
 
@@ -175,6 +179,8 @@ def _default_text(name: str) -> str:
     if name == "local_db":
         return str(default_db_path())
     value = getattr(Settings(), name)
+    if value is None:
+        return "unset"
     return f"{value[0]}:{value[1]}" if isinstance(value, tuple) else str(value)
 
 
