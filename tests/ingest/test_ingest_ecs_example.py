@@ -107,13 +107,24 @@ def actions(statement: dict[str, Any]) -> set[str]:
     return {found} if isinstance(found, str) else set(found)
 
 
+XRAY_ACTIONS = {
+    "/TraceSegments": "xray:PutTraceSegments", "/TelemetryRecords": "xray:PutTelemetryRecords",
+    "/GetSamplingRules": "xray:GetSamplingRules", "/SamplingTargets": "xray:GetSamplingTargets",
+    "/SamplingStatisticSummaries": "xray:GetSamplingStatisticSummaries",
+}  # fmt: skip
+"""The IAM action behind each X-Ray API path."""
+
+
 def test_policy_grants_exactly_what_the_sidecar_calls() -> None:
+    """The X-Ray part follows the paths the code calls: a new proxied path fails here first."""
+    from tracekit.sidecar import proxy, telemetry
+    from tracekit.xray import sender
+
+    called = {sender.PATH, telemetry.PATH, *proxy.SAMPLING_PATHS}
     granted = set().union(*(actions(s) for s in statements().values()))
-    assert granted == {
-        "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
-        "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries",
-        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-        "cloudwatch:PutMetricData",
+    assert granted == {XRAY_ACTIONS[path] for path in called} | {
+        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",  # tracekit.cwlogs
+        "cloudwatch:PutMetricData",  # the application's own metrics (the policy is the task's)
     }  # fmt: skip
     assert all(s["Effect"] == "Allow" and "*" not in actions(s) for s in statements().values())
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from tracekit import _stats
 from tracekit.xray.signed_http import SignedHTTP
 
+PATH = "/TelemetryRecords"
 PREFIX = "sidecar.upstream."
 FIELDS = {
     "SegmentsReceivedCount": ("sidecar.udp.received",),
@@ -59,7 +60,7 @@ class TelemetryReporter:
         record["BackendConnectionErrors"] = {k: self._delta(now, keys) for k, keys in ERRORS.items()}
         body = json.dumps({"TelemetryRecords": [record], "Hostname": socket.gethostname()})
         try:
-            resp = self._http.post("/TelemetryRecords", body.encode())
+            resp = self._http.post(PATH, body.encode())
         except Exception as exc:  # unreachable, no credentials: health shows it
             self.last_error = f"{type(exc).__name__}: {exc}"
         else:
