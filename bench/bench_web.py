@@ -1,16 +1,27 @@
 """Request overhead of tracekit's Flask and FastAPI middleware against the peers people use today.
 
 The same Flask app (and the same FastAPI app) is built several ways: bare, tracekit (X-Ray documents
-over UDP), aws-xray-sdk's XRayMiddleware (Flask only: the SDK has no ASGI support) and
-OpenTelemetry's instrumentation with a BatchSpanProcessor and the OTLP HTTP exporter. Requests go
-straight into the WSGI/ASGI callable (no server, no client: the least noise around the middleware).
-Variants run interleaved, several rounds, in shuffled order. CPU per request is process time over a
-window that ends with a flush, so exporter threads are counted. Receivers (UDP and OTLP HTTP sinks)
-run in a child process, so their CPU is not. Run with: .venv-bench/bin/python bench/bench_web.py
+over UDP), aws-xray-sdk's XRayMiddleware (Flask only: the SDK has no ASGI support; sampling off, so
+it records every request) and OpenTelemetry's instrumentation with a BatchSpanProcessor and the
+OTLP HTTP exporter. Every variant samples every request and emits to its own local sink (UDP for
+X-Ray documents, OTLP/HTTP for spans), in a child process whose CPU is not counted; the sinks'
+counts are checked against the requests made.
+
+Two modes, both interleaving the variants over several rounds (shuffled) and reporting medians:
+
+* default: requests go straight into the WSGI/ASGI callable (no server, no client: the least noise
+  around the middleware); CPU is this process's time over a window that ends with a flush.
+* ``--served``: each variant runs in its own real server on 127.0.0.1 (Flask under gunicorn, one
+  sync worker; FastAPI under uvicorn, one worker) and a separate client process sends the requests;
+  CPU is the server process tree's user+sys time (all threads, so exporter threads count) over a
+  window that ends when the variant's sink has received everything for the window's requests.
+
+Run with: .venv-bench/bin/python bench/bench_web.py [--served]
 
 To see where tracekit's share goes: ``.venv-bench/bin/py-spy record -r 2000 -f raw -o out.txt --
 .venv-bench/bin/python bench/bench_web.py --only flask`` (py-spy counts a thread waiting for the
-GIL inside a socket call as busy; the CPU figures here come from process time).
+GIL inside a socket call as busy; the CPU figures here come from process time). In served mode,
+``--serve flask tracekit --port 8000 --udp 2000`` runs one server alone, for ``py-spy record --pid``.
 """
 
 from __future__ import annotations
@@ -18,8 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import gzip
+import http.client
 import io
 import json
+import os
 import random
 import socket
 import statistics
@@ -27,12 +41,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 GOAL = 0.3
 """tracekit's overhead above bare must be at most this fraction of the lighter peer's."""
+PATH = "/orders/42"
+HEADERS = {"Host": "shop.example.com", "User-Agent": "bench/1.0", "Accept": "application/json"}
+VARIANTS = {
+    "flask": ("bare", "tracekit", "aws-xray-sdk", "opentelemetry"),
+    "fastapi": ("bare", "tracekit", "opentelemetry"),
+}
+PER_REQUEST = {("fastapi", "opentelemetry"): 3}
+"""Documents or spans a variant's sink gets per request when not 1 (bare: 0). OpenTelemetry's ASGI
+instrumentation adds an internal span for each ``send`` (response start and body)."""
+WARM_UP = 200
 
 
 # -- the application under test, identical for every variant ----------------------------------
@@ -68,94 +94,116 @@ def fastapi_app() -> Any:
 # -- the variants ------------------------------------------------------------------------------
 
 
-class Sinks:
-    """A child process holding a UDP sink (X-Ray daemon stand-in) and an OTLP HTTP sink."""
+@dataclass(frozen=True)
+class Sink:
+    """Where one variant emits: a UDP port (X-Ray daemon stand-in) and an OTLP/HTTP port."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--sinks"], stdout=subprocess.PIPE, text=True
+    udp: int
+    otlp: int
+
+
+def per_request(framework: str, variant: str) -> int:
+    return 0 if variant == "bare" else PER_REQUEST.get((framework, variant), 1)
+
+
+def build(framework: str, variant: str, sink: Sink) -> tuple[Any, Callable[[], None]]:
+    """``variant`` of ``framework``'s app, and what flushes its exporter."""
+    app = flask_app() if framework == "flask" else fastapi_app()
+    if variant == "bare":
+        return app, lambda: None
+    if variant == "tracekit":
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+        import tracekit
+        import tracekit.fastapi
+        import tracekit.flask
+
+        daemon = ("127.0.0.1", sink.udp)
+        tracekit.configure(service="bench", exporters=["xray"], daemon_udp=daemon, sampler=ALWAYS_ON)
+        module = tracekit.flask if framework == "flask" else tracekit.fastapi
+        return module.instrument(app), lambda: tracekit.force_flush()
+    if variant == "aws-xray-sdk":
+        from aws_xray_sdk.core import xray_recorder
+        from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+
+        xray_recorder.configure(
+            service="bench",
+            sampling=False,
+            daemon_address=f"127.0.0.1:{sink.udp}",
+            context_missing="LOG_ERROR",
         )
-        assert self.proc.stdout is not None
-        ports = json.loads(self.proc.stdout.readline())
-        self.udp = ("127.0.0.1", int(ports["udp"]))
-        self.otlp = f"http://127.0.0.1:{ports['otlp']}/v1/traces"
+        XRayMiddleware(app, xray_recorder)
+        return app, lambda: None
+    provider = otel_provider(sink)
+    if framework == "flask":
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
+        FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    else:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-
-def setup_tracekit(sinks: Sinks) -> Callable[[], None]:
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    import tracekit
-
-    tracekit.configure(service="bench", exporters=["xray"], daemon_udp=sinks.udp, sampler=ALWAYS_ON)
-    return lambda: tracekit.force_flush()
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    return app, lambda: provider.force_flush()
 
 
-def otel_provider(sinks: Sinks) -> Any:
+def otel_provider(sink: Sink) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sinks.otlp)))
+    endpoint = f"http://127.0.0.1:{sink.otlp}/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     return provider
 
 
-def flask_variants(sinks: Sinks) -> dict[str, tuple[Any, Callable[[], None]]]:
-    from aws_xray_sdk.core import xray_recorder
-    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+class Sinks:
+    """A child process holding one UDP and one OTLP/HTTP sink per variant, counting what arrives."""
 
-    import tracekit.flask
+    def __init__(self, names: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--sinks", *names],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ports = json.loads(self._line())
+        self.sinks = {name: Sink(**ports[name]) for name in names}
 
-    nothing: Callable[[], None] = lambda: None  # noqa: E731
-    variants: dict[str, tuple[Any, Callable[[], None]]] = {"bare": (flask_app(), nothing)}
-    app = tracekit.flask.instrument(flask_app())
-    variants["tracekit"] = (app, setup_tracekit(sinks))
-    xray_recorder.configure(
-        service="bench",
-        sampling=False,
-        daemon_address=f"{sinks.udp[0]}:{sinks.udp[1]}",
-        context_missing="LOG_ERROR",
-    )
-    app = flask_app()
-    XRayMiddleware(app, xray_recorder)
-    variants["aws-xray-sdk"] = (app, nothing)
-    provider = otel_provider(sinks)
-    app = flask_app()
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
-    variants["opentelemetry"] = (app, lambda: provider.force_flush())
-    return variants
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline()
 
+    def counts(self) -> dict[str, int]:
+        """Datagrams plus spans received so far, per variant."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("counts\n")
+        self.proc.stdin.flush()
+        counts: dict[str, int] = json.loads(self._line())
+        return counts
 
-def fastapi_variants(sinks: Sinks) -> dict[str, tuple[Any, Callable[[], None]]]:
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    def wait(self, name: str, at_least: int, timeout: float = 30.0) -> bool:
+        """Poll until ``name``'s sink has ``at_least`` items (OpenTelemetry exports every 5 s)."""
+        deadline = time.monotonic() + timeout
+        while self.counts()[name] < at_least:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
-    import tracekit.fastapi
-
-    nothing: Callable[[], None] = lambda: None  # noqa: E731
-    variants: dict[str, tuple[Any, Callable[[], None]]] = {"bare": (fastapi_app(), nothing)}
-    variants["tracekit"] = (tracekit.fastapi.instrument(fastapi_app()), setup_tracekit(sinks))
-    provider = otel_provider(sinks)
-    app = fastapi_app()
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
-    variants["opentelemetry"] = (app, lambda: provider.force_flush())
-    return variants
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
 
 
-# -- drivers: one request straight into the callable -------------------------------------------
-
-HEADERS = {"Host": "shop.example.com", "User-Agent": "bench/1.0", "Accept": "application/json"}
+# -- in-process drivers: one request straight into the callable -------------------------------
 
 
 def wsgi_driver(app: Any) -> Callable[[int], None]:
     from werkzeug.test import EnvironBuilder
 
-    template = EnvironBuilder(path="/orders/42", headers=HEADERS).get_environ()
+    template = EnvironBuilder(path=PATH, headers=HEADERS).get_environ()
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         assert status.startswith("200"), status
@@ -183,8 +231,8 @@ def asgi_driver(app: Any, loop: asyncio.AbstractEventLoop) -> Callable[[int], No
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
-        "path": "/orders/42",
-        "raw_path": b"/orders/42",
+        "path": PATH,
+        "raw_path": PATH.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": headers,
@@ -207,30 +255,205 @@ def asgi_driver(app: Any, loop: asyncio.AbstractEventLoop) -> Callable[[int], No
     return lambda n: loop.run_until_complete(many(n))
 
 
-# -- measurement -------------------------------------------------------------------------------
+def run_in_process(framework: str, sinks: Sinks, n: int, rounds: int) -> dict[str, list[float]]:
+    loop = asyncio.new_event_loop()
+    windows: dict[str, Callable[[], float]] = {}
+    for name in VARIANTS[framework]:
+        app, flush = build(framework, name, sinks.sinks[name])
+        run = wsgi_driver(app) if framework == "flask" else asgi_driver(app, loop)
+        run(WARM_UP)  # imports, caches, lazy sockets
+        windows[name] = _in_process_window(run, flush, n)
+    return interleave(windows, rounds)
 
 
-def measure(
-    drivers: dict[str, tuple[Callable[[int], None], Callable[[], None]]], n: int, rounds: int
+def _in_process_window(
+    run: Callable[[int], None], flush: Callable[[], None], n: int
+) -> Callable[[], float]:
+    def window() -> float:
+        gc.collect()
+        start = time.process_time()
+        run(n)
+        flush()
+        return (time.process_time() - start) / n * 1e6
+
+    return window
+
+
+# -- served mode: real servers, a client process -----------------------------------------------
+
+
+class Server:
+    """One variant in its own server process (gunicorn sync worker or uvicorn) on 127.0.0.1."""
+
+    def __init__(self, framework: str, variant: str, sink: Sink) -> None:
+        self.port = _free_port()
+        args = ["--serve", framework, variant, "--port", str(self.port)]
+        args += ["--udp", str(sink.udp), "--otlp", str(sink.otlp)]
+        self.proc = subprocess.Popen([sys.executable, __file__, *args])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{framework} {variant} server did not start") from None
+                time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        """User+system time of the server and its children (gunicorn's worker), all threads."""
+        return sum(_cpu_seconds(pid) for pid in _tree(self.proc.pid))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Client:
+    """A separate process sending keep-alive GET requests (gunicorn's sync worker closes each)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--client"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, port: int, n: int) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{port} {n}\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"client: {answer or 'exited'}")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def run_served(
+    framework: str, sinks: Sinks, client: Client, n: int, rounds: int
 ) -> dict[str, list[float]]:
-    """CPU µs per request (all threads of this process), per variant, one figure per round."""
-    results: dict[str, list[float]] = {name: [] for name in drivers}
-    for run, _flush in drivers.values():
-        run(200)  # warm-up: imports, caches, lazy sockets
-    order = list(drivers)
+    windows: dict[str, Callable[[], float]] = {}
+    servers: list[Server] = []
+    try:
+        for name in VARIANTS[framework]:
+            server = Server(framework, name, sinks.sinks[name])
+            servers.append(server)
+            expected = sinks.counts()[name] + WARM_UP * per_request(framework, name)
+            client.run(server.port, WARM_UP)
+            sinks.wait(name, expected)
+            items = n * per_request(framework, name)
+            windows[name] = _served_window(server, client, sinks, name, items, n)
+        return interleave(windows, rounds)
+    finally:
+        for server in servers:
+            server.close()
+
+
+def _served_window(
+    server: Server, client: Client, sinks: Sinks, name: str, items: int, n: int
+) -> Callable[[], float]:
+    def window() -> float:
+        expected = sinks.counts()[name] + items
+        start = server.cpu_seconds()
+        client.run(server.port, n)
+        if not sinks.wait(name, expected):
+            print(f"  warning: {name}'s sink got fewer than {items} items in a window")
+        return (server.cpu_seconds() - start) / n * 1e6
+
+    return window
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tree(pid: int) -> Iterator[int]:
+    yield pid
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return
+    for child in children:
+        yield from _tree(child)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def serve(framework: str, variant: str, port: int, sink: Sink) -> int:
+    """The ``--serve`` child: one variant under its real server until terminated."""
+    import logging
+
+    logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
+    if framework == "fastapi":
+        import uvicorn
+
+        app = build(framework, variant, sink)[0]
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return 0
+    from gunicorn.app.base import BaseApplication
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {"bind": f"127.0.0.1:{port}", "workers": 1, "worker_class": "sync"}
+            for key, value in {**options, "accesslog": None, "loglevel": "warning"}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:  # in the worker, after the fork: exporters start there
+            return build(framework, variant, sink)[0]
+
+    Gunicorn().run()
+    return 0
+
+
+def client_loop() -> int:
+    """The ``--client`` child: for each ``port n`` line on stdin, n GETs on one keep-alive
+    connection (re-opened when the server closes it), then ``ok``."""
+    for line in sys.stdin:
+        port, n = (int(x) for x in line.split())
+        conn = http.client.HTTPConnection("127.0.0.1", port)  # idle ones were closed by uvicorn
+        for _ in range(n):
+            conn.request("GET", PATH, headers=HEADERS)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                print(f"status {response.status} from port {port}", flush=True)
+                return 1
+        conn.close()
+        print("ok", flush=True)
+    return 0
+
+
+# -- measurement and report --------------------------------------------------------------------
+
+
+def interleave(windows: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """One figure per variant and round, the variants in a new random order each round."""
+    results: dict[str, list[float]] = {name: [] for name in windows}
+    order = list(windows)
     for _ in range(rounds):
         random.shuffle(order)
         for name in order:
-            run, flush = drivers[name]
-            gc.collect()
-            start = time.process_time()
-            run(n)
-            flush()
-            results[name].append((time.process_time() - start) / n * 1e6)
+            results[name].append(windows[name]())
     return results
 
 
-def report(title: str, results: dict[str, list[float]], n: int, rounds: int) -> float | None:
+def report(title: str, results: dict[str, list[float]], n: int, rounds: int) -> None:
     median = {name: statistics.median(values) for name, values in results.items()}
     bare = median["bare"]
     print(f"\n{title}: CPU µs per request, median of {rounds} rounds x {n} requests")
@@ -242,95 +465,140 @@ def report(title: str, results: dict[str, list[float]], n: int, rounds: int) -> 
     peers = {name: median[name] - bare for name in results if name not in ("bare", "tracekit")}
     for name, overhead in peers.items():
         print(f"  tracekit overhead / {name} overhead = {ours / overhead:.2f}")
-    lighter = min(peers.values())
-    ratio = ours / lighter
+    ratio = ours / min(peers.values())
     verdict = "met" if ratio <= GOAL else "NOT met"
     print(f"  goal (<= {GOAL} x the lighter peer's overhead): {verdict} ({ratio:.2f})")
-    return ratio
+
+
+def print_counts(framework: str, sinks: Sinks, before: dict[str, int], requests: int) -> None:
+    """What each variant's sink received against what every request should have produced."""
+    after = sinks.counts()
+    parts = []
+    for name in VARIANTS[framework][1:]:
+        expected = requests * per_request(framework, name)
+        parts.append(f"{name} {after[name] - before[name]}/{expected}")
+    print(f"  received by the sinks / expected (documents or spans): {', '.join(parts)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round and variant")
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
-    parser.add_argument("--only", choices=("flask", "fastapi"), help="one framework only")
-    parser.add_argument("--sinks", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=tuple(VARIANTS), help="one framework only")
+    parser.add_argument("--served", action="store_true", help="real servers and a client process")
+    parser.add_argument("--serve", nargs=2, metavar=("FRAMEWORK", "VARIANT"), help="one server")
+    parser.add_argument("--port", type=int, default=8000, help="with --serve")
+    parser.add_argument("--udp", type=int, default=2000, help="with --serve: X-Ray sink port")
+    parser.add_argument("--otlp", type=int, default=4318, help="with --serve: OTLP/HTTP sink port")
+    parser.add_argument("--sinks", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sinks:
-        return serve_sinks()
+        return serve_sinks(args.sinks)
+    if args.client:
+        return client_loop()
+    if args.serve:
+        return serve(*args.serve, args.port, Sink(args.udp, args.otlp))
     import logging
 
     logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
-    sinks = Sinks()
-    try:
-        print(f"python {sys.version.split()[0]}, {_versions()}")
-        if args.only in (None, "flask"):
-            variants = flask_variants(sinks)
-            drivers = {name: (wsgi_driver(app), flush) for name, (app, flush) in variants.items()}
-            report(
-                "Flask", measure(drivers, args.requests, args.rounds), args.requests, args.rounds
-            )
-        if args.only in (None, "fastapi"):
-            loop = asyncio.new_event_loop()
-            variants = fastapi_variants(sinks)
-            drivers = {n: (asgi_driver(app, loop), flush) for n, (app, flush) in variants.items()}
-            report(
-                "FastAPI", measure(drivers, args.requests, args.rounds), args.requests, args.rounds
-            )
+    mode = "served: gunicorn 1 sync worker / uvicorn 1 worker" if args.served else "in-process"
+    print(f"python {sys.version.split()[0]}, {_versions()}; {mode}")
+    with _harness(args.served) as (sinks, client):
+        for framework in [args.only] if args.only else list(VARIANTS):
+            before = sinks.counts()
+            if client is not None:
+                results = run_served(framework, sinks, client, args.requests, args.rounds)
+            else:
+                results = run_in_process(framework, sinks, args.requests, args.rounds)
+            title = "Flask" if framework == "flask" else "FastAPI"
+            report(title, results, args.requests, args.rounds)
+            print_counts(framework, sinks, before, WARM_UP + args.requests * args.rounds)
+        if "fastapi" in (args.only, None):
             print("  (aws-xray-sdk: no ASGI middleware, so not measured for FastAPI)")
-        _check_emitted()
-    finally:
-        sinks.close()
+        if not args.served:
+            _check_emitted()
     return 0
+
+
+@contextmanager
+def _harness(served: bool) -> Iterator[tuple[Sinks, Client | None]]:
+    sinks = Sinks(["bare", "tracekit", "aws-xray-sdk", "opentelemetry"])
+    client = Client() if served else None
+    try:
+        yield sinks, client
+    finally:
+        if client is not None:
+            client.close()
+        sinks.close()
 
 
 def _check_emitted() -> None:
     import tracekit
 
     counts = tracekit.stats()
-    sent = counts.get("xray.documents_sent", 0)
     dropped = {k: v for k, v in counts.items() if "dropped" in k or k.startswith("errors.")}
-    print(f"\ntracekit: {sent} X-Ray documents sent over UDP; drops/errors: {dropped or 'none'}")
+    print(f"\ntracekit drops/errors: {dropped or 'none'}")
 
 
 def _versions() -> str:
     from importlib.metadata import version
 
-    names = (
-        "flask",
-        "fastapi",
-        "aws-xray-sdk",
-        "opentelemetry-sdk",
-        "opentelemetry-instrumentation",
-    )
+    names = ("flask", "fastapi", "gunicorn", "uvicorn", "aws-xray-sdk", "opentelemetry-sdk")
     return ", ".join(f"{name} {version(name)}" for name in names)
 
 
 # -- the sinks' child process ------------------------------------------------------------------
 
 
-class _OtlpSink(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+def serve_sinks(names: list[str]) -> int:
+    """One UDP socket (counting datagrams) and one OTLP/HTTP server (counting spans) per name;
+    ``counts`` on stdin prints the totals."""
+    counts = dict.fromkeys(names, 0)
+    ports = {}
+    for name in names:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        udp.bind(("127.0.0.1", 0))
+        http = ThreadingHTTPServer(("127.0.0.1", 0), _otlp_handler(name, counts))
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        threading.Thread(target=_count_datagrams, args=(udp, name, counts), daemon=True).start()
+        ports[name] = {"udp": udp.getsockname()[1], "otlp": http.server_address[1]}
+    print(json.dumps(ports), flush=True)
+    for _line in sys.stdin:
+        print(json.dumps(counts), flush=True)
+    return 0
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
-
-def serve_sinks() -> int:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    udp.bind(("127.0.0.1", 0))
-    _OtlpSink.protocol_version = "HTTP/1.1"
-    http = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    print(json.dumps({"udp": udp.getsockname()[1], "otlp": http.server_address[1]}), flush=True)
+def _count_datagrams(udp: socket.socket, name: str, counts: dict[str, int]) -> None:
     while True:
         udp.recv(65536)
+        counts[name] += 1
+
+
+def _otlp_handler(name: str, counts: dict[str, int]) -> type[BaseHTTPRequestHandler]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = ExportTraceServiceRequest.FromString(body)
+            counts[name] += sum(
+                len(scope.spans) for res in request.resource_spans for scope in res.scope_spans
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    return Handler
 
 
 if __name__ == "__main__":
