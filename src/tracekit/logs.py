@@ -33,6 +33,7 @@ __all__ = [
     "bind_context",
     "clear_context",
     "configure",
+    "emit",
     "get_logger",
     "request_finished",
     "request_scope",
@@ -298,6 +299,18 @@ def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
             _context.reset(context_token)
         except ValueError:  # exited in another context (FastAPI generator dependencies): harmless
             _stats.incr("logs.request_scope.other_context")
+
+
+def emit(levelno: int, logger: str, event: MutableMapping[str, Any]) -> None:
+    """Write ``event`` (message under ``event``, plus fields) as a ``get_logger`` call would, for
+    loggers that do not go through structlog (the Lambda logger: structlog's import costs cold
+    start). Never raises."""
+    try:
+        line = _dispatch(levelno, logger, event, time.time())
+        if line is not None:
+            _write(line)
+    except Exception as exc:
+        _stats.report("logs.emit", exc)
 
 
 def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
