@@ -258,7 +258,8 @@ def test_put_metric_data_batches_within_limits_and_retries_throttling(moto: str)
     for i in range(2500):
         metrics.count("per_user", dimensions={"user": str(i)})
     assert metrics.flush(20.0)
-    assert sorted(calls, reverse=True)[:3] == [1000, 1000, 500] and sum(calls) == 2500
+    # <= 1,000 datums per call; how the 2,500 split depends on timing (linger vs the enqueueing)
+    assert max(calls) <= 1000 and sum(calls) == 2500 and len(calls) >= 3
     assert failures == [0]  # two 503s were retried by botocore, nothing dropped
     assert "metrics.cloudwatch.dropped.error" not in _stats.stats()
     assert _read_back(client, "PMD/Test", "per_user", {"user": "2499"}, "Sum") == 1
@@ -270,6 +271,8 @@ class _Raw:
 
 
 def test_split_by_size_respects_the_megabyte() -> None:
+    small = [{"MetricName": "m", "Values": [1.0], "Counts": [1.0]}] * 2500
+    assert [len(chunk) for chunk in split_by_size(small)] == [1000, 1000, 500]
     big = [{"MetricName": "m" * 200, "Values": [1.0] * 150, "Counts": [1.0] * 150}] * 600
     chunks = split_by_size(big)
     assert len(chunks) > 1 and sum(len(c) for c in chunks) == 600
