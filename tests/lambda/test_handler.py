@@ -6,12 +6,13 @@ import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
+import threading
 import time
 import traceback
 import types
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +230,40 @@ def test_flush_stops_before_the_deadline() -> None:
     assert handler._flush_budget(object(), 1.5) == 1.5
 
 
-def test_otlp_flush_waits_a_bounded_time(lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An OTLP collector that accepts connections but never answers must not hold the invocation."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
+class _HeldCollector(BaseHTTPRequestHandler):
+    """An OTLP endpoint that answers only once ``server.release`` is set."""
+
+    server: Any
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.release.wait(10)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def held_collector() -> Iterator[Any]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeldCollector)
+    server.daemon_threads = True
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.release.set()  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def test_otlp_flush_waits_a_bounded_time(
+    held_collector: Any, lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OTLP collector that does not answer must not hold the invocation."""
     monkeypatch.setenv("TRACEKIT_EXPORTERS", "otlp")
-    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/traces"
+    url = f"http://127.0.0.1:{held_collector.server_address[1]}/v1/traces"
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)
     monkeypatch.setenv("TRACEKIT_LAMBDA_FLUSH_TIMEOUT", "0.3")
     handle = tracekit.lambda_handler(lambda event, context: "ok")
@@ -243,7 +271,7 @@ def test_otlp_flush_waits_a_bounded_time(lambda_env: UdpReceiver, monkeypatch: p
     assert handle({}, _context()) == "ok"
     assert time.monotonic() - start < 2.0
     assert _stats.stats()["lambda.flush_timeouts"] == 1
-    silent.close()  # the exporter's pending request now fails fast, so shutdown is quick
+    held_collector.release.set()  # the pending export now succeeds, so shutdown is quick
 
 
 def test_a_bad_flush_timeout_is_reported_and_the_default_used(monkeypatch: pytest.MonkeyPatch) -> None:
