@@ -116,16 +116,18 @@ def redact_query(query: str) -> str:
 class Request:
     """One request: its span and context, and what the response said so far.
 
-    ``header`` is the response's ``X-Amzn-Trace-Id``, empty for an excluded request.
+    ``header`` is the response's ``X-Amzn-Trace-Id``, empty for an excluded request; ``route`` the
+    template, when the protocol adapter learns it before the end.
     """
 
-    __slots__ = ("context", "error", "header", "method", "size", "span", "start", "status")
+    __slots__ = ("context", "error", "header", "method", "route", "size", "span", "start", "status")
 
     def __init__(self, span: Span, context: Context, method: str, header: str) -> None:
         self.span, self.context, self.method, self.header = span, context, method, header
         self.status = 0
         self.size: int | None = None
         self.error: BaseException | None = None
+        self.route: str | None = None
         self.start = time.perf_counter()
 
     def fail(self, exc: BaseException) -> None:

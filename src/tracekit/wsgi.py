@@ -4,7 +4,8 @@
 
 The span lasts until the server closes the response body, so streamed bodies are covered and their
 bytes counted. Frameworks tell the route template through ``route_of(environ)`` (``tracekit.flask``
-does); without it the span is named after the method.
+does), asked when the response starts and, if still unknown, at the end; without it the span is
+named after the method.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class TraceMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             _response_started(request, status, headers)
+            if request.route is None:  # the framework's request is still alive here
+                request.route = self._route(environ)
             if request.header:
                 headers = [*headers, (_http.RESPONSE_HEADER, request.header)]
             return start_response(status, headers, exc_info)
@@ -88,16 +91,18 @@ class TraceMiddleware:
             _stats.report("wsgi.start", exc)
             return None
 
-    def _finish(self, request: _http.Request, environ: Environ) -> None:
-        route = None
+    def _route(self, environ: Environ) -> str | None:
         try:
-            route = self._route_of(environ) if self._route_of is not None else None
-            handled = environ.get(EXCEPTION_KEY)
-            if isinstance(handled, BaseException):
-                request.fail(handled)
+            return self._route_of(environ) if self._route_of is not None else None
         except Exception as exc:
             _stats.report("wsgi.route", exc)
-        self.tracing.finish(request, route)
+            return None
+
+    def _finish(self, request: _http.Request, environ: Environ) -> None:
+        handled = environ.get(EXCEPTION_KEY)
+        if isinstance(handled, BaseException):
+            request.fail(handled)
+        self.tracing.finish(request, request.route or self._route(environ))
 
 
 def _response_started(request: _http.Request, status: str, headers: list[tuple[str, str]]) -> None:
