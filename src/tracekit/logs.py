@@ -250,9 +250,9 @@ def request_started() -> None:
 def request_finished(error: bool = False, **fields: Any) -> None:
     """Call at the end: on error the buffered debug lines are written.
 
-    With ``configure(request_log=True)``, or when ``fields`` (route, method, status...) are given,
-    one ``request finished`` line is written with ``duration_ms`` and ``error``: the README's Logs
-    Insights latency query reads it.
+    With ``configure(request_log=True)`` one ``request finished`` line is written with
+    ``duration_ms``, ``error`` and ``fields`` (route, method, status...): the README's Logs Insights
+    latency query reads it. Middleware passes its fields always; the setting decides.
     """
     token = _request_tokens.get()
     _request_tokens.set(None)
@@ -267,7 +267,7 @@ def _finish(
         if state is None:
             return
         fields = {**state.fields, **fields}
-        if fields or _active().request_log:
+        if _active().request_log:
             duration = round((time.perf_counter() - state.started) * 1000, 3)
             fields.setdefault("duration_ms", duration)
             fields.setdefault("error", error or state.error)
