@@ -70,9 +70,6 @@ class ListShipper:
             self.lines.append((message, timestamp_ms))
             return True
 
-    def flush(self, timeout: float) -> bool:
-        return True
-
     def close(self, timeout: float) -> None:
         self.closed = True
 

@@ -147,9 +147,5 @@ class StreamLines:
             self._stream.write(message + "\n")
         return True
 
-    def flush(self, timeout: float) -> bool:
-        self._stream.flush()
-        return True
-
     def close(self, timeout: float) -> None:
         self._stream.flush()

@@ -121,9 +121,6 @@ class Sidecar:
             info["db"] = str(self.sink.path)
         return info
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then flush and log a summary; the exit status is 0."""
         for sig in (signal.SIGTERM, signal.SIGINT):
