@@ -45,3 +45,36 @@ def test_flask_middleware_records_red_metrics_per_route(capture: Capture) -> Non
     latencies = route["Latency"]
     assert len(latencies) == 4 and all(0 <= v < 5000 for v in latencies)
     assert sum(d["RequestCount"] for d in docs.values()) == 5
+
+
+@pytest.mark.usefixtures("tracing")
+def test_fastapi_middleware_records_red_metrics_per_route(capture: Capture) -> None:
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI, HTTPException
+
+    import tracekit.fastapi
+
+    app = FastAPI()
+
+    @app.post("/carts/{cart_id}")
+    async def cart(cart_id: int) -> dict[str, int]:
+        if cart_id == 404:
+            raise HTTPException(404)
+        if cart_id == 500:
+            raise RuntimeError("boom")
+        return {"cart": cart_id}
+
+    tracekit.fastapi.instrument(app)
+
+    async def calls() -> list[int]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [(await client.post(f"/carts/{n}")).status_code for n in (1, 2, 404, 500)]
+
+    assert asyncio.run(calls()) == [200, 200, 404, 500]
+    docs = {(d["Route"], d["Method"]): d for d in capture.docs() if "RequestCount" in d}
+    route = docs[("/carts/{cart_id}", "POST")]
+    assert (route["RequestCount"], route["ClientErrors"], route["ServerErrors"]) == (4, 1, 1)
+    assert len(route["Latency"]) == 4
