@@ -55,6 +55,9 @@ def test_metrics_expose_counters_gauges_and_latency(
         "tracekit_sidecar_queued_documents 0.0",
         "tracekit_sidecar_buffer_limit_bytes 3.3554432e+07",
         "tracekit_sidecar_batch_latency_seconds_count 1.0",
+        'tracekit_sidecar_udp_rejected_total{reason="invalid_header"} 0.0',  # declared up front
+        'tracekit_sidecar_upstream_dropped_total{reason="buffer_full"} 0.0',
+        'tracekit_sidecar_upstream_retries_total{reason="server_error"} 0.0',
     ):
         assert line in text, line
     assert get(url(sidecar.admin.address(), "/nope"))[0] == 404

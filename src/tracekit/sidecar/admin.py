@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -20,17 +20,33 @@ Health = Callable[[], tuple[bool, dict[str, Any]]]
 Gauges = Callable[[], dict[str, float]]
 
 
+UDP_COUNTERS = ("sidecar.udp.received", "sidecar.udp.rejected.invalid_header",
+                "sidecar.udp.rejected.missing_header", "sidecar.udp.rejected.empty_segment")
+UPSTREAM_COUNTERS = tuple(
+    f"sidecar.upstream.{name}" for name in (
+        "sent", "batches", "retries.throttled", "retries.server_error", "retries.connection",
+        "dropped.buffer_full", "dropped.rejected", "dropped.retries_exhausted", "dropped.shutdown",
+        "dropped.unconfirmed_at_exit",
+    )
+)  # fmt: skip
+"""Exported from the start at 0: a series that first appears at 1 hides that increase from
+Prometheus' ``increase()``/``rate()``, so an alert on the first drops would never fire."""
+
+
 class StatsCollector:
     """Expose ``tracekit._stats`` counters under ``sidecar.`` and ``errors.`` plus live gauges."""
 
-    def __init__(self, gauges: Gauges) -> None:
+    def __init__(self, gauges: Gauges, declared: Iterable[str] = ()) -> None:
         self._gauges = gauges
+        self._declared = tuple(declared)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        counts = dict.fromkeys(self._declared, 0)
+        counts.update(_stats.stats())
         families: dict[str, Any] = {}
-        for key, value in sorted(_stats.stats().items()):
+        for key, value in sorted(counts.items()):
             if not key.startswith(("sidecar.", "errors.")):
                 continue
             name, label, label_value = _family(key)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracekit import _stats
 from tracekit.config import ConfigError
-from tracekit.sidecar.admin import AdminServer, StatsCollector
+from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
 from tracekit.sidecar.pipeline import Listener, SegmentSink, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
 from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
@@ -41,13 +41,14 @@ class Sidecar:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(StatsCollector(self._gauges))
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._stopping = False
         self.sender: SegmentSender | None = None
         self.telemetry: TelemetryReporter | None = None
         self.sink: SegmentSink = self._build_sink()
+        declared = UDP_COUNTERS + (UPSTREAM_COUNTERS if self.sender is not None else ())
+        self.registry.register(StatsCollector(self._gauges, declared))
         self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
         if self.tail is not None:
             self.sink = self.tail
