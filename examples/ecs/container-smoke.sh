@@ -53,9 +53,14 @@ if [[ "$BASE_IMAGE" == localhost/* ]] && ! pod image exists "$BASE_IMAGE"; then
 fi
 
 step "build $IMAGE (buildah, chroot isolation, docker format so HEALTHCHECK is kept)"
+previous=$(pod image inspect --format '{{.Id}}' "$IMAGE" || true)
 buildah bud --isolation chroot --format docker --layers=false --quiet \
   --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" "$ROOT" >"$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log"; exit 1; }
+# Each run would otherwise leave the previous build behind, untagged (~300 MB).
+if [ -n "$previous" ] && [ "$previous" != "$(pod image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  pod rmi "$previous" >/dev/null || true
+fi
 
 step "image facts"
 inspect() { pod image inspect --format "$1" "$IMAGE"; }
