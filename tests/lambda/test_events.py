@@ -60,6 +60,7 @@ STEP_FUNCTIONS = {"Execution": {"Id": "arn:aws:states:us-east-1:1:execution:mach
         (API_V2, "aws:apigateway:http", "http"),
         (FUNCTION_URL, "aws:lambda:url", "http"),
         (ALB, "aws:elb", "http"),
+        ({**API_V1, "version": "1.0"}, "aws:apigateway:http", "http"),  # HTTP API, payload format 1.0
         (SQS, "aws:sqs", "pubsub"),
         (SNS, "aws:sns", "pubsub"),
         (S3, "aws:s3", "datasource"),

@@ -93,19 +93,21 @@ def test_exceptions_are_recorded_and_reraised_unchanged(lambda_env: UdpReceiver)
 def test_http_status_codes_map_to_error_and_fault(lambda_env: UdpReceiver) -> None:
     event = {"httpMethod": "GET", "path": "/x", "headers": {"Host": "h"}, "requestContext": {}}
     v2 = {"version": "2.0", "requestContext": {"domainName": "h", "http": {"method": "GET", "path": "/"}}}
-    results = iter([{"statusCode": 404}, {"statusCode": "503"}, "plain body", "plain body"])
+    v1_of_http_api = {**event, "version": "1.0"}
+    results = iter([{"statusCode": 404}, {"statusCode": "503"}, "plain body", "plain body", "plain body"])
 
     @tracekit.lambda_handler
     def handle(event: Any, context: Any) -> Any:
         return next(results)
 
-    for each in (event, event, event, v2):
+    for each in (event, event, event, v2, v1_of_http_api):
         handle(each, _context())
-    not_found, unavailable, rest_plain, v2_plain = lambda_env.wait_for(4)
+    not_found, unavailable, rest_plain, v2_plain, v1_plain = lambda_env.wait_for(5)
     assert not_found["error"] is True and "fault" not in not_found
     assert unavailable["fault"] is True and unavailable["http"]["response"]["status"] == 503
     assert "response" not in rest_plain["http"] and "error" not in rest_plain
     assert v2_plain["http"]["response"]["status"] == 200 and "error" not in v2_plain
+    assert "response" not in v1_plain["http"]  # format 1.0 has no implicit 200
 
 
 def test_a_5xx_response_is_an_error_status_for_otlp_too(lambda_env: UdpReceiver) -> None:

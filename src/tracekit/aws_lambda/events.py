@@ -13,8 +13,6 @@ from typing import Any
 
 from tracekit.propagation import HEADER
 
-IMPLICIT_200 = ("aws:apigateway:http", "aws:lambda:url")
-"""Sources that treat a response without ``statusCode`` as 200 (payload format 2.0)."""
 MAX_LINKS = 128
 """At most this many producer links per invocation (OTel's default span link limit)."""
 
@@ -22,7 +20,7 @@ MAX_LINKS = 128
 class Trigger:
     """What started this invocation: ``source`` (e.g. ``aws:sqs``), span attributes and producers."""
 
-    __slots__ = ("attributes", "source", "trace_headers", "trigger")
+    __slots__ = ("attributes", "default_status", "source", "trace_headers", "trigger")
 
     def __init__(
         self, source: str = "other", trigger: str = "other", attributes: dict[str, Any] | None = None
@@ -33,6 +31,9 @@ class Trigger:
         self.attributes: dict[str, Any] = attributes or {}
         self.trace_headers: list[str] = []
         """``X-Amzn-Trace-Id`` values of the messages in the event (SQS, EventBridge)."""
+        self.default_status: int | None = None
+        """The status the caller answers when the response has no ``statusCode``: 200 for payload
+        format 2.0 (HTTP APIs, Function URLs); REST APIs, ALB and format 1.0 answer 500 instead."""
 
     @property
     def is_http(self) -> bool:
@@ -79,7 +80,9 @@ def _http_v2(event: Mapping[str, Any]) -> Trigger:
     route = event.get("routeKey")
     if isinstance(route, str) and route != "$default":
         attrs["http.route"] = route.partition(" ")[2] or route
-    return Trigger(source, "http", attrs)
+    found = Trigger(source, "http", attrs)
+    found.default_status = 200
+    return found
 
 
 def _is_http_v1(event: Mapping[str, Any]) -> bool:
@@ -101,7 +104,10 @@ def _http_v1(event: Mapping[str, Any]) -> Trigger:
     resource = event.get("resource")
     if isinstance(resource, str) and resource:
         attrs["http.route"] = resource
-    return Trigger("aws:elb" if is_alb else "aws:apigateway:rest", "http", attrs)
+    if is_alb:
+        return Trigger("aws:elb", "http", attrs)
+    # HTTP APIs can send this shape too (payload format 1.0), with a version; REST APIs have none.
+    return Trigger("aws:apigateway:http" if "version" in event else "aws:apigateway:rest", "http", attrs)
 
 
 def _http_attributes(**parts: Any) -> dict[str, Any]:

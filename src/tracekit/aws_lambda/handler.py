@@ -208,14 +208,15 @@ def _add_links(span: Span, headers: list[str]) -> None:
 def _record_status(span: Span, trigger: events.Trigger, result: Any) -> None:
     """HTTP triggers: the returned ``statusCode`` makes the subsegment an error (4xx) or fault (5xx).
 
-    Without one, HTTP APIs and Function URLs answer 200; REST APIs and ALB need it (no status then).
+    Without one, payload format 2.0 answers 200; the others answer 500 (no status recorded then: the
+    caller's own segment shows it).
     """
-    status = result.get("statusCode") if isinstance(result, dict) else None
-    if status is None and trigger.source not in events.IMPLICIT_200:
-        return
+    status: Any = result.get("statusCode") if isinstance(result, dict) else None
+    if status is None:
+        status = trigger.default_status
     try:
-        code = int(status) if status is not None else 200
-    except (TypeError, ValueError):
+        code = int(status)
+    except (TypeError, ValueError):  # None, or not a number
         return
     span.set_attribute("http.response.status_code", code)
     if code >= 500:
