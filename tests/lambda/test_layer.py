@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import subprocess
 import sys
 import zipfile
@@ -26,6 +27,8 @@ def test_layer_bytecode_is_precompiled_unchecked(layer_zip: Path) -> None:
     tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
     pyc = archive.read(f"python/tracekit/aws_lambda/__pycache__/handler.{tag}.pyc")
     assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, never checked: /opt is read-only
+    # named where Lambda unpacks it, not after the build's temporary directory: builds are repeatable
+    assert marshal.loads(pyc[16:]).co_filename == "/opt/python/tracekit/aws_lambda/handler.py"
     sources = [n for n in archive.namelist() if n.endswith(".py")]
     compiled = {n for n in archive.namelist() if n.endswith(".pyc")}
     missing = [s for s in sources if _pyc_name(s, tag) not in compiled]

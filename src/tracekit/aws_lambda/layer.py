@@ -179,6 +179,9 @@ def _compile(site: Path, python: str) -> tuple[bool, str]:
             f"(Lambda then compiles on every cold start; build where python{python} exists)"
         )
     cmd = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    # File names inside the bytecode are where Lambda unpacks the layer, not this build's temporary
+    # directory: the same layer twice is the same zip.
+    cmd += ["-s", str(site), "-p", "/opt/python"]
     result = subprocess.run([*cmd, str(site)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return False, f"compileall failed: {(result.stdout + result.stderr).strip()[-500:]}"
