@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from threading import Thread
@@ -12,6 +12,7 @@ from threading import Thread
 import pytest
 
 from tracekit.config import ConfigError
+from tracekit.sidecar.runtime import Sidecar
 from tracekit.sidecar.settings import Settings, add_arguments, ecs_region, resolve
 
 
@@ -77,3 +78,17 @@ def test_region_from_ecs_task_metadata(metadata: str) -> None:
     assert ecs_region({"ECS_CONTAINER_METADATA_URI_V4": metadata}) == "ap-south-1"
     assert ecs_region({"ECS_CONTAINER_METADATA_URI_V4": metadata + "/missing"}) is None
     assert ecs_region({}) is None
+
+
+def test_sidecar_without_a_region_takes_the_task_metadata_one(
+    metadata: str, make_sidecar: Callable[..., Sidecar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata)
+    sidecar = make_sidecar(region=None, endpoint_url="http://127.0.0.1:9")
+    assert sidecar.describe()["region"] == "ap-south-1"
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ConfigError, match="AWS_REGION or ECS task metadata"):
+        make_sidecar(region=None)
