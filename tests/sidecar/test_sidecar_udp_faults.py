@@ -121,3 +121,19 @@ def test_upstream_down_then_back_through_the_sidecar(
     assert sidecar.health()[0] is True
     assert stub.duplicates == 0
     assert not any(".dropped." in key for key in _stats.stats())
+
+
+def test_stop_takes_what_the_kernel_already_holds() -> None:
+    """Datagrams that arrived before SIGTERM but were not read yet are not lost at the stop."""
+    from tracekit.sidecar.udp import UdpListener
+
+    class Sink:
+        documents: list[bytes] = []
+        submit = documents.append
+
+    listener = UdpListener(("127.0.0.1", 0), Sink(), receive_buffer=1)  # type: ignore[arg-type]
+    send_udp(listener.address(), *(HEADER + b"\n" + document(i) for i in range(50)))
+    listener._stopping = True  # as if SIGTERM came before the reader got to them
+    listener.start()
+    listener.stop()
+    assert len(Sink.documents) == 50
