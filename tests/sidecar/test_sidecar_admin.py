@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 
+import pytest
 from sidecar_helpers import XRayStub, document, get, send_udp, url, wait_until
 
 from tracekit.sidecar.runtime import Sidecar
@@ -76,3 +78,21 @@ def test_telemetry_records_report_what_happened(
     wait_until(lambda: total("SegmentsSentCount") == 8 and total("SegmentsRejectedCount") == 1)
     assert total("SegmentsReceivedCount") == 8
     assert "Authorization" in stub.headers["/TelemetryRecords"]
+
+
+def test_stalled_clients_cannot_starve_the_health_check(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracekit.sidecar import admin
+
+    assert 0 < admin._Handler.timeout <= 30  # ECS gives a health check a few seconds
+    monkeypatch.setattr(admin._Handler, "timeout", 0.3)
+    sidecar = make_sidecar(endpoint_url=stub.url)
+    stalled = [socket.create_connection(sidecar.admin.address()) for _ in range(16)]
+    try:
+        for conn in stalled:
+            conn.sendall(b"GET /health HTTP/1.1\r\n")  # never finished
+        wait_until(lambda: get(url(sidecar.admin.address(), "/health"))[0] == 200)
+    finally:
+        for conn in stalled:
+            conn.close()

@@ -84,6 +84,9 @@ class AdminServer(HTTPListener):
 
 class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
+    timeout = 10.0
+    """A client that never finishes its request must not keep one of the 16 slots from health
+    checks for ever."""
     server: BoundedHTTPServer
 
     def do_GET(self) -> None:
