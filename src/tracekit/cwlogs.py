@@ -54,7 +54,7 @@ class LogsShipper:
     ) -> None:
         self.log_group, self.log_stream, self.emf = log_group, log_stream, emf
         self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
-        self._client = client
+        self._client, self._own_client = client, client is None
         self._hooked = False
         self._max_bytes = max_buffer_bytes
         self._bytes = 0
@@ -65,7 +65,16 @@ class LogsShipper:
             max_items=10 * MAX_BATCH_EVENTS,
             max_batch=MAX_BATCH_EVENTS,
             linger=linger,
+            after_fork=self._forked,
         )
+
+    def _forked(self) -> None:
+        """After a fork the queue is empty (the parent ships it) and a client made here shares the
+        parent's connection pool: start afresh."""
+        self._lock = threading.Lock()
+        self._bytes = 0
+        if self._own_client:
+            self._client, self._hooked = None, False
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool:
         """Queue a line; False when the buffer is full (counted: ``cwlogs.dropped.buffer_full``)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -62,7 +64,8 @@ class LineServer:
         self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread, freeing the port
         self.sock.close()
         for conn in self._conns:
-            conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # a reader may have closed it already
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
 
@@ -168,6 +171,35 @@ def test_an_agent_that_stops_reading_never_blocks_and_bounds_the_exit() -> None:
     assert _stats.stats()["metrics.agent.unsent_at_close"] > 0
     for conn in (*accepted, server):
         conn.close()
+
+
+def test_a_forked_worker_sends_its_own_metrics_once() -> None:
+    server = LineServer()
+    endpoint = f"tcp://127.0.0.1:{server.port}"
+    metrics.configure("Agent/Test", outputs=[endpoint], flush_interval=0.1, env={})
+    metrics.count("parent_before_fork")
+    assert metrics.flush(5.0)  # the sender thread and its connection exist before the fork
+    metrics.count("pending_at_fork")  # the parent's to send, not the child's
+    pid = os.fork()
+    if pid == 0:  # the child: a pre-forked web worker
+        code = 1
+        try:
+            metrics.count("child_interval")  # sent by the child's own interval thread
+            time.sleep(0.5)
+            with metrics.scope(dimensions={"worker": "child"}):
+                metrics.count("child_scope")
+            code = 0 if metrics.flush(5.0) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert metrics.flush(5.0)
+    names = ("parent_before_fork", "pending_at_fork", "child_interval", "child_scope")
+    assert _wait(lambda: all(any(f'"{n}"' in line for line in server.lines) for n in names))
+    assert sum('"pending_at_fork"' in line for line in server.lines) == 1
+    for line in server.lines:
+        assert_valid_emf(json.loads(line))  # no interleaved writes on a shared connection
+    server.close()
 
 
 def test_bad_agent_endpoint_is_a_clear_error() -> None:

@@ -37,14 +37,20 @@ class PutMetricDataOutput:
         client: Any = None,
     ) -> None:
         self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
-        self._client = client
+        self._client, self._own_client = client, client is None
         self._worker: BatchWorker[_Item] = BatchWorker(
             "metrics.cloudwatch",
             self._send,
             max_items=max_queue,
             max_batch=MAX_DATUMS,
             linger=linger,
+            after_fork=self._forget_client,
         )
+
+    def _forget_client(self) -> None:
+        """After a fork: a client made here shares the parent's connection pool; make a new one."""
+        if self._own_client:
+            self._client = None
 
     def emit(self, batch: Batch) -> None:
         stamp = datetime.fromtimestamp(batch.timestamp_ms / 1000, UTC)

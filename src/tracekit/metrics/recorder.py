@@ -8,8 +8,10 @@ recorded outside any scope and is flushed on an interval, at ``flush()`` and at 
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -204,10 +206,25 @@ class Recorder:
         self._interval = flush_interval
         self._thread: threading.Thread | None = None
         if flush_interval > 0:
-            self._thread = threading.Thread(
-                target=self._interval_loop, name="tracekit-metrics-flush", daemon=True
-            )
-            self._thread.start()
+            self._start_interval()
+        _recorders.add(self)
+
+    def _start_interval(self) -> None:
+        self._thread = threading.Thread(
+            target=self._interval_loop, name="tracekit-metrics-flush", daemon=True
+        )
+        self._thread.start()
+
+    def forked(self) -> None:
+        """In a forked child (gunicorn --preload, multiprocessing): locks may be held by parent
+        threads that are gone, the interval thread did not survive, and the root scope's values are
+        the parent's to flush (here they would count twice)."""
+        self._emit_lock = threading.Lock()
+        self.guard.forked()
+        self.root = Scope(self, flush=True)
+        self._wake = threading.Event()
+        if self._thread is not None and not self._stopped.is_set():
+            self._start_interval()
 
     def record(
         self,
@@ -388,6 +405,9 @@ class CardinalityGuard:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
+    def forked(self) -> None:
+        self._lock = threading.Lock()
+
     def admit(self, name: str, dims: Dimensions) -> Dimensions:
         seen = self._seen.get(name)
         if seen is not None and dims in seen:  # the common case, without the lock
@@ -444,6 +464,17 @@ def _dimensions_problem(name: str, dimensions: object) -> str:
         f"metric {name!r}: dimensions {spec.short(dimensions)} are not valid: "
         "expected a mapping of str to str, e.g. {'Route': '/orders'}"
     )
+
+
+_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for recorder in list(_recorders):
+        recorder.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def split_key(key: SeriesKey) -> tuple[str, Dimensions | None]:

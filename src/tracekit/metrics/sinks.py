@@ -99,7 +99,7 @@ class AgentWriter:
         self._max_backoff = max_backoff
         self._backoff = 0.0
         self._worker: BatchWorker[str] = BatchWorker(
-            "metrics.agent", self._send, max_items=max_lines, max_batch=500
+            "metrics.agent", self._send, max_items=max_lines, max_batch=500, after_fork=self._forget
         )
 
     def write(self, lines: list[str]) -> None:
@@ -149,6 +149,12 @@ class AgentWriter:
             else:
                 self._sock = socket.socket(_family(self.address[0]), socket.SOCK_DGRAM)
         return self._sock
+
+    def _forget(self) -> None:
+        """After a fork: the parent's connection stays the parent's (closing our copy of the
+        descriptor does not end it); the child connects on its own."""
+        self._disconnect()
+        self._backoff = 0.0
 
     def _disconnect(self) -> None:
         if self._sock is not None:

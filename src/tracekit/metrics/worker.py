@@ -5,8 +5,10 @@ Shared by the agent socket writer, the PutMetricData batcher and the CloudWatch 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
@@ -52,8 +54,10 @@ class BatchWorker(Generic[T]):
         max_items: int,
         max_batch: int,
         linger: float = 0.0,
+        after_fork: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._after_fork = after_fork
         self._send = send
         self._max_items = max_items
         self._max_batch = max_batch
@@ -65,6 +69,7 @@ class BatchWorker(Generic[T]):
         self._urgent = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        _workers.add(self)
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False when full or closed (counted: ``<name>.dropped.queue_full``)."""
@@ -108,6 +113,16 @@ class BatchWorker(Generic[T]):
             _stats.incr(f"{self.name}.unsent_at_close", unsent)
         return done
 
+    def forked(self) -> None:
+        """In a forked child: the sender thread did not survive, its lock may be held, and the
+        queued items are the parent's to send (sending them here too would count them twice).
+        ``after_fork`` drops what the parent's connections were (a socket, a boto3 client)."""
+        self._cond = threading.Condition()
+        self._queue.clear()
+        self._busy, self._urgent, self._thread = 0, False, None
+        if self._after_fork is not None:
+            self._after_fork()
+
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"tracekit-{self.name}", daemon=True)
         self._thread.start()
@@ -138,3 +153,14 @@ class BatchWorker(Generic[T]):
             batch = [self._queue.popleft() for _ in range(count)]
             self._busy = len(batch)
             return batch
+
+
+_workers: weakref.WeakSet[BatchWorker[Any]] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for worker in list(_workers):
+        worker.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
