@@ -44,7 +44,8 @@ def test_region_comes_from_aws_region_when_not_given() -> None:
     [(("--workers", "0"),  {}, "--workers"),
      ((), {"TRACEKIT_SIDECAR_ENDPOINT_URL": "xray.local"}, "TRACEKIT_SIDECAR_ENDPOINT_URL"),
      (("--admin-address", "localhost:99999"), {}, "--admin-address"),
-     (("--log-level", "loud"), {}, "--log-level")],
+     (("--log-level", "loud"), {}, "--log-level"),
+     (("--telemetry-interval", "200"), {}, "--health-window")],
 )
 def test_bad_values_name_their_source(argv: tuple[str, ...], env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -201,7 +201,19 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     if "region" not in values and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
         values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known})
+    return _consistent(Settings(**{k: v for k, v in values.items() if k in known}))
+
+
+def _consistent(settings: Settings) -> Settings:
+    """Refuse a health window that an idle sidecar cannot keep fresh: without traffic, only the
+    telemetry calls show that X-Ray answers, so /health would turn 503 between two of them."""
+    if not settings.local and settings.health_window <= settings.telemetry_interval:
+        raise ConfigError(
+            "--health-window", settings.health_window,
+            f"more than --telemetry-interval ({settings.telemetry_interval:g} s), which keeps "
+            "/health fresh when no documents are sent",
+        )  # fmt: skip
+    return settings
 
 
 def _pick(
