@@ -76,6 +76,15 @@ class _Config:
 
 _config: _Config | None = None
 _write_lock = threading.Lock()
+
+
+def _new_write_lock() -> None:
+    """A thread of the parent may have held the lock at fork time: the child would hang on it."""
+    global _write_lock
+    _write_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_write_lock)
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "tracekit_log_context", default=None
 )

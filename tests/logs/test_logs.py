@@ -309,3 +309,40 @@ def test_a_request_scope_exited_in_another_context_never_raises(
     contextvars.copy_context().run(scope.__exit__, None, None, None)
     assert [line["message"] for line in read()] == ["detail"]
     assert _stats.stats()["logs.request_scope.other_context"] == 1
+
+
+def test_a_child_forked_while_a_line_is_written_can_log(lines: Callable[..., Lines]) -> None:
+    import os
+
+    read = lines()
+    with logs._write_lock:  # another thread of the parent is writing at the moment of the fork
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                logs.get_logger("child").info("from the child")
+                code = 0
+            finally:
+                os._exit(code)
+    status = _wait_child(pid, 10.0)
+    assert status is not None, "the child hung on the write lock"
+    assert os.WEXITSTATUS(status) == 0
+    logs.get_logger("parent").info("parent too")
+    assert [line["message"] for line in read()] == ["parent too"]  # the child wrote its own copy
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """The child's exit status, or None (and the child killed) when it does not end in time."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
