@@ -8,10 +8,8 @@ recorded outside any scope and is flushed on an interval, at ``flush()`` and at 
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -21,6 +19,7 @@ from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Kind, Series
 from tracekit.metrics.sinks import Output
 from tracekit.metrics.spec import MetricError
+from tracekit.metrics.worker import reset_after_fork
 
 OVERFLOW = "__overflow__"
 """The value every non-default dimension takes once a metric has too many combinations."""
@@ -207,7 +206,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         if flush_interval > 0:
             self._start_interval()
-        _recorders.add(self)
+        reset_after_fork(self)
 
     def _start_interval(self) -> None:
         self._thread = threading.Thread(
@@ -464,17 +463,6 @@ def _dimensions_problem(name: str, dimensions: object) -> str:
         f"metric {name!r}: dimensions {spec.short(dimensions)} are not valid: "
         "expected a mapping of str to str, e.g. {'Route': '/orders'}"
     )
-
-
-_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
-
-
-def _forked() -> None:
-    for recorder in list(_recorders):
-        recorder.forked()
-
-
-os.register_at_fork(after_in_child=_forked)
 
 
 def split_key(key: SeriesKey) -> tuple[str, Dimensions | None]:

@@ -17,7 +17,7 @@ from tracekit import _stats
 from tracekit.config import ConfigError
 from tracekit.metrics import emf
 from tracekit.metrics.model import Batch
-from tracekit.metrics.worker import BatchWorker
+from tracekit.metrics.worker import BatchWorker, reset_after_fork
 
 DEFAULT_AGENT = "tcp://127.0.0.1:25888"
 MAX_UDP_PAYLOAD = 65_000
@@ -62,6 +62,10 @@ class StreamWriter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        self._lock = threading.Lock()
+        reset_after_fork(self)
+
+    def forked(self) -> None:
         self._lock = threading.Lock()
 
     def write(self, lines: list[str]) -> None:

@@ -11,11 +11,32 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from tracekit import _stats
 
 T = TypeVar("T")
+
+
+class Forkable(Protocol):
+    def forked(self) -> None: ...
+
+
+_forkable: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def reset_after_fork(obj: Forkable) -> None:
+    """Have ``obj.forked()`` called in every forked child (gunicorn --preload, multiprocessing)
+    while ``obj`` lives: threads do not survive a fork and locks may be held by threads gone."""
+    _forkable.add(obj)
+
+
+def _forked() -> None:
+    for obj in list(_forkable):
+        obj.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def aws_client(
@@ -69,7 +90,7 @@ class BatchWorker(Generic[T]):
         self._urgent = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        _workers.add(self)
+        reset_after_fork(self)
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False when full or closed (counted: ``<name>.dropped.queue_full``)."""
@@ -153,14 +174,3 @@ class BatchWorker(Generic[T]):
             batch = [self._queue.popleft() for _ in range(count)]
             self._busy = len(batch)
             return batch
-
-
-_workers: weakref.WeakSet[BatchWorker[Any]] = weakref.WeakSet()
-
-
-def _forked() -> None:
-    for worker in list(_workers):
-        worker.forked()
-
-
-os.register_at_fork(after_in_child=_forked)
