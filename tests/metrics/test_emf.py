@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -238,3 +239,45 @@ def test_properties_never_overwrite_dimensions_or_metrics(capture: Capture) -> N
         metrics.count("calls", 5)
     (doc,) = capture.docs()
     assert (doc["fn"], doc["calls"], doc["note"]) == ("f", 5, "n")
+
+
+def _content(docs: list[dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, Any], set[str]]:
+    """Values per metric, metric definitions and dimension sets, however split into documents."""
+    values: dict[str, list[float]] = {}
+    definitions: dict[str, Any] = {}
+    dimension_sets: set[str] = set()
+    for doc in docs:
+        assert emf.validate(doc) == [], doc
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            dimension_sets.add(json.dumps(directive["Dimensions"]))
+            assert len(directive["Metrics"]) <= 100
+            for definition in directive["Metrics"]:
+                definitions[definition["Name"]] = definition
+                value = doc[definition["Name"]]
+                values.setdefault(definition["Name"], []).extend(
+                    value if isinstance(value, list) else [value]
+                )
+    return values, definitions, dimension_sets
+
+
+def test_same_content_as_aws_embedded_metrics(capture: Capture) -> None:
+    """A real peer's serializer on the same input: the same metrics, values, units, dimensions."""
+    from aws_embedded_metrics.logger.metrics_context import MetricsContext
+    from aws_embedded_metrics.serializers.log_serializer import LogSerializer
+    from aws_embedded_metrics.storage_resolution import StorageResolution
+
+    dims = {"Operation": "checkout", "Region": "eu-west-1", "ServiceName": "svc"}
+    context = MetricsContext.empty()
+    context.namespace = "Test/App"
+    context.set_dimensions([dims], use_default=False)
+    with metrics.scope(dimensions={"Operation": "checkout", "Region": "eu-west-1"}):
+        for i in range(150):
+            context.put_metric(f"step_{i:03d}", i + 0.5, "Milliseconds")
+            metrics.observe(f"step_{i:03d}", i + 0.5)
+        for v in range(250):
+            context.put_metric("items", float(v), "Count")
+            metrics.observe("items", float(v), unit="Count")
+        context.put_metric("fast", 1.0, "Count", StorageResolution.HIGH)
+        metrics.observe("fast", 1.0, unit="Count", resolution=1)
+    peer = [json.loads(line) for line in LogSerializer.serialize(context)]
+    assert _content(capture.docs()) == _content(peer)
