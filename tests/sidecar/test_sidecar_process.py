@@ -9,11 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from sidecar_helpers import HEADER, XRayStub, document, get, send_udp, wait_until
 
+from tracekit.sidecar.otlp_spans import PROTOBUF
 from tracekit.sidecar.settings import OPTIONS
 
 
@@ -121,3 +123,28 @@ def test_summary_keeps_drops_of_different_parts_apart() -> None:
     assert summary["dropped"] == {"upstream.shutdown": 3, "tail.shutdown": 2}
     assert summary["rejected"] == {"udp.invalid_header": 1}
     assert (summary["received"], summary["otlp_spans_received"], summary["sent"]) == (9, 4, 8)
+
+
+def test_shutdown_timeout_bounds_the_whole_stop_with_every_receiver_stuck(stub: XRayStub) -> None:
+    """X-Ray, CloudWatch Logs and the OTLP collector all down: the stop still ends on time."""
+    stub.stop()
+    emf, otlp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    proc, udp, admin = start(
+        stub.url, "--shutdown-timeout", "2", "--emf-address", f"127.0.0.1:{emf}",
+        "--logs-endpoint-url", stub.url, "--otlp-address", f"127.0.0.1:{otlp}",
+        "--otlp-forward", stub.url + "/v1/traces",
+    )  # fmt: skip
+    send_udp(udp, HEADER + b"\n" + document(1))
+    line = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
+        {"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M"}]}]}, "M": 1}
+    with socket.create_connection(("127.0.0.1", emf)) as conn:
+        conn.sendall(json.dumps(line).encode() + b"\n")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{otlp}/v1/traces", data=b"", headers={"Content-Type": PROTOBUF}
+    )
+    assert urllib.request.urlopen(request, timeout=5).status == 200
+    metrics = f"http://127.0.0.1:{admin}/metrics"
+    wait_until(lambda: b"tracekit_sidecar_emf_accepted_total 1.0" in get(metrics)[1])
+    took, summary = stop(proc)
+    assert proc.returncode == 0 and took < 2 + 1.0, took
+    assert summary["received"] == 1 and summary["emf_lines_received"] == 1

@@ -137,9 +137,9 @@ class Sidecar:
         self._stopping = True
         began = time.monotonic()
         logger.info("stopping: flushing %d buffered documents", self.sink.queued)
-        for listener in self.listeners:
+        for listener in self.listeners:  # the OTLP and EMF ones flush their own outputs first
             _stop_quietly(listener)
-        self.sink.close(self.settings.shutdown_timeout)
+        self.sink.close(max(0.0, began + self.settings.shutdown_timeout - time.monotonic()))
         for service in (*self.services, self.admin):
             _stop_quietly(service)
         summary = summarize(_stats.stats())
