@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from sidecar_helpers import XRayStub, document, get, send_udp, url, wait_until
 
+from tracekit import _stats
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.xray.protocol import HEADER
 
@@ -96,3 +97,15 @@ def test_stalled_clients_cannot_starve_the_health_check(
     finally:
         for conn in stalled:
             conn.close()
+
+
+def test_telemetry_counts_refused_calls_not_their_documents(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub
+) -> None:
+    stub.fail_next(1, 400, "InvalidRequestException")
+    sidecar = make_sidecar(endpoint_url=stub.url, batch_timeout=0.5)
+    send_udp(sidecar.udp.address(), *(HEADER + b"\n" + document(i) for i in range(8)))
+    wait_until(lambda: _stats.stats().get("sidecar.upstream.dropped.rejected") == 8)
+    assert sidecar.telemetry is not None and sidecar.telemetry.report()
+    errors = stub.telemetry[-1]["TelemetryRecords"][0]["BackendConnectionErrors"]
+    assert errors["HTTPCode4XXCount"] == 1

@@ -19,10 +19,10 @@ FIELDS = {
     "SegmentsSpilloverCount": (PREFIX + "dropped.buffer_full",),
     "SegmentsRejectedCount": ("sidecar.udp.rejected.",),
 }
-ERRORS = {
+ERRORS = {  # calls, not documents: the daemon counts failed requests here
     "ConnectionRefusedCount": (PREFIX + "retries.connection",),
     "HTTPCode5XXCount": (PREFIX + "retries.server_error",),
-    "HTTPCode4XXCount": (PREFIX + "retries.throttled", PREFIX + "dropped.rejected"),
+    "HTTPCode4XXCount": (PREFIX + "retries.throttled", "errors." + PREFIX + "rejected"),
     "TimeoutCount": (),
     "UnknownHostCount": (),
     "OtherCount": (),
