@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,15 @@ _R = TypeVar("_R")
 _counts: Counter[str] = Counter()
 _last_logged: dict[str, float] = {}
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """A fork while another thread held the lock would leave the child's copy locked for good."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def incr(name: str, n: int = 1) -> None:

@@ -18,7 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -36,6 +36,7 @@ from tracekit import _stats
 from tracekit import config as _config
 from tracekit.ids import XRayIdGenerator
 from tracekit.propagation import XRayPropagator, decision_requested
+from tracekit.redaction import REDACTED, is_sensitive
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
@@ -274,9 +275,9 @@ class CountingExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, name: str) -> None:
         self._inner, self._name = inner, name
 
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            result = self._inner.export(spans)
+            result = self._inner.export([_redacted(span) for span in spans])
         except Exception as exc:
             _stats.report(f"{self._name}.export", exc)
             result = SpanExportResult.FAILURE
@@ -289,6 +290,27 @@ class CountingExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self._inner.shutdown()
+
+
+def _redacted(span: ReadableSpan) -> ReadableSpan:
+    """``span`` with the values of sensitive attributes replaced (a copy only when needed)."""
+    attributes = span.attributes or {}
+    if not any(is_sensitive(key) for key in attributes):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={k: REDACTED if is_sensitive(k) else v for k, v in attributes.items()},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def _install_globals(provider: TracerProvider) -> None:

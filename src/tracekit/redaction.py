@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -34,21 +35,29 @@ def add_sensitive_keys(keys: Iterable[str]) -> None:
     _extra = tuple(dict.fromkeys((*_extra, *(k.lower() for k in keys if k))))
     words = (*DEFAULT_SENSITIVE, *_extra)
     _pattern = re.compile("|".join(re.escape(k) for k in words), re.IGNORECASE)
+    is_sensitive.cache_clear()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive(key: str) -> bool:
     """True when ``key`` contains a sensitive word, ignoring case and ``-``/``_`` differences."""
     return bool(_pattern.search(key) or _pattern.search(key.replace("-", "_")))
 
 
-def redact(value: object, key: str = "") -> object:
+MAX_DEPTH = 32
+"""Deeper structures (or cycles) are cut here rather than recursing without end."""
+
+
+def redact(value: object, key: str = "", _depth: int = 0) -> object:
     """Return ``value`` with every sensitive key's value replaced, recursing into dicts and lists."""
     if key and is_sensitive(key):
         return REDACTED
+    if _depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+        return "[TOO DEEP]"
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: redact(v, str(k), _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
+        return [redact(v, "", _depth + 1) for v in value]
     return value
 
 

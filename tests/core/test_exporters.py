@@ -200,3 +200,30 @@ def test_start_attributes_survive_a_parent_based_decision(xray_daemon: Any) -> N
         provider.shutdown()
     (doc,) = xray_daemon.wait_for(1)
     assert [sub["name"] for sub in doc["subsegments"]] == ["payments"]
+
+
+def test_sensitive_attributes_are_redacted_in_otlp_too(otlp_receiver: Any) -> None:
+    tracekit.configure(exporters=["otlp"], otlp_endpoint=otlp_receiver.traces_url,
+                       sampler=ALWAYS_ON)
+    try:
+        tracer = provider.get_tracer()
+        assert tracer is not None
+        with tracer.start_as_current_span("login") as span:
+            span.set_attribute("http.request.header.authorization", "Bearer abc")
+            span.set_attribute("user", "alice")
+        assert tracekit.force_flush()
+    finally:
+        provider.shutdown()
+    (received,) = otlp_receiver.wait_for(1)
+    assert received["attributes"] == {"http.request.header.authorization": "[REDACTED]",
+                                      "user": "alice"}
+
+
+def test_redact_survives_cycles_and_deep_nesting() -> None:
+    from tracekit.redaction import redact
+
+    loop: dict[str, Any] = {"password": "x"}
+    loop["self"] = loop
+    result = redact(loop)
+    assert isinstance(result, dict) and result["password"] == "[REDACTED]"
+    assert "[TOO DEEP]" in json.dumps(result)
