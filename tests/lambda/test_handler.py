@@ -388,3 +388,38 @@ def test_wrapper_script_swaps_the_handler_in_env_and_arguments(tmp_path: Path) -
     untouched = subprocess.run(["sh", str(script), "sh", "-c", show, "x", "y"],
                                env={"PATH": os.environ["PATH"]}, capture_output=True, text=True).stdout
     assert untouched == "||y|"
+
+
+def test_http_invocations_record_red_metrics_per_route(lambda_env: UdpReceiver, tmp_path: Path) -> None:
+    from tracekit import metrics
+
+    out = tmp_path / "emf.jsonl"
+    metrics.configure(namespace="orders", outputs=[f"file:{out}"])
+    event = {"version": "2.0", "routeKey": "GET /orders/{id}", "rawPath": "/orders/7",
+             "requestContext": {"domainName": "h", "http": {"method": "GET", "path": "/orders/7"}}}
+    statuses = iter([200, 404, 503])
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> Any:
+        status = next(statuses, None)
+        if status is None:
+            raise RuntimeError("crash")
+        return {"statusCode": status}
+
+    try:
+        for n in range(3):
+            handle(event, _context(f"req-{n}"))
+        with pytest.raises(RuntimeError):
+            handle(event, _context("req-3"))
+    finally:
+        metrics.shutdown()
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    red = [d for d in docs if "RequestCount" in d and d.get("Route") == "/orders/{id}"]
+    assert red and all(d["Method"] == "GET" for d in red)
+    total = {name: sum(_values(d[name]) for d in red)
+             for name in ("RequestCount", "ClientErrors", "ServerErrors")}
+    assert total == {"RequestCount": 4, "ClientErrors": 1, "ServerErrors": 2}
+
+
+def _values(value: Any) -> float:
+    return float(sum(value)) if isinstance(value, list) else float(value)

@@ -14,6 +14,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, TypeVar, cast
@@ -77,6 +78,7 @@ class _Invocation:
 
     def __init__(self, stack: ExitStack, span: Span, trigger: events.Trigger) -> None:
         self.stack, self.span, self.trigger = stack, span, trigger
+        self.started = time.perf_counter()
 
 
 def _begin(span_name: str, event: Any, context: Any) -> _Invocation | None:
@@ -111,8 +113,11 @@ def _finish(
 ) -> None:
     try:
         if invocation is not None:
-            if exc is None and invocation.trigger.is_http:
-                _record_status(invocation.span, invocation.trigger, result)
+            if invocation.trigger.is_http:
+                status = 500 if exc is not None else _record_status(
+                    invocation.span, invocation.trigger, result
+                )
+                _record_red(invocation, status)
             _close(invocation.stack, exc)
         budget = _flush_budget(context, timeout)
         _flush_traces(budget)
@@ -205,7 +210,21 @@ def _add_links(span: Span, headers: list[str]) -> None:
         span.add_link(producer, {"aws.xray.trace_id": ids.to_xray_trace_id(header.root)})
 
 
-def _record_status(span: Span, trigger: events.Trigger, result: Any) -> None:
+def _record_red(invocation: _Invocation, status: int | None) -> None:
+    """Request count, 4xx, 5xx and latency per route, as the web middleware records them."""
+    metrics = sys.modules.get("tracekit.metrics")
+    if metrics is None or status is None:
+        return
+    attrs = invocation.trigger.attributes
+    metrics.record_request(
+        str(attrs.get("http.route") or "UNKNOWN"),
+        str(attrs.get("http.request.method") or "UNKNOWN"),
+        status,
+        (time.perf_counter() - invocation.started) * 1000,
+    )
+
+
+def _record_status(span: Span, trigger: events.Trigger, result: Any) -> int | None:
     """HTTP triggers: the returned ``statusCode`` makes the subsegment an error (4xx) or fault (5xx).
 
     Without one, payload format 2.0 answers 200; the others answer 500 (no status recorded then: the
@@ -217,10 +236,11 @@ def _record_status(span: Span, trigger: events.Trigger, result: Any) -> None:
     try:
         code = int(status)
     except (TypeError, ValueError):  # None, or not a number
-        return
+        return None
     span.set_attribute("http.response.status_code", code)
     if code >= 500:
         span.set_status(Status(StatusCode.ERROR, f"HTTP {code}"))
+    return code
 
 
 # -- logs and metrics, when the application uses them -------------------------------------------
