@@ -472,11 +472,11 @@ def report(title: str, results: dict[str, list[float]], n: int, rounds: int) -> 
 
 def print_counts(framework: str, sinks: Sinks, before: dict[str, int], requests: int) -> None:
     """What each variant's sink received against what every request should have produced."""
-    after = sinks.counts()
     parts = []
     for name in VARIANTS[framework][1:]:
         expected = requests * per_request(framework, name)
-        parts.append(f"{name} {after[name] - before[name]}/{expected}")
+        sinks.wait(name, before[name] + expected, timeout=5.0)  # the last datagrams may be queued
+        parts.append(f"{name} {sinks.counts()[name] - before[name]}/{expected}")
     print(f"  received by the sinks / expected (documents or spans): {', '.join(parts)}")
 
 
