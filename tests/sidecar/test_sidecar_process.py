@@ -84,6 +84,7 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
     config.write_text("memory_limt: 64\n")
     bad = subprocess.run([*run, "--config", str(config)], capture_output=True, text=True)
     assert bad.returncode == 2 and "memory_limt" in bad.stderr and "memory_limit" in bad.stderr
+    assert json.loads(bad.stderr)["level"] == "error"  # a JSON log line like all the others
 
 
 @pytest.mark.parametrize("command", [["sidecar"], ["traces", "list"], ["traces", "show"]])
@@ -148,3 +149,18 @@ def test_shutdown_timeout_bounds_the_whole_stop_with_every_receiver_stuck(stub: 
     took, summary = stop(proc)
     assert proc.returncode == 0 and took < 2 + 1.0, took
     assert summary["received"] == 1 and summary["emf_lines_received"] == 1
+
+
+def test_a_taken_port_exits_1_with_a_json_line_naming_the_addresses() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin = f"127.0.0.1:{taken.getsockname()[1]}"
+        run = subprocess.run(
+            [sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
+             "--udp-address", "127.0.0.1:0", "--tcp-address", "127.0.0.1:0", "--admin-address", admin],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert run.returncode == 1
+    line = json.loads(run.stderr.strip().splitlines()[-1])
+    assert line["level"] == "error" and f"--admin-address {admin}" in line["message"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 DESCRIPTION = """\
@@ -60,21 +59,36 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the settings, bind, serve until a stop signal; 2 on bad settings, 1 on bind errors."""
+    """Resolve the settings, bind, serve until a stop signal; 2 on bad settings, 1 on bind errors.
+
+    Even the errors that stop it from starting are JSON log lines, like everything else it logs
+    (log pipelines that parse the sidecar's output would otherwise miss the one line that matters).
+    """
+    import logging
+
     from tracekit.config import ConfigError
     from tracekit.sidecar import ingest, logs
     from tracekit.sidecar.runtime import Sidecar
     from tracekit.sidecar.settings import resolve
 
+    logs.configure("info")
+    logger = logging.getLogger("tracekit.sidecar")
     try:
         settings = resolve(args)
         logs.configure(settings.log_level)
         sidecar = Sidecar(settings)
         ingest.attach(sidecar)
     except ConfigError as exc:
-        print(f"tracekit sidecar: {exc}", file=sys.stderr)
+        logger.error("tracekit sidecar: %s", exc)
         return 2
     except OSError as exc:
-        print(f"tracekit sidecar: cannot start: {exc}", file=sys.stderr)
+        names = ("udp_address", "tcp_address", "admin_address")
+        where = _addresses({name: getattr(settings, name) for name in names})
+        logger.error("tracekit sidecar: cannot start: %s (%s)", exc, where)
         return 1
     return sidecar.run()
+
+
+def _addresses(ports: dict[str, tuple[str, int]]) -> str:
+    """``--udp-address 127.0.0.1:2000, ...``: what to check when a bind fails."""
+    return ", ".join(f"--{name.replace('_', '-')} {host}:{port}" for name, (host, port) in ports.items())

@@ -61,7 +61,8 @@ class SamplingProxy(HTTPListener):
         try:
             reply = self.backend(method, path, headers, body)
         except Exception as exc:  # connection refused, no credentials...
-            _stats.report("sidecar.proxy.upstream", exc)
+            text = f"sampling proxy: X-Ray call failed: {type(exc).__name__}: {exc}"
+            _stats.report("sidecar.proxy.upstream", msg=text)  # no traceback: the cause is enough
             return error_reply(502, "BadGateway", f"sampling upstream failed: {type(exc).__name__}")
         if reply[0] < 500:
             self.last_success = time.monotonic()
