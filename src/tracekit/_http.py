@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
@@ -181,8 +182,6 @@ class ServerTracing:
             parent = extract(carrier) if carrier else None
             attributes = self._attributes(method, url, path, host, headers, peer)
             span = tracer.start_span(method, parent, SpanKind.SERVER, attributes)
-            if parent is not None:
-                _keep_attributes(span, attributes)
             context = otel_trace.set_span_in_context(span, parent)
             request = Request(span, context, method, _response_header(span, parent))
             logs = sys.modules.get("tracekit.logs")
@@ -212,7 +211,7 @@ class ServerTracing:
             span.end()
             logs = sys.modules.get("tracekit.logs")
             if logs is not None:
-                logs.request_finished(error=status >= 500 or request.error is not None)
+                _finish_request_log(logs, request, route, status)
             if self._record is not None:
                 elapsed = (time.perf_counter() - request.start) * 1000.0
                 self._record(route or "UNMATCHED", request.method, status, elapsed)
@@ -260,11 +259,18 @@ def _excluded(method: str) -> Request:
     return Request(parent, otel_trace.set_span_in_context(parent), method, "")
 
 
-def _keep_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
-    """The SDK starts a span with the attributes its sampler returns; a parent-based sampler may
-    return none, so the request's attributes are set again when they did not make it."""
-    if span.is_recording() and "url.full" not in (getattr(span, "attributes", None) or {}):
-        span.set_attributes(attributes)
+def _finish_request_log(logs: Any, request: Request, route: str | None, status: int) -> None:
+    """Flush the request's debug buffer (on error) and its summary line, inside its trace."""
+    token = otel_context.attach(request.context)
+    try:
+        logs.request_finished(
+            error=status >= 500 or request.error is not None,
+            route=route or "UNMATCHED",
+            method=request.method,
+            status=status,
+        )
+    finally:
+        otel_context.detach(token)
 
 
 def _response_header(span: Span, parent: Any) -> str:

@@ -258,12 +258,17 @@ class XRayParentBased(Sampler):
             kept = attributes if decision is Decision.RECORD_AND_SAMPLE else None
             return SamplingResult(decision, kept, parent.trace_state)
         try:
-            return self.root.should_sample(
+            result = self.root.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state
             )
-        except Exception as exc:
+        except Exception as exc:  # a sampler bug must not fail the request
             _stats.report("sampler", exc)
             return SamplingResult(Decision.DROP, None, None)
+        if not attributes or result.decision is Decision.DROP:
+            return result
+        # The SDK starts a span with the sampler's attributes only: keep the caller's too.
+        merged = {**attributes, **(result.attributes or {})}
+        return SamplingResult(result.decision, merged, result.trace_state)
 
     def get_description(self) -> str:
         return f"XRayParentBased{{root={self.root.get_description()}}}"

@@ -227,3 +227,19 @@ def test_redact_survives_cycles_and_deep_nesting() -> None:
     result = redact(loop)
     assert isinstance(result, dict) and result["password"] == "[REDACTED]"
     assert "[TOO DEEP]" in json.dumps(result)
+
+
+def test_start_attributes_survive_the_xray_sampler(xray_daemon: Any) -> None:
+    from tracekit.sampling.sampler import XRaySampler
+
+    tracekit.configure(exporters=["xray"], daemon_udp=("127.0.0.1", xray_daemon.port),
+                       sampler=XRaySampler(service_name="svc", background=False))
+    try:
+        tracer = provider.get_tracer()
+        assert tracer is not None
+        tracer.start_span("root", attributes={"http.request.method": "GET"}).end()
+        assert tracekit.force_flush()
+    finally:
+        provider.shutdown()
+    (doc,) = xray_daemon.wait_for(1)
+    assert doc["http"]["request"]["method"] == "GET"

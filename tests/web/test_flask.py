@@ -344,3 +344,21 @@ def test_real_werkzeug_server_over_loopback(traced: Traced, server_url: str) -> 
     assert ok["http"]["request"]["url"] == f"{server_url}/orders/11"
     assert fault["fault"] is True and fault["cause"]["exceptions"][0]["type"] == "ValueError"
     assert fault["end_time"] <= time.time()
+
+
+def test_request_finished_log_line_has_route_status_and_trace(traced: Traced) -> None:
+    from tracekit import logs
+
+    stream = io.StringIO()
+    logs.configure(stream=stream, request_log=True, stdlib=False)
+    try:
+        response = make_app().test_client().get("/orders/42")
+        assert response.status_code == 200
+    finally:
+        logs.configure(stdlib=False)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (finished,) = [line for line in lines if line.get("message") == "request finished"]
+    assert (finished["route"], finished["method"], finished["status"]) == ("/orders/<order_id>",
+                                                                        "GET", 200)
+    trace_id = response.headers["X-Amzn-Trace-Id"].split(";")[0].removeprefix("Root=")
+    assert finished["xray_trace_id"] == trace_id
