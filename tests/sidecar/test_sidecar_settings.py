@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from threading import Thread
 
 import pytest
+from sidecar_helpers import HEADER, XRayStub, document, get, wait_until
 
 from tracekit.config import ConfigError
 from tracekit.sidecar.runtime import Sidecar
@@ -93,3 +95,16 @@ def test_sidecar_without_a_region_takes_the_task_metadata_one(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(ConfigError, match="AWS_REGION or ECS task metadata"):
         make_sidecar(region=None)
+
+
+def test_ipv6_loopback_addresses(make_sidecar: Callable[..., Sidecar], stub: XRayStub) -> None:
+    """``--udp-address [::1]:2000`` (and the TCP and admin ports) bind IPv6."""
+    v6 = ("::1", 0)
+    sidecar = make_sidecar(endpoint_url=stub.url, udp_address=v6, tcp_address=v6, admin_address=v6)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.sendto(HEADER + b"\n" + document(6), sidecar.udp.address())
+    wait_until(lambda: stub.ids)
+    host, port = sidecar.admin.address()
+    assert get(f"http://[{host}]:{port}/health")[0] == 200
+    sidecar.shutdown()  # the stop wakes the IPv6 reader
+    assert not sidecar.udp.alive()

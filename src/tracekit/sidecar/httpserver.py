@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tracekit import _stats
+from tracekit.sidecar.udp import family_of
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -28,6 +29,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         max_connections: int = 32,
         stats_prefix: str | None = None,
     ) -> None:
+        self.address_family = family_of(address[0])
         super().__init__(address, handler)
         self.name = name
         self.owner = owner

@@ -235,7 +235,8 @@ def summarize(counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _fmt(address: tuple[str, int]) -> str:
-    return f"{address[0]}:{address[1]}"
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+    return f"{host}:{address[1]}"
 
 
 def _stop_quietly(part: Service) -> None:

@@ -14,6 +14,13 @@ logger = logging.getLogger("tracekit.sidecar")
 SO_RCVBUFFORCE = 33
 """Linux: set the receive buffer above ``net.core.rmem_max`` (needs CAP_NET_ADMIN)."""
 RECV_SIZE = 65536
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+"""Where to reach a socket bound to every address."""
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    """IPv6 for an address with colons (``::1``, from ``[::1]:2000``), else IPv4."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class UdpListener:
@@ -23,7 +30,7 @@ class UdpListener:
 
     def __init__(self, address: tuple[str, int], sink: SegmentSink, receive_buffer: int) -> None:
         self._sink = sink
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock = socket.socket(family_of(address[0]), socket.SOCK_DGRAM)
         self.receive_buffer = _set_receive_buffer(self._sock, receive_buffer)
         self._sock.bind(address)
         self._stopping = False
@@ -40,9 +47,9 @@ class UdpListener:
         """Stop receiving after taking what the kernel already holds."""
         self._stopping = True
         host, port = self.address()
-        wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        wake = socket.socket(self._sock.family, socket.SOCK_DGRAM)
         try:
-            wake.sendto(b"", ("127.0.0.1" if host == "0.0.0.0" else host, port))
+            wake.sendto(b"", (LOOPBACK.get(host, host), port))
         finally:
             wake.close()
         self._thread.join(5.0)
