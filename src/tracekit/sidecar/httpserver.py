@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tracekit import _stats
-from tracekit.sidecar.udp import family_of
+from tracekit.sidecar.settings import family_of
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):

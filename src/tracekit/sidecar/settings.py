@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -35,6 +36,11 @@ def parse_address(text: str) -> Address:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError("host:port with a port 0-65535, e.g. 127.0.0.1:2000")
     return host.strip("[]"), int(port)
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    """IPv6 for an address with colons (``::1``, from ``[::1]:2000``), else IPv4."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

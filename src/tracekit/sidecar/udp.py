@@ -8,6 +8,7 @@ import threading
 
 from tracekit import _stats
 from tracekit.sidecar.pipeline import SegmentSink
+from tracekit.sidecar.settings import family_of
 from tracekit.xray.protocol import ProtocolError, decode
 
 logger = logging.getLogger("tracekit.sidecar")
@@ -16,11 +17,6 @@ SO_RCVBUFFORCE = 33
 RECV_SIZE = 65536
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 """Where to reach a socket bound to every address."""
-
-
-def family_of(host: str) -> socket.AddressFamily:
-    """IPv6 for an address with colons (``::1``, from ``[::1]:2000``), else IPv4."""
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class UdpListener:
