@@ -21,6 +21,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import (
+    INVALID_SPAN,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -121,7 +122,9 @@ class Request:
     template, when the protocol adapter learns it before the end.
     """
 
-    __slots__ = ("context", "error", "header", "method", "route", "size", "span", "start", "status")
+    __slots__ = (
+        "context", "error", "header", "method", "red_only", "route", "size", "span", "start", "status"
+    )
 
     def __init__(self, span: Span, context: Context, method: str, header: str) -> None:
         self.span, self.context, self.method, self.header = span, context, method, header
@@ -129,6 +132,8 @@ class Request:
         self.size: int | None = None
         self.error: BaseException | None = None
         self.route: str | None = None
+        self.red_only = False
+        """Tracing is off but metrics are on: only the RED metrics are recorded."""
         self.start = time.perf_counter()
 
     def fail(self, exc: BaseException) -> None:
@@ -175,7 +180,7 @@ class ServerTracing:
         try:
             tracer = provider.get_tracer()
             if tracer is None:
-                return None
+                return self._red_only(method) if self._record is not None else None
             if self.excluded(url):
                 return _excluded(method)
             carrier = {name: value for name in TRACE_HEADERS if (value := headers(name))}
@@ -194,7 +199,9 @@ class ServerTracing:
 
     def finish(self, request: Request, route: str | None) -> None:
         """Name the span after the route template, record the response, end, count."""
-        if not request.header:  # excluded
+        if not request.header:  # excluded, or not traced
+            if request.red_only:
+                self._record_red(request, route)
             return
         try:
             span, status = request.span, request.status
@@ -212,11 +219,20 @@ class ServerTracing:
             logs = sys.modules.get("tracekit.logs")
             if logs is not None:
                 _finish_request_log(logs, request, route, status)
-            if self._record is not None:
-                elapsed = (time.perf_counter() - request.start) * 1000.0
-                self._record(route or "UNMATCHED", request.method, status, elapsed)
+            self._record_red(request, route)
         except Exception as exc:
             _stats.report("web.finish", exc)
+
+    def _record_red(self, request: Request, route: str | None) -> None:
+        if self._record is not None:
+            elapsed = (time.perf_counter() - request.start) * 1000.0
+            self._record(route or "UNMATCHED", request.method, request.status, elapsed)
+
+    @staticmethod
+    def _red_only(method: str) -> Request:
+        request = Request(INVALID_SPAN, otel_context.get_current(), method, "")
+        request.red_only = True
+        return request
 
     def _attributes(
         self,

@@ -117,11 +117,11 @@ def _on_send(request: _http.Request, message: Message, websocket: bool) -> Messa
     kind = message.get("type")
     if kind == "http.response.body":
         request.size = (request.size or 0) + len(message.get("body", b""))
-    elif kind == "http.response.start" and request.header:
+    elif kind == "http.response.start":
         request.status = int(message.get("status", 0))
-        headers = list(message.get("headers") or ())
-        headers.append((_HEADER, request.header.encode()))
-        message = {**message, "headers": headers}
+        if request.header:
+            headers = [*(message.get("headers") or ()), (_HEADER, request.header.encode())]
+            message = {**message, "headers": headers}
     elif websocket and kind == "websocket.accept":
         request.status = 101
     elif websocket and kind in ("websocket.close", "websocket.http.response.start"):

@@ -11,10 +11,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 import tracekit
 
 
-@pytest.fixture
-def tracing() -> Iterator[None]:
-    """The middleware only runs with tracing configured: no exporter, everything sampled."""
-    tracekit.configure(service="red", exporters="none", sampler=ALWAYS_ON)
+@pytest.fixture(params=["traced", "tracing off"])
+def tracing(request: pytest.FixtureRequest) -> Iterator[None]:
+    """RED metrics are recorded whether tracing runs (no exporter, all sampled) or is turned off."""
+    tracekit.configure(service="red", exporters="none", sampler=ALWAYS_ON,
+                       disabled=request.param == "tracing off")
     yield
     tracekit.shutdown()
 
