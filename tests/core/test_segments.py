@@ -229,3 +229,29 @@ def test_nan_and_objects_do_not_break_serialisation() -> None:
     doc["metadata"]["default"]["obj"] = object()
     (payload,) = split_document(doc)
     assert json.loads(payload)["metadata"]["default"]["ratio"] == "nan"
+
+
+@pytest.mark.parametrize("kind", [SpanKind.CONSUMER, SpanKind.INTERNAL, SpanKind.CLIENT])
+def test_first_span_under_a_root_only_header_is_a_segment(kind: SpanKind) -> None:
+    """An SQS consumer or a job under ``Root=...`` alone has no parent to be a subsegment of."""
+    from tracekit.ids import synthetic_parent_id
+
+    doc = doc_of(make_span(kind, parent=ctx(synthetic_parent_id(TRACE), remote=True)))
+    assert doc["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert "parent_id" not in doc and "type" not in doc and "namespace" not in doc
+    assert doc["name"] == "orders"
+
+
+def test_server_url_from_parts_of_both_semconv_generations() -> None:
+    old = {"http.method": "GET", "http.scheme": "http", "http.host": "shop:8080",
+           "http.target": "/a?b=1", "http.client_ip": "10.0.0.9"}
+    new = {"http.request.method": "GET", "url.scheme": "https", "server.address": "shop",
+           "server.port": 8443, "url.path": "/a", "url.query": "b=1"}
+    old_req = doc_of(make_span(SpanKind.SERVER, attributes=old))["http"]["request"]
+    assert old_req["url"] == "http://shop:8080/a?b=1"
+    assert (old_req["client_ip"], old_req["x_forwarded_for"]) == ("10.0.0.9", True)
+    new_req = doc_of(make_span(SpanKind.SERVER, attributes=new))["http"]["request"]
+    assert new_req["url"] == "https://shop:8443/a?b=1"
+    default_port = {**new, "server.port": 443}
+    assert doc_of(make_span(SpanKind.SERVER, attributes=default_port))["http"]["request"][
+        "url"] == "https://shop/a?b=1"

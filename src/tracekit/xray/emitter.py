@@ -195,7 +195,8 @@ class XRaySpanProcessor(SpanProcessor):
         deadline = time.monotonic() - self._pending_seconds
         while self._arrivals:
             arrived, parent_id = self._arrivals[0]
-            if not (final or arrived < deadline or self._waiting_count > self._max_pending):
+            over = self._waiting_count > self._max_pending or len(self._arrivals) > self._max_pending
+            if not (final or over or arrived < deadline or parent_id not in self._waiting):
                 break
             self._arrivals.popleft()
             orphans = self._waiting.pop(parent_id, ())
@@ -239,15 +240,17 @@ def split_document(doc: Document, limit: int = protocol.MAX_DOCUMENT) -> list[by
 
 
 def _trim(doc: Document, limit: int) -> list[bytes]:
+    dropped: list[str] = []
     for key in _TRIM_ORDER:
         if doc.pop(key, None) is not None:
+            dropped.append(key)
             payload = dumps(doc)
             if len(payload) <= limit:
                 _stats.incr("xray.documents_trimmed")
                 _stats.warn_once_per_interval(
                     "xray.trim",
-                    "tracekit: segment %s of trace %s was over %d bytes; dropped its %s and later fields",
-                    doc.get("id"), doc.get("trace_id"), limit, key,
+                    "tracekit: segment %s of trace %s was over %d bytes; dropped its %s",
+                    doc.get("id"), doc.get("trace_id"), limit, ", ".join(dropped),
                 )
                 return [payload]
     doc["name"] = str(doc.get("name", "span"))[:200]
@@ -263,6 +266,11 @@ def _trim(doc: Document, limit: int) -> list[bytes]:
 def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
     processor = ref()
     if processor is not None:
+        # The parent process sends what it had finished; sending it here too would duplicate it.
+        processor._queue.clear()
+        processor._waiting.clear()
+        processor._arrivals.clear()
+        processor._waiting_count = 0
         processor._thread = None
         processor._lock = threading.Lock()
         processor._start_lock = threading.Lock()

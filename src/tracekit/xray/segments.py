@@ -76,6 +76,7 @@ _URL_PARTS = (
     ("http.host", "server.address"),
     ("http.target", "url.path"),
 )
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Attributes that become structure rather than metadata.
 _CONSUMED = frozenset(
     [
@@ -113,8 +114,19 @@ def is_local_root(span: ReadableSpan) -> bool:
 
 
 def is_segment(span: ReadableSpan) -> bool:
-    """SERVER spans and parentless spans are segments; everything else is a subsegment."""
-    return span.kind is SpanKind.SERVER or span.parent is None
+    """SERVER spans and parentless spans are segments; everything else is a subsegment.
+
+    A Root-only header (``ids.synthetic_parent_id``) gives no parent to hang a subsegment on, so
+    its first span is a segment too: X-Ray rejects a subsegment document without ``parent_id``.
+    """
+    return span.kind is SpanKind.SERVER or _real_parent_id(span) is None
+
+
+def _real_parent_id(span: ReadableSpan) -> int | None:
+    parent, context = span.parent, span.context
+    if parent is None or context is None:
+        return None
+    return None if parent.span_id == ids.synthetic_parent_id(context.trace_id) else parent.span_id
 
 
 def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True) -> Document:
@@ -134,9 +146,9 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
         doc["end_time"] = span.end_time / 1e9
     if segment or standalone:
         doc["trace_id"] = ids.to_xray_trace_id(context.trace_id)
-        parent = span.parent
-        if parent is not None and parent.span_id != ids.synthetic_parent_id(context.trace_id):
-            doc["parent_id"] = ids.to_span_id(parent.span_id)
+        parent_id = _real_parent_id(span)
+        if parent_id is not None:
+            doc["parent_id"] = ids.to_span_id(parent_id)
     if not segment:
         if standalone:
             doc["type"] = "subsegment"
@@ -239,9 +251,14 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
     if "url" not in request:
         scheme, host, target = (_first(attrs, keys) for keys in _URL_PARTS)
         if host and target is not None:
+            scheme = scheme or "http"
+            port = attrs.get("server.port") if "http.host" not in attrs else None
+            if port and port != _DEFAULT_PORTS.get(str(scheme)):
+                host = f"{host}:{port}"  # http.host already carries the port of the Host header
             query = attrs.get("url.query")
-            request["url"] = f"{scheme or 'http'}://{host}{target}" + (f"?{query}" if query else "")
-    forwarded = attrs.get("x_forwarded_for")
+            request["url"] = f"{scheme}://{host}{target}" + (f"?{query}" if query else "")
+    # http.client_ip is the client's address as told by X-Forwarded-For (old semconv).
+    forwarded = attrs.get("x_forwarded_for", "http.client_ip" in attrs or None)
     if "client_ip" in request and forwarded is not None:
         request["x_forwarded_for"] = bool(forwarded)
     response: dict[str, Any] = {}
