@@ -15,11 +15,8 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.propagate import set_global_textmap
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -29,14 +26,12 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
 from tracekit import _stats
 from tracekit import config as _config
 from tracekit.ids import XRayIdGenerator
 from tracekit.propagation import XRayPropagator, decision_requested
-from tracekit.redaction import REDACTED, is_sensitive
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
@@ -78,13 +73,25 @@ def get_tracer() -> trace.Tracer | None:
     """The tracer behind tracekit's API; configures with defaults on first use."""
     tracer: trace.Tracer | None = _state.get("tracer")
     if tracer is None and "key" not in _state:
+        _configure_on_first_use()
+        tracer = _state.get("tracer")
+    return tracer
+
+
+def _configure_on_first_use() -> None:
+    """Defaults from the environment, unless a ``configure`` call got the lock first.
+
+    Checked again under the lock: a call racing an explicit ``configure`` (which empties the state
+    while it replaces the provider) must wait for it, not replace the user's setup with defaults.
+    """
+    with _lock:
+        if "key" in _state:
+            return
         try:
             configure()
         except Exception as exc:
             _stats.report("configure", exc)
             _state["key"] = None
-        tracer = _state.get("tracer")
-    return tracer
 
 
 def is_configured() -> bool:
@@ -152,11 +159,13 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
         if name == "xray":
             processors.append(_xray_processor(cfg))
         elif name == "otlp":
-            processors.append(BatchSpanProcessor(CountingExporter(_otlp_exporter(cfg), "otlp")))
-        elif name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+            from tracekit._otlp import otlp_processor
 
-            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+            processors.append(otlp_processor(cfg))
+        elif name == "console":
+            from tracekit._otlp import console_processor
+
+            processors.append(console_processor())
     return processors
 
 
@@ -169,21 +178,6 @@ def _xray_processor(cfg: _config.Config) -> SpanProcessor:
     else:
         transport = UdpTransport(cfg.daemon_udp)
     return XRaySpanProcessor(transport, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
-
-
-def _otlp_exporter(cfg: _config.Config) -> SpanExporter:
-    headers = dict(cfg.otlp_headers)
-    if cfg.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        endpoint = cfg.otlp_endpoint or "http://localhost:4317"
-        return GrpcExporter(endpoint=endpoint.removesuffix("/v1/traces"), headers=headers)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    endpoint = cfg.otlp_endpoint or "http://localhost:4318/v1/traces"
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=5)
 
 
 def _default_sampler(cfg: _config.Config) -> Sampler:
@@ -274,55 +268,15 @@ class XRayParentBased(Sampler):
         return f"XRayParentBased{{root={self.root.get_description()}}}"
 
 
-class CountingExporter(SpanExporter):
-    """Counts what an exporter sent and failed, so that OTLP trouble shows in ``tracekit.stats()``."""
-
-    def __init__(self, inner: SpanExporter, name: str) -> None:
-        self._inner, self._name = inner, name
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export([_redacted(span) for span in spans])
-        except Exception as exc:
-            _stats.report(f"{self._name}.export", exc)
-            result = SpanExportResult.FAILURE
-        outcome = "spans_exported" if result is SpanExportResult.SUCCESS else "spans_failed"
-        _stats.incr(f"{self._name}.{outcome}", len(spans))
-        return result
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self._inner.force_flush(timeout_millis))
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-
-def _redacted(span: ReadableSpan) -> ReadableSpan:
-    """``span`` with the values of sensitive attributes replaced (a copy only when needed)."""
-    attributes = span.attributes or {}
-    if not any(is_sensitive(key) for key in attributes):
-        return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes={k: REDACTED if is_sensitive(k) else v for k, v in attributes.items()},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
 def _install_globals(provider: TracerProvider) -> None:
     """Make tracekit's provider and propagators the process-wide OTel defaults (once)."""
     if _state.get("globals_installed"):
         _state["proxy_provider"].target = provider
         return
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     proxy = _SwitchableProvider(provider)
     trace.set_tracer_provider(proxy)
     set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayPropagator()]))

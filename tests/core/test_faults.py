@@ -226,3 +226,61 @@ def test_import_and_configure_touch_no_network() -> None:
 def test_none_mixed_with_exporters_is_rejected() -> None:
     with pytest.raises(tracekit.ConfigError, match="'none' alone"):
         tracekit.configure(exporters="xray,none")
+
+
+def test_first_use_racing_a_reconfigure_keeps_the_explicit_setup(monkeypatch: Any) -> None:
+    """A traced call in another thread while ``configure`` swaps providers must not reset it."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    entered, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowToShutDown(SpanProcessor):
+        def shutdown(self) -> None:
+            entered.set()
+            release.wait(10)
+
+    class SpyLock:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __enter__(self) -> None:
+            if threading.current_thread().name == "first-use":
+                waiting.set()
+            self.inner.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.release()
+
+    tracekit.configure(service="first", exporters=[], span_processors=[SlowToShutDown()],
+                       sampler=ALWAYS_ON)
+    monkeypatch.setattr(provider, "_lock", SpyLock(provider._lock))
+    explicit = threading.Thread(target=lambda: tracekit.configure(
+        service="second", exporters=[], sampler=ALWAYS_ON))
+    explicit.start()
+    assert entered.wait(10)
+    first_use = threading.Thread(target=provider.get_tracer, name="first-use")
+    first_use.start()
+    assert waiting.wait(10)
+    release.set()
+    explicit.join(10)
+    first_use.join(10)
+    try:
+        assert provider.current_config().service == "second"
+    finally:
+        provider.shutdown()
+
+
+def test_xray_only_configure_skips_the_otlp_export_machinery() -> None:
+    """Lambda cold starts pay for every import: an X-Ray-only setup needs no OTLP/batch export."""
+    code = (
+        "import sys, tracekit\n"
+        "from opentelemetry.sdk.trace.sampling import ALWAYS_ON\n"
+        "tracekit.configure(service='x', exporters=['xray'], sampler=ALWAYS_ON)\n"
+        "from opentelemetry import propagate\n"
+        "assert 'X-Amzn-Trace-Id' in propagate.get_global_textmap().fields\n"
+        "assert 'traceparent' in propagate.get_global_textmap().fields\n"
+        "print(sorted(m for m in sys.modules if m.startswith(\n"
+        "    ('opentelemetry.sdk.trace.export', 'opentelemetry.exporter', 'tracekit._otlp'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -20,7 +20,7 @@ import pytest
 
 import tracekit
 from support.udp_receiver import UdpReceiver
-from tracekit import _stats, provider
+from tracekit import _otlp, _stats, provider
 from tracekit.aws_lambda import entry, events, handler, layer, runtime
 
 ROOT, PARENT = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
@@ -190,7 +190,7 @@ def test_without_the_otlp_exporter_xray_still_works(
         raise ImportError("No module named 'opentelemetry.exporter'")
 
     monkeypatch.setenv("TRACEKIT_EXPORTERS", "xray,otlp")
-    monkeypatch.setattr(provider, "_otlp_exporter", missing)
+    monkeypatch.setattr(_otlp, "_otlp_exporter", missing)
     tracekit.lambda_handler(lambda event, context: None)({}, _context())
     assert lambda_env.wait_for(1)[0]["parent_id"] == PARENT
     assert provider.current_config().exporters == ("xray",)
