@@ -151,9 +151,16 @@ def _parse_pairs(name: str, text: str) -> dict[str, str]:
             continue
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(name, text, "a comma list of key=value pairs")
+            shown = _masked(text) if name.endswith("_HEADERS") else text
+            raise ConfigError(name, shown, "a comma list of key=value pairs")
         result[unquote(key.strip())] = unquote(val.strip())
     return result
+
+
+def _masked(text: str) -> str:
+    """Header lists carry credentials (``Authorization=Bearer ...``): errors show the keys only."""
+    items = (item.partition("=") for item in text.split(","))
+    return ",".join(f"{key}=***" if sep else "***" for key, sep, _ in items)
 
 
 def _parse_bool(name: str, text: str) -> bool:

@@ -218,6 +218,8 @@ BAD_VALUES = [
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318", "http:// or https:// URL"),
     ("AWS_XRAY_CONTEXT_MISSING", "PANIC", "LOG_ERROR or IGNORE_ERROR"),
 ]
+MASKED = {"novalue": "***", "=x": "=***"}
+"""Header lists are shown with their values masked (they carry credentials)."""
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), BAD_VALUES)
@@ -225,9 +227,19 @@ def test_bad_value_raises_a_clear_error(name: str, value: str, accepted: str) ->
     with pytest.raises(ConfigError) as info:
         load({name: value})
     err = info.value
-    assert (err.name, err.value) == (name, value)
+    shown = MASKED.get(value, value) if name.endswith("_HEADERS") else value
+    assert (err.name, err.value) == (name, shown)
     assert accepted in err.accepted
-    assert name in str(err) and repr(value) in str(err) and err.accepted in str(err)
+    assert name in str(err) and repr(shown) in str(err) and err.accepted in str(err)
+
+
+def test_bad_headers_error_never_shows_header_values() -> None:
+    """The error is printed and logged: the credentials in a header list must not be in it."""
+    with pytest.raises(ConfigError) as info:
+        load({"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer s3cr3t,api-key"})
+    assert "s3cr3t" not in str(info.value) and "api-key" not in str(info.value)
+    assert info.value.value == "Authorization=***,***"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in str(info.value)
 
 
 def test_bad_base_endpoint_names_the_variable_and_the_value_given() -> None:
