@@ -215,7 +215,8 @@ def _annotate(current: Span, key: str, value: Any) -> None:
         clean_key = sanitize_key(str(key)) or "_"
         if is_sensitive(clean_key):
             value = REDACTED
-        if not isinstance(value, (str, int, float, bool)) or len(indexed) >= MAX_ANNOTATIONS:
+        full = len(indexed) >= MAX_ANNOTATIONS and clean_key not in indexed
+        if not isinstance(value, (str, int, float, bool)) or full:
             _stats.incr("annotations.rejected")
             _stats.warn_once_per_interval(
                 "annotate.rejected",

@@ -90,10 +90,14 @@ def format_header(
 
 
 def header_for(span_context: SpanContext, extra: Iterable[tuple[str, str]] = ()) -> str:
-    """The header to send downstream from ``span_context`` (the callee's parent is this span)."""
-    return format_header(
-        span_context.trace_id, span_context.span_id, span_context.trace_flags.sampled, extra
-    )
+    """The header to send downstream from ``span_context`` (the callee's parent is this span).
+
+    Forwarding a Root-only header without a span of our own sends it on Root-only: the stand-in
+    parent id (``ids.synthetic_parent_id``) names no real segment.
+    """
+    trace_id, span_id = span_context.trace_id, span_context.span_id
+    parent = None if span_id == ids.synthetic_parent_id(trace_id) else span_id
+    return format_header(trace_id, parent, span_context.trace_flags.sampled, extra)
 
 
 class XRayPropagator(TextMapPropagator):

@@ -228,3 +228,16 @@ def test_span_context_manager_yields_otel_span(traced: Any) -> None:
     assert doc["name"] == "core-test"
     assert doc["metadata"]["default"] == {"db.system": "sqlite", "api_token": "[REDACTED]", "rows": 3}
     assert [s["name"] for s in doc["subsegments"]] == ["inner"]
+
+
+def test_a_full_span_still_updates_its_existing_annotations(traced: Any) -> None:
+    @tracekit.trace
+    def handler() -> None:
+        for i in range(50):
+            tracekit.annotate(f"k{i}", i)
+        tracekit.annotate("k0", "updated")
+
+    handler()
+    (doc,) = flush_documents(traced)
+    assert doc["annotations"]["k0"] == "updated" and len(doc["annotations"]) == 50
+    assert "k0" not in doc.get("metadata", {}).get("default", {})

@@ -319,3 +319,11 @@ def test_root_only_header_does_not_leak_internal_state_downstream(tracer: Tracer
     out, span_id = _inject_from_child(tracer, {HEADER: f"Root={ROOT};Sampled=1"})
     assert out.get("tracestate", "") == ""
     assert out["traceparent"] == f"00-{ROOT_INT:032x}-{span_id:016x}-01"
+
+
+def test_forwarding_a_root_only_header_without_a_span_keeps_it_root_only() -> None:
+    """A relay that re-injects what it extracted must not invent a Parent nobody emitted."""
+    ctx = XRayPropagator().extract({HEADER: f"Root={ROOT};Sampled=1;Lineage=1:ab12cd34:0"})
+    out: dict[str, str] = {}
+    XRayPropagator().inject(out, ctx)
+    assert out[HEADER] == f"Root={ROOT};Sampled=1;Lineage=1:ab12cd34:0"
