@@ -121,3 +121,23 @@ def test_forked_child_does_not_resend_the_parents_spans() -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"0"  # the parent process sends those three spans, not the child
     os.close(read)
+
+
+def test_on_end_never_raises_into_the_instrumentation(monkeypatch: Any) -> None:
+    """``on_end`` runs inside any library's ``span.end()``: a thread that cannot start is counted."""
+    from tracekit import _stats
+
+    _stats.reset()
+    proc, transport = processor()
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    child = span(2, ROOT)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    proc.on_end(child)
+    assert _stats.stats()["errors.xray.worker_start"] == 1
+    monkeypatch.undo()
+    proc.on_end(span(ROOT, None))  # the next span starts the worker after all
+    assert proc.force_flush() and len(transport.docs) == 1
+    proc.shutdown()

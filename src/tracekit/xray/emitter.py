@@ -128,6 +128,7 @@ class XRaySpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        """Queue ``span``. Runs inside ``span.end()`` of any instrumentation, so it never raises."""
         context = span.context
         if context is None or not context.trace_flags.sampled or self._stopped:
             return
@@ -135,10 +136,13 @@ class XRaySpanProcessor(SpanProcessor):
             _stats.incr("spans.dropped.queue_full")
             return
         self._queue.append(span)
-        if self._thread is None:
-            self._start_thread()
-        if not self._wake.is_set():
-            self._wake.set()
+        try:
+            if self._thread is None:
+                self._start_thread()  # RuntimeError when the process is out of threads
+            if not self._wake.is_set():
+                self._wake.set()
+        except Exception as exc:
+            _stats.report("xray.worker_start", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything queued or waiting for a parent, now, on the calling thread."""
@@ -162,8 +166,9 @@ class XRaySpanProcessor(SpanProcessor):
     def _start_thread(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="tracekit-xray", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="tracekit-xray", daemon=True)
+                thread.start()
+                self._thread = thread  # only once it runs: a failed start is retried next span
 
     def _run(self) -> None:
         while not self._stopped:
