@@ -252,6 +252,10 @@ def test_server_url_from_parts_of_both_semconv_generations() -> None:
     assert (old_req["client_ip"], old_req["x_forwarded_for"]) == ("10.0.0.9", True)
     new_req = doc_of(make_span(SpanKind.SERVER, attributes=new))["http"]["request"]
     assert new_req["url"] == "https://shop:8443/a?b=1"
+    no_host_header = {"http.method": "GET", "http.scheme": "http", "http.server_name": "shop",
+                      "net.host.port": 8000, "http.target": "/a"}
+    assert doc_of(make_span(SpanKind.SERVER, attributes=no_host_header))["http"]["request"][
+        "url"] == "http://shop:8000/a"
     default_port = {**new, "server.port": 443}
     assert doc_of(make_span(SpanKind.SERVER, attributes=default_port))["http"]["request"][
         "url"] == "https://shop/a?b=1"

@@ -73,7 +73,7 @@ _HTTP_STATUS = ("http.status_code", "http.response.status_code")
 _HTTP_LENGTH = ("http.response_content_length", "http.response.body.size")
 _URL_PARTS = (
     ("http.scheme", "url.scheme"),
-    ("http.host", "server.address"),
+    ("http.host", "server.address", "http.server_name", "net.host.name"),
     ("http.target", "url.path"),
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -252,7 +252,7 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
         scheme, host, target = (_first(attrs, keys) for keys in _URL_PARTS)
         if host and target is not None:
             scheme = scheme or "http"
-            port = attrs.get("server.port") if "http.host" not in attrs else None
+            port = _first(attrs, ("server.port", "net.host.port")) if "http.host" not in attrs else None
             if port and port != _DEFAULT_PORTS.get(str(scheme)):
                 host = f"{host}:{port}"  # http.host already carries the port of the Host header
             query = attrs.get("url.query")
