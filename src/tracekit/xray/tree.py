@@ -36,14 +36,20 @@ def render(documents: Iterable[Document]) -> str:
         children.setdefault(parent if parent in ids else None, []).append(node)
     origin = min((n.get("start_time", 0.0) for n in nodes), default=0.0)
     lines: list[str] = []
+    shown: set[int] = set()
 
     def emit(node: Document, depth: int) -> None:
+        if id(node) in shown:  # documents from the wild may name themselves or loop as parents
+            return
+        shown.add(id(node))
         lines.append("  " * depth + _line(node, origin))
         for child in sorted(children.get(node.get("id"), []), key=_start):
             emit(child, depth + 1)
 
     for root in sorted(children.get(None, []), key=_start):
         emit(root, 0)
+    for node in nodes:  # a parent loop has no root: show its members at the top level
+        emit(node, 0)
     return "\n".join(lines)
 
 
