@@ -203,7 +203,25 @@ def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         result["otlp_protocol"] = _choice("otlp_protocol", result["otlp_protocol"], OTLP_PROTOCOLS)
     if "context_missing" in result:
         result["context_missing"] = _context_missing(result["context_missing"])
+    for name in ("daemon_udp", "daemon_tcp"):
+        if result.get(name) is not None:
+            result[name] = _address_override(name, result[name])
+    queue = result.get("max_queue")
+    if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool) or queue < 1):
+        raise ConfigError("max_queue", queue, "a whole number of spans, at least 1")
     return {k: v for k, v in result.items() if v is not None}
+
+
+def _address_override(name: str, value: object) -> tuple[str, int]:
+    """``"host:port"`` or ``(host, port)``: checked here, not when the first datagram fails."""
+    accepted = "'host:port' or a (host, port) tuple"
+    if isinstance(value, str):
+        return _host_port(name, value, accepted)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        host, port = value
+        if isinstance(host, str) and host and isinstance(port, int) and 0 < port < 65536:
+            return host.strip("[]"), port
+    raise ConfigError(name, value, accepted)
 
 
 __all__ = ["Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "replace"]

@@ -289,6 +289,22 @@ def test_bad_override_names_the_argument() -> None:
         load({}, otlp_protocol="udp")
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("daemon_udp", "localhost"), ("daemon_udp", ("h", "2000")), ("daemon_tcp", ("h", 0)),
+     ("daemon_udp", 2000), ("max_queue", 0), ("max_queue", "100")],
+)
+def test_bad_address_or_queue_override_is_refused_up_front(name: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({}, **{name: value})
+    assert info.value.name == name and name in str(info.value)
+
+
+def test_address_overrides_accept_both_forms() -> None:
+    cfg = load({}, daemon_udp="127.0.0.1:3000", daemon_tcp=["[::1]", 3001])
+    assert (cfg.daemon_udp, cfg.daemon_tcp) == (("127.0.0.1", 3000), ("::1", 3001))
+
+
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
 
