@@ -305,8 +305,12 @@ def _wrap_gen(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: Span
                     _detach(token)
                 try:
                     arg, step = (yield item), gen.send
-                except GeneratorExit:
-                    gen.close()
+                except GeneratorExit:  # closed early: its finally blocks run in the span too
+                    token = _attach(current)
+                    try:
+                        gen.close()
+                    finally:
+                        _detach(token)
                     raise
                 except BaseException as exc:  # thrown in by the consumer: pass it on
                     arg, step = exc, gen.throw
@@ -338,7 +342,11 @@ def _wrap_async_gen(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind
                 try:
                     arg, step = (yield item), agen.asend
                 except GeneratorExit:
-                    await agen.aclose()
+                    token = _attach(current)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        _detach(token)
                     raise
                 except BaseException as exc:
                     arg, step = exc, agen.athrow

@@ -241,3 +241,42 @@ def test_a_full_span_still_updates_its_existing_annotations(traced: Any) -> None
     (doc,) = flush_documents(traced)
     assert doc["annotations"]["k0"] == "updated" and len(doc["annotations"]) == 50
     assert "k0" not in doc.get("metadata", {}).get("default", {})
+
+
+def test_cleanup_of_a_closed_generator_runs_inside_its_span(traced: Any) -> None:
+    @tracekit.trace
+    def rows() -> Any:
+        try:
+            yield 1
+            yield 2
+        finally:
+            with tracekit.span("cleanup"):
+                pass
+
+    @tracekit.trace
+    async def arows() -> Any:
+        try:
+            yield 1
+            yield 2
+        finally:
+            with tracekit.span("acleanup"):
+                pass
+
+    @tracekit.trace(name="consumer")
+    def consume() -> None:
+        gen = rows()
+        assert next(gen) == 1
+        gen.close()
+
+        async def first() -> None:
+            agen = arows()
+            assert await agen.__anext__() == 1
+            await agen.aclose()
+
+        asyncio.run(first())
+
+    consume()
+    (doc,) = flush_documents(traced)
+    nodes = {node["name"]: node for node in flatten([doc])}
+    assert nodes["cleanup"]["parent_id"] == nodes["rows"]["id"]
+    assert nodes["acleanup"]["parent_id"] == nodes["arows"]["id"]
