@@ -259,3 +259,14 @@ def test_server_url_from_parts_of_both_semconv_generations() -> None:
     default_port = {**new, "server.port": 443}
     assert doc_of(make_span(SpanKind.SERVER, attributes=default_port))["http"]["request"][
         "url"] == "https://shop/a?b=1"
+
+
+def test_log_groups_from_the_resource_become_cloudwatch_logs() -> None:
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/ecs/shop:*"
+    by_arn = doc_of(make_span(SpanKind.SERVER, resource={"aws.log.group.arns": (arn,),
+                                                          "aws.log.group.names": ("ignored",)}))
+    assert by_arn["aws"]["cloudwatch_logs"] == [{"log_group": "/aws/ecs/shop", "arn": arn}]
+    by_name = doc_of(make_span(SpanKind.SERVER, resource={"aws.log.group.names": ("/app/a",)}))
+    assert by_name["aws"]["cloudwatch_logs"] == [{"log_group": "/app/a"}]
+    child = doc_of(make_span(parent=ctx(1), resource={"aws.log.group.names": ("/app/a",)}))
+    assert "aws" not in child

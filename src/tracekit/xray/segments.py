@@ -410,7 +410,22 @@ def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
         aws["ec2"] = ec2
     if "cloud.account.id" in resource:
         aws["account_id"] = resource["cloud.account.id"]
+    logs = _log_groups(resource)
+    if logs:
+        aws["cloudwatch_logs"] = logs
     return aws
+
+
+def _log_groups(resource: Mapping[str, AttributeValue]) -> list[dict[str, str]]:
+    """``aws.log.group.arns`` (name taken from the ARN), else ``aws.log.group.names``."""
+    arns = resource.get("aws.log.group.arns")
+    if isinstance(arns, (list, tuple)) and arns:
+        return [{"log_group": str(arn).split(":log-group:", 1)[-1].split(":", 1)[0],
+                 "arn": str(arn)} for arn in arns]
+    names = resource.get("aws.log.group.names")
+    if isinstance(names, (list, tuple)):
+        return [{"log_group": str(name)} for name in names]
+    return []
 
 
 def _resource_top(resource: Mapping[str, AttributeValue]) -> Document:
