@@ -270,3 +270,24 @@ def test_log_groups_from_the_resource_become_cloudwatch_logs() -> None:
     assert by_name["aws"]["cloudwatch_logs"] == [{"log_group": "/app/a"}]
     child = doc_of(make_span(parent=ctx(1), resource={"aws.log.group.names": ("/app/a",)}))
     assert "aws" not in child
+
+
+@pytest.mark.parametrize(
+    ("resource", "block", "expected"),
+    [
+        ({"cloud.platform": "aws_ecs", "container.id": "c1", "aws.ecs.task.arn": "arn:t"}, "ecs",
+         {"container_id": "c1", "task_arn": "arn:t"}),
+        ({"cloud.platform": "aws_eks", "container.id": "c1", "k8s.cluster.name": "prod",
+          "k8s.pod.name": "shop-1"}, "eks", {"container_id": "c1", "cluster_name": "prod",
+                                             "pod": "shop-1"}),
+        ({"cloud.platform": "aws_ec2", "host.id": "i-1", "container.id": "c1"}, "ec2",
+         {"instance_id": "i-1"}),
+    ],
+)
+def test_platform_block_follows_cloud_platform(
+    resource: dict[str, Any], block: str, expected: dict[str, str]
+) -> None:
+    """``container.id`` alone (Docker, EKS) must not make a service look like it runs on ECS."""
+    aws = doc_of(make_span(SpanKind.SERVER, resource=resource))["aws"]
+    assert aws[block] == expected
+    assert {"ecs", "eks", "ec2"} & set(aws) == {block}

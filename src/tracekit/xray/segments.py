@@ -386,28 +386,29 @@ def _resource(span: ReadableSpan) -> _ResourceParts:
     return cached[1]
 
 
+_PLATFORM_BLOCKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "aws_ecs": ("ecs", (
+        ("container.name", "container"),
+        ("container.id", "container_id"),
+        ("aws.ecs.task.arn", "task_arn"),
+        ("aws.ecs.cluster.arn", "cluster_arn"),
+        ("aws.ecs.launchtype", "launch_type"),
+    )),
+    "aws_ec2": ("ec2", (("host.id", "instance_id"), ("cloud.availability_zone", "availability_zone"))),
+    "aws_eks": ("eks", (
+        ("k8s.cluster.name", "cluster_name"), ("k8s.pod.name", "pod"), ("container.id", "container_id"),
+    )),
+}
+"""Which resource attributes fill the ``aws`` block of the platform the service runs on."""
+
+
 def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
     aws: dict[str, Any] = {}
-    ecs = {
-        field: resource[key]
-        for key, field in (
-            ("container.name", "container"),
-            ("container.id", "container_id"),
-            ("aws.ecs.task.arn", "task_arn"),
-            ("aws.ecs.cluster.arn", "cluster_arn"),
-            ("aws.ecs.launchtype", "launch_type"),
-        )
-        if key in resource
-    }
-    if ecs:
-        aws["ecs"] = ecs
-    ec2 = {
-        field: resource[key]
-        for key, field in (("host.id", "instance_id"), ("cloud.availability_zone", "availability_zone"))
-        if key in resource and resource.get("cloud.platform") == "aws_ec2"
-    }
-    if ec2:
-        aws["ec2"] = ec2
+    platform = resource.get("cloud.platform")
+    block, keys = _PLATFORM_BLOCKS.get(platform, ("", ())) if isinstance(platform, str) else ("", ())
+    values = {field: resource[key] for key, field in keys if key in resource}
+    if values:
+        aws[block] = values
     if "cloud.account.id" in resource:
         aws["account_id"] = resource["cloud.account.id"]
     logs = _log_groups(resource)
