@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: makes .venv, installs tracekit[dev], lints, type-checks, tests.
+# The whole test suite on a fresh machine: makes .venv, installs tracekit-aws[dev], lints, type-checks, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

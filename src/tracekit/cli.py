@@ -7,9 +7,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from tracekit import __version__
+
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
 COMMAND_MODULES: tuple[str, ...] = (
-    "tracekit.demo",
+    "tracekit.sidecar.demo",
     "tracekit.sidecar.cli",
     "tracekit.sidecar.traces_cli",
     "tracekit.sampling.cli",
@@ -23,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracekit",
         description="Traces, metrics and logs for Python on AWS: X-Ray native, OpenTelemetry inside.",
     )
-    parser.add_argument("--version", action="version", version=f"tracekit {_version()}")
+    parser.add_argument("--version", action="version", version=f"tracekit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -40,14 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = handler(args)
     return int(result or 0)
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tracekit")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 if __name__ == "__main__":

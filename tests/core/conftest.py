@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 import tracekit
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
+from tracekit.tracing import provider
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 import tracekit
 from support.xray_schema import validate_document
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.xray.tree import flatten
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracekit.config import DEFAULT_DAEMON, Config, ConfigError, load, parse_daemon_address
+from tracekit.tracing.config import DEFAULT_DAEMON, Config, ConfigError, load, parse_daemon_address
 
 
 def test_defaults_with_an_empty_environment() -> None:

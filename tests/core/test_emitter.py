@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from support.xray_schema import validate_document
-from tracekit.xray.emitter import XRaySpanProcessor
+from tracekit.xray.processor import XRaySpanProcessor
 
 TRACE = 0x5759E988BD862E3FE1BE46A994272793
 ROOT = 0x1
@@ -125,7 +125,7 @@ def test_forked_child_does_not_resend_the_parents_spans() -> None:
 
 def test_on_end_never_raises_into_the_instrumentation(monkeypatch: Any) -> None:
     """``on_end`` runs inside any library's ``span.end()``: a thread that cannot start is counted."""
-    from tracekit import _stats
+    from tracekit._shared import stats as _stats
 
     _stats.reset()
     proc, transport = processor()

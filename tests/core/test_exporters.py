@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 import tracekit
 from support.xray_schema import validate_document
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
+from tracekit.tracing import provider
 from tracekit.xray.tree import flatten
 
 
@@ -220,7 +221,7 @@ def test_sensitive_attributes_are_redacted_in_otlp_too(otlp_receiver: Any) -> No
 
 
 def test_redact_survives_cycles_and_deep_nesting() -> None:
-    from tracekit.redaction import redact
+    from tracekit._shared.redaction import redact
 
     loop: dict[str, Any] = {"password": "x"}
     loop["self"] = loop

@@ -14,7 +14,8 @@ from moto.server import ThreadedMotoServer
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 import tracekit
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
+from tracekit.tracing import provider
 
 
 @tracekit.trace(name="request")
@@ -168,7 +169,7 @@ def test_queue_is_bounded_and_drops_are_counted(xray_daemon: Any) -> None:
     tracekit.configure(exporters=["xray"], daemon_udp=("127.0.0.1", xray_daemon.port),
                        sampler=ALWAYS_ON, max_queue=10)
     try:
-        from tracekit.xray.emitter import XRaySpanProcessor
+        from tracekit.xray.processor import XRaySpanProcessor
 
         processors = provider._state["provider"]._active_span_processor._span_processors
         emitter = next(p for p in processors if isinstance(p, XRaySpanProcessor))
@@ -280,7 +281,7 @@ def test_xray_only_configure_skips_the_otlp_export_machinery() -> None:
         "assert 'X-Amzn-Trace-Id' in propagate.get_global_textmap().fields\n"
         "assert 'traceparent' in propagate.get_global_textmap().fields\n"
         "print(sorted(m for m in sys.modules if m.startswith(\n"
-        "    ('opentelemetry.sdk.trace.export', 'opentelemetry.exporter', 'tracekit._otlp'))))\n"
+        "    ('opentelemetry.sdk.trace.export', 'opentelemetry.exporter', 'tracekit.tracing.otlp'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

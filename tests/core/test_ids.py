@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
-from tracekit.ids import (
+from tracekit.tracing.ids import (
     XRayIdGenerator,
     from_span_id,
     from_xray_trace_id,

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from tracekit import ids
-from tracekit.propagation import (
+from tracekit.tracing import ids
+from tracekit.tracing.propagation import (
     HEADER,
     MAX_HEADER_LEN,
     XRayHeader,
@@ -30,7 +30,7 @@ from tracekit.propagation import (
     format_header,
     parse_header,
 )
-from tracekit.provider import XRayParentBased
+from tracekit.tracing.provider import XRayParentBased
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 ROOT_INT = 0x5759E988BD862E3FE1BE46A994272793

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from ingest_helpers import ListSink
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from test_ingest_emf import emf_line
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar import ingest
 from tracekit.sidecar.emf_receiver import EmfReceiver
 from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver

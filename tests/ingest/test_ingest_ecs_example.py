@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tracekit import config
 from tracekit.metrics.sinks import parse_endpoint
 from tracekit.sidecar.settings import OPTIONS, Settings
+from tracekit.tracing import config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ecs"
@@ -123,7 +123,7 @@ def test_policy_grants_exactly_what_the_sidecar_calls() -> None:
     called = {sender.PATH, telemetry.PATH, *proxy.SAMPLING_PATHS}
     granted = set().union(*(actions(s) for s in statements().values()))
     assert granted == {XRAY_ACTIONS[path] for path in called} | {
-        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",  # tracekit.cwlogs
+        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",  # tracekit.logs.cwlogs
         "cloudwatch:PutMetricData",  # the application's own metrics (the policy is the task's)
     }  # fmt: skip
     assert all(s["Effect"] == "Allow" and "*" not in actions(s) for s in statements().values())

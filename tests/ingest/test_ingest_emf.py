@@ -14,7 +14,7 @@ import pytest
 from ingest_helpers import ListShipper, wait_until
 
 import tracekit.metrics
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.emf_receiver import EmfReceiver
 
 
@@ -200,7 +200,7 @@ def test_emf_lines_reach_cloudwatch_logs_with_the_emf_header(moto: str) -> None:
     """Clients -> EMF endpoint -> LogsShipper -> PutLogEvents (moto) -> GetLogEvents, in order."""
     import boto3
 
-    from tracekit.cwlogs import LogsShipper
+    from tracekit.logs.cwlogs import LogsShipper
 
     client = boto3.client("logs", endpoint_url=moto, region_name="us-east-1")
     sent_headers: list[dict[str, str]] = []
@@ -240,7 +240,7 @@ def test_emf_lines_reach_cloudwatch_logs_with_the_emf_header(moto: str) -> None:
 
 def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
     """Fault: the Logs endpoint refuses connections; lines are accepted, then counted as dropped."""
-    from tracekit.cwlogs import LogsShipper
+    from tracekit.logs.cwlogs import LogsShipper
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

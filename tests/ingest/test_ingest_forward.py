@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from support.otlp_receiver import OtlpReceiver
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.otlp_forward import OtlpForwarder
 from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
 

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from support.xray_schema import validate_document
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
 from tracekit.xray.segments import to_document
 from tracekit.xray.sender import SegmentSender

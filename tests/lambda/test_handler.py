@@ -20,8 +20,10 @@ import pytest
 
 import tracekit
 from support.udp_receiver import UdpReceiver
-from tracekit import _otlp, _stats, provider
+from tracekit._shared import stats as _stats
 from tracekit.aws_lambda import entry, events, handler, layer, runtime
+from tracekit.tracing import otlp as _otlp
+from tracekit.tracing import provider
 
 ROOT, PARENT = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
 

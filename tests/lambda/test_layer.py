@@ -18,7 +18,7 @@ def test_layer_has_tracekit_and_its_dependencies_without_the_aws_sdk(layer_zip: 
     tops = {name.split("/")[1] for name in names if name.startswith("python/")}
     assert {"tracekit", "opentelemetry", "structlog"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "bin"}
-    assert "tracekit-0.1.0.dist-info" in tops and "opentelemetry_api-" in " ".join(tops)
+    assert "tracekit_aws-0.1.0.dist-info" in tops and "opentelemetry_api-" in " ".join(tops)
     assert not [n for n in names if "/tests/" in n or "/test/" in n or n.endswith((".pyi", ".lock"))]
 
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 import tracekit
-from tracekit import _stats, logs, provider
+from tracekit import logs
+from tracekit._shared import stats as _stats
 from tracekit.aws_lambda import get_logger
+from tracekit.tracing import provider
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tracekit import _stats
-from tracekit.cwlogs import (
+from tracekit._shared import stats as _stats
+from tracekit.logs.cwlogs import (
     EVENT_OVERHEAD,
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,

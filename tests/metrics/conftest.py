@@ -8,7 +8,7 @@ import pytest
 from emf_helpers import Capture
 
 import tracekit.metrics as metrics
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 
 
 @pytest.fixture

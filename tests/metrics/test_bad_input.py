@@ -10,7 +10,7 @@ from emf_helpers import Capture
 from prometheus_client import CollectorRegistry, generate_latest
 
 import tracekit.metrics as metrics
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.metrics import recorder
 from tracekit.metrics.prometheus import PrometheusOutput
 

@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 import tracekit.metrics as metrics
-from tracekit import _stats
-from tracekit.ids import to_xray_trace_id
+from tracekit._shared import stats as _stats
 from tracekit.metrics import emf
 from tracekit.metrics.model import Batch, Series
+from tracekit.tracing.ids import to_xray_trace_id
 
 
 def test_split_at_100_metrics_per_document(capture: Capture) -> None:

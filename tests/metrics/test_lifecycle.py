@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.metrics import emf
 from tracekit.metrics.worker import BatchWorker
 

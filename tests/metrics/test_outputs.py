@@ -20,7 +20,7 @@ from emf_helpers import assert_valid_emf
 from prometheus_client import CollectorRegistry
 
 import tracekit.metrics as metrics
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.metrics.cloudwatch import PutMetricDataOutput, split_by_size
 from tracekit.metrics.prometheus import PrometheusOutput, mount_fastapi, mount_flask
 

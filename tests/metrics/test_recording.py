@@ -11,7 +11,7 @@ import pytest
 from emf_helpers import Capture
 
 import tracekit.metrics as metrics
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.metrics.model import Batch
 from tracekit.metrics.recorder import OVERFLOW
 

@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import StatusCode
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sampling.controlplane import ControlPlane
 from tracekit.sampling.rules import Rule
 from tracekit.sampling.sampler import RULE_NAME_ATTRIBUTE, XRaySampler

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sidecar_helpers import BASE, XRayStub
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
 
 

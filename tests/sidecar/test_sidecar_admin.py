@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from sidecar_helpers import XRayStub, document, get, send_udp, url, wait_until
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.xray.protocol import HEADER
 

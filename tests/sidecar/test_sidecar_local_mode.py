@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sidecar_helpers import send_udp, wait_until
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.cli import main as tracekit_main
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.xray.protocol import HEADER

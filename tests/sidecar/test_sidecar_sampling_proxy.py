@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sidecar_helpers import HEADER, XRayStub, document, post, send_udp, sigv4_verifies, url, wait_until
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sampling.controlplane import ControlPlane
 from tracekit.sidecar.proxy import MAX_BODY
 from tracekit.sidecar.runtime import Sidecar

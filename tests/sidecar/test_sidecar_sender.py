@@ -11,7 +11,7 @@ import boto3
 import pytest
 from sidecar_helpers import XRayStub, document, wait_until
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.xray.sender import SegmentSender
 
 

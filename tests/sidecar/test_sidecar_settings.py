@@ -13,7 +13,7 @@ from threading import Thread
 import pytest
 from sidecar_helpers import HEADER, XRayStub, document, get, wait_until
 
-from tracekit.config import ConfigError
+from tracekit._shared.settings import ConfigError
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.sidecar.settings import Settings, add_arguments, ecs_region, resolve
 

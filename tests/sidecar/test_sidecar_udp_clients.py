@@ -12,8 +12,9 @@ from opentelemetry.trace import SpanKind
 from sidecar_helpers import wait_until
 
 import tracekit
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
+from tracekit.tracing import provider
 
 
 def stored_segments(moto: str, trace_ids: list[str]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sidecar_helpers import XRayStub, document, send_udp, wait_until
 
-from tracekit import _stats
+from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.xray.protocol import HEADER, MAX_DATAGRAM
 

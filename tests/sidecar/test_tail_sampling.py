@@ -23,12 +23,13 @@ from opentelemetry.trace import SpanKind
 from sidecar_helpers import HEADER, get, send_udp, wait_until
 
 import tracekit
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
 from tracekit.sampling import rules
 from tracekit.sampling.deferred import DeferredSampler
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.sidecar.store import connect, trace_documents
 from tracekit.sidecar.tail_sampling import POLICY_ANNOTATION, TRACE_OVERHEAD, TailSampler
+from tracekit.tracing import provider
 
 SAMPLING = Path(__file__).resolve().parents[2] / "sampling"
 RULES = rules.load([SAMPLING])
@@ -349,7 +350,7 @@ def test_sigterm_decides_buffered_traces_and_flushes(
 def test_settings_from_env_and_yaml_and_clear_errors(tmp_path: Path) -> None:
     import argparse
 
-    from tracekit.config import ConfigError
+    from tracekit._shared.settings import ConfigError
     from tracekit.sidecar.settings import Settings, add_arguments, resolve
 
     parser = argparse.ArgumentParser()

@@ -12,7 +12,8 @@ from web_helpers import SERVICE, Traced
 
 import tracekit
 from support.udp_receiver import UdpReceiver
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
+from tracekit.tracing import provider
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from web_helpers import SERVICE, Traced, serve_in_thread
 
 import tracekit
 import tracekit.fastapi
-from tracekit import _stats, provider
+from tracekit._shared import stats as _stats
 from tracekit.asgi import TraceMiddleware
+from tracekit.tracing import provider
 
 INBOUND_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 INBOUND_PARENT = "53995c3f42cd8ad8"

@@ -19,7 +19,9 @@ from werkzeug.serving import make_server
 
 import tracekit
 import tracekit.flask
-from tracekit import ConfigError, _stats, provider
+from tracekit import ConfigError
+from tracekit._shared import stats as _stats
+from tracekit.tracing import provider
 
 INBOUND_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 INBOUND_PARENT = "53995c3f42cd8ad8"

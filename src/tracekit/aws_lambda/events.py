@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tracekit.propagation import HEADER
+from tracekit.tracing.propagation import HEADER
 
 MAX_LINKS = 128
 """At most this many producer links per invocation (OTel's default span link limit)."""

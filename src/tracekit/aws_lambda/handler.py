@@ -22,8 +22,9 @@ from typing import Any, TypeVar, cast
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from tracekit import _stats, api, ids, propagation, provider
+from tracekit._shared import stats
 from tracekit.aws_lambda import events, runtime
+from tracekit.tracing import api, ids, propagation, provider
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -98,7 +99,7 @@ def _begin(span_name: str, event: Any, context: Any) -> _Invocation | None:
         _add_links(span, trigger.trace_headers)
         return _Invocation(stack, span, trigger)
     except Exception as exc:
-        _stats.report("lambda.begin", exc)
+        stats.report("lambda.begin", exc)
         _close(stack, None)
         return None
 
@@ -123,7 +124,7 @@ def _finish(
         _flush_traces(budget)
         _flush_metrics(budget)
     except Exception as err:
-        _stats.report("lambda.finish", err)
+        stats.report("lambda.finish", err)
 
 
 def _flush_traces(budget: float) -> None:
@@ -142,7 +143,7 @@ def _flush_traces(budget: float) -> None:
 
     threading.Thread(target=flush, name="tracekit-lambda-flush", daemon=True).start()
     if not done.wait(budget):
-        _stats.incr("lambda.flush_timeouts")
+        stats.incr("lambda.flush_timeouts")
 
 
 def _close(stack: ExitStack, exc: BaseException | None) -> None:
@@ -154,7 +155,7 @@ def _close(stack: ExitStack, exc: BaseException | None) -> None:
             stack.__exit__(type(exc), exc, exc.__traceback__)
     except Exception as err:
         if err is not exc:
-            _stats.report("lambda.close", err)
+            stats.report("lambda.close", err)
 
 
 def _take_cold_start() -> bool:
@@ -166,7 +167,7 @@ def _recognise(event: Any) -> events.Trigger:
     try:
         return events.recognise(event)
     except Exception as exc:
-        _stats.report("lambda.event_source", exc)
+        stats.report("lambda.event_source", exc)
         return events.Trigger()
 
 
@@ -203,7 +204,7 @@ def _add_links(span: Span, headers: list[str]) -> None:
     for value in headers:
         header = propagation.parse_header(value)
         if header is None or header.parent is None:
-            _stats.incr("lambda.links.unparseable")
+            stats.incr("lambda.links.unparseable")
             continue
         flags = TraceFlags(TraceFlags.SAMPLED if header.sampled else TraceFlags.DEFAULT)
         producer = SpanContext(header.root, header.parent, is_remote=True, trace_flags=flags)
@@ -307,7 +308,7 @@ def _flush_timeout() -> float:
     try:
         return float(value) if value else DEFAULT_FLUSH_TIMEOUT
     except ValueError:
-        _stats.report(
+        stats.report(
             "lambda.flush_timeout",
             msg=f"TRACEKIT_LAMBDA_FLUSH_TIMEOUT={value!r} is not valid: expected seconds, e.g. 2.0",
         )

@@ -137,9 +137,9 @@ def _copy_tracekit(site: Path) -> None:
 
     source = Path(tracekit.__file__).parent
     shutil.copytree(source, site / "tracekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"tracekit-{tracekit.__version__}.dist-info"
+    info = site / f"tracekit_aws-{tracekit.__version__}.dist-info"
     info.mkdir()
-    metadata = f"Metadata-Version: 2.1\nName: tracekit\nVersion: {tracekit.__version__}\n"
+    metadata = f"Metadata-Version: 2.1\nName: tracekit-aws\nVersion: {tracekit.__version__}\n"
     (info / "METADATA").write_text(metadata)
 
 

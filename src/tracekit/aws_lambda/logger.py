@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from tracekit import _stats, logs
+from tracekit import logs
+from tracekit._shared import stats
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -80,7 +81,7 @@ def _interpolate(event: str | None, args: tuple[Any, ...]) -> Any:
     try:
         return event % (args[0] if len(args) == 1 and isinstance(args[0], dict) else args)
     except (TypeError, ValueError, KeyError):  # the line is kept, the call never raises
-        _stats.incr("logs.lambda.bad_format")
+        stats.incr("logs.lambda.bad_format")
         return f"{event} {args!r}"
 
 

@@ -2,7 +2,8 @@
 
 Lambda decides sampling (``Sampled=`` in each invocation's trace header) and writes the function's
 segment itself, so the defaults here are: X-Ray over UDP to ``AWS_XRAY_DAEMON_ADDRESS``, the service
-named after the function, and no centralized-sampling poller (it would cost cold start for nothing).
+named after the function (the shared settings' last resort), and no centralized-sampling poller
+(it would cost cold start for nothing).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from tracekit import _stats, provider
-from tracekit import config as _config
+from tracekit._shared import stats
+from tracekit.tracing import config as _config
+from tracekit.tracing import provider
 
 
 def in_lambda(env: Mapping[str, str] | None = None) -> bool:
@@ -60,11 +62,11 @@ def ensure_configured() -> None:
         try:
             provider.configure(**defaults)
         except ImportError as exc:  # e.g. OTLP asked for, but a --slim layer has no exporter
-            _stats.report("lambda.configure", exc)
+            stats.report("lambda.configure", exc)
             exporters = [name for name in _config.load().exporters if name != "otlp"]
             provider.configure(exporters=exporters or "none", **defaults)
     except Exception as exc:
-        _stats.report("lambda.configure", exc)
+        stats.report("lambda.configure", exc)
 
 
 def lambda_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -74,8 +76,6 @@ def lambda_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "resource_attributes": {**resource_attributes(env), **from_env.resource_attributes}
     }
-    if from_env.service == _config.Config.service:
-        defaults["service"] = function_name(env)
     if not env.get("OTEL_TRACES_SAMPLER"):
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 

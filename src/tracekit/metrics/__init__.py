@@ -3,7 +3,7 @@
 Nothing is recorded until metrics are configured, by ``configure()`` or by ``AWS_EMF_NAMESPACE`` /
 ``POWERTOOLS_METRICS_NAMESPACE`` in the environment; until then every call costs one attribute
 check. Recording never raises into the application (unless ``configure(strict=True)``): rejected
-input is counted in ``tracekit._stats`` and logged with a message naming the metric.
+input is counted in ``tracekit._shared.stats`` and logged with a message naming the metric.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.metrics import red
 from tracekit.metrics.recorder import Recorder, Scope, current_scope
 from tracekit.metrics.sinks import Output
@@ -107,7 +107,7 @@ def _active() -> Recorder | None:
             try:
                 configure()
             except Exception as exc:  # a bad environment must not break the app
-                _stats.report("metrics.configure", exc)
+                stats.report("metrics.configure", exc)
     return _state.recorder
 
 
@@ -193,7 +193,7 @@ def flush(timeout: float = 2.0) -> bool:
     try:
         return recorder.flush(timeout)
     except Exception as exc:
-        _stats.report("metrics.flush", exc)
+        stats.report("metrics.flush", exc)
         return False
 
 
@@ -202,7 +202,7 @@ def shutdown(timeout: float = 2.0) -> None:
     try:
         _install(None, timeout)
     except Exception as exc:
-        _stats.report("metrics.shutdown", exc)
+        stats.report("metrics.shutdown", exc)
 
 
 class timed:  # used as ``@timed(...)`` and ``with timed(...)``
@@ -286,4 +286,4 @@ def record_request(route: str, method: str, status: int, duration_ms: float) -> 
     try:
         red.record(recorder, route, method, status, duration_ms)
     except Exception as exc:  # on the request path: never raise
-        _stats.report("metrics.record_request", exc)
+        stats.report("metrics.record_request", exc)

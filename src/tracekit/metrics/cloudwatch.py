@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.metrics.model import Batch, Series, emitted
 from tracekit.metrics.worker import BatchWorker, aws_client
 
@@ -73,10 +73,10 @@ class PutMetricDataOutput:
             for chunk in split_by_size(data):
                 try:
                     client.put_metric_data(Namespace=namespace, MetricData=chunk)
-                    _stats.incr("metrics.cloudwatch.sent", len(chunk))
+                    stats.incr("metrics.cloudwatch.sent", len(chunk))
                 except Exception as exc:  # after botocore's own retries
-                    _stats.incr("metrics.cloudwatch.dropped.error", len(chunk))
-                    _stats.report("metrics.cloudwatch", exc)
+                    stats.incr("metrics.cloudwatch.dropped.error", len(chunk))
+                    stats.report("metrics.cloudwatch", exc)
 
     def _get_client(self) -> Any:
         if self._client is None:

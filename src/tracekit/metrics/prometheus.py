@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import make_asgi_app as _make_asgi_app
 from prometheus_client import make_wsgi_app as _make_wsgi_app
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.metrics.model import Batch, Series
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -47,7 +47,7 @@ class PrometheusOutput:
             try:
                 self._apply(series, values)
             except Exception as exc:  # one bad series must not cost the rest of the batch
-                _stats.report("metrics.prometheus", exc)
+                stats.report("metrics.prometheus", exc)
 
     def flush(self, timeout: float) -> bool:
         return True
@@ -81,7 +81,7 @@ class PrometheusOutput:
                 )
                 known = self._metrics[name] = (metric, labels)
         if known[1] != labels:
-            _stats.report(
+            stats.report(
                 "metrics.prometheus.labels",
                 msg=f"tracekit: Prometheus metric {name!r} has labels {list(known[1])}; "
                 f"a series with {list(labels)} was skipped (use the same dimensions per metric)",

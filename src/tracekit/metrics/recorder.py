@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Kind, Series
 from tracekit.metrics.sinks import Output
@@ -126,8 +126,8 @@ class Scope:
             self.recorder.request_flush()
         if self._size > 2 * self._max_values:
             dropped = len(self.drain())
-            _stats.incr("metrics.dropped.scope_full", dropped)
-            _stats.warn_once_per_interval(
+            stats.incr("metrics.dropped.scope_full", dropped)
+            stats.warn_once_per_interval(
                 "metrics.scope_full",
                 "tracekit: a metrics scope held over %d values; its %d series were dropped",
                 2 * self._max_values,
@@ -149,11 +149,11 @@ class Scope:
             try:
                 _current.reset(token)
             except ValueError:  # exited in another context (FastAPI generator dependencies)
-                _stats.incr("metrics.scope.other_context")
+                stats.incr("metrics.scope.other_context")
         try:
             self.close()
         except Exception as error:  # never into user code
-            _stats.report("metrics.scope", error)
+            stats.report("metrics.scope", error)
 
     def close(self) -> None:
         """Emit (``flush_on_exit``) or hand the values to the enclosing scope."""
@@ -262,8 +262,8 @@ class Recorder:
     @staticmethod
     def rejected(message: str) -> None:
         """Count and log a rejection; also in strict mode where raising would lose a whole flush."""
-        _stats.incr("metrics.rejected")
-        _stats.warn_once_per_interval(f"metrics.rejected:{message[:60]}", "tracekit: %s", message)
+        stats.incr("metrics.rejected")
+        stats.warn_once_per_interval(f"metrics.rejected:{message[:60]}", "tracekit: %s", message)
 
     def admit(self, name: str, unit: str, resolution: int, kind: Kind) -> None:
         problem = (
@@ -352,7 +352,7 @@ class Recorder:
             try:
                 output.emit(batch)
             except Exception as exc:  # an output bug must not reach the app
-                _stats.report(f"metrics.output.{type(output).__name__}", exc)
+                stats.report(f"metrics.output.{type(output).__name__}", exc)
 
     def flush(self, timeout: float) -> bool:
         """Emit the current scope (if any) and the root scope, then wait for the outputs."""
@@ -391,7 +391,7 @@ class Recorder:
             try:
                 self.emit(self.root)
             except Exception as exc:  # keep the flusher alive
-                _stats.report("metrics.interval_flush", exc)
+                stats.report("metrics.interval_flush", exc)
 
 
 class CardinalityGuard:
@@ -422,9 +422,9 @@ class CardinalityGuard:
             seen.add(folded)
             first = name not in self._warned
             self._warned.add(name)
-        _stats.incr("metrics.cardinality_overflow")
+        stats.incr("metrics.cardinality_overflow")
         if first:
-            _stats.logger.warning(
+            stats.logger.warning(
                 "tracekit: metric %r has more than %d dimension combinations; further ones are "
                 "recorded as %r (raise max_dimension_combinations if this is expected)",
                 name,
@@ -488,7 +488,7 @@ def trace_property() -> dict[str, object]:
         _get_current_span = get_current_span
     context = _get_current_span().get_span_context()
     if context.is_valid and context.trace_flags.sampled:
-        from tracekit.ids import to_xray_trace_id
+        from tracekit.tracing.ids import to_xray_trace_id
 
         return {"xray_trace_id": to_xray_trace_id(context.trace_id)}
     return {}

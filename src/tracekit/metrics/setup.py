@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
-from tracekit.config import ConfigError
+from tracekit._shared import settings
+from tracekit._shared.settings import ConfigError
 from tracekit.metrics.recorder import Recorder
 from tracekit.metrics.sinks import (
     DEFAULT_AGENT,
@@ -66,13 +68,10 @@ def build_recorder(
 
 
 def _service_dimension(env: Mapping[str, str], service: str | None) -> dict[str, str]:
-    service = (
-        service
-        or env.get("AWS_EMF_SERVICE_NAME")
-        or env.get("POWERTOOLS_SERVICE_NAME")
-        or env.get("OTEL_SERVICE_NAME")
-    )
-    return {"ServiceName": service} if service else {}
+    """``ServiceName``: the argument, else the shared service name (the one traces and logs carry),
+    left out while no service is named anywhere."""
+    service = service or settings.service_name(env if env is not os.environ else None)
+    return {} if service == settings.DEFAULT_SERVICE else {"ServiceName": service}
 
 
 def default_output(env: Mapping[str, str]) -> str:
@@ -104,7 +103,7 @@ def make_output(spec: str | Output, env: Mapping[str, str]) -> Output:
     if spec == "cloudwatch":
         from tracekit.metrics.cloudwatch import PutMetricDataOutput
 
-        return PutMetricDataOutput(region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+        return PutMetricDataOutput(region=settings.region(env=env))
     if spec == "prometheus":
         from tracekit.metrics.prometheus import PrometheusOutput
 

@@ -13,8 +13,8 @@ import time
 from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
-from tracekit import _stats
-from tracekit.config import ConfigError
+from tracekit._shared import stats
+from tracekit._shared.settings import ConfigError
 from tracekit.metrics import emf
 from tracekit.metrics.model import Batch
 from tracekit.metrics.worker import BatchWorker, reset_after_fork
@@ -127,8 +127,8 @@ class AgentWriter:
             except OSError as exc:
                 self._disconnect()
                 if attempt == 2:
-                    _stats.incr("metrics.agent.dropped.unreachable", len(lines))
-                    _stats.report("metrics.agent", exc)
+                    stats.incr("metrics.agent.dropped.unreachable", len(lines))
+                    stats.report("metrics.agent", exc)
                     return
                 self._backoff = min(max(self._backoff * 2, 0.05), self._max_backoff)
                 time.sleep(self._backoff)
@@ -142,7 +142,7 @@ class AgentWriter:
             for part in emf.fit(line, MAX_UDP_PAYLOAD - 1):
                 data = (part + "\n").encode()
                 if len(data) > MAX_UDP_PAYLOAD:
-                    _stats.incr("metrics.agent.dropped.too_large")
+                    stats.incr("metrics.agent.dropped.too_large")
                     continue
                 sock.sendto(data, self.address)
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from tracekit import _stats
+from tracekit._shared import stats
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class BatchWorker(Generic[T]):
         """Queue ``item``; False when full or closed (counted: ``<name>.dropped.queue_full``)."""
         with self._cond:
             if self._closed or len(self._queue) >= self._max_items:
-                _stats.incr(f"{self.name}.dropped.queue_full")
+                stats.incr(f"{self.name}.dropped.queue_full")
                 return False
             self._queue.append(item)
             if self._thread is None:
@@ -131,7 +131,7 @@ class BatchWorker(Generic[T]):
             self._cond.notify_all()
             unsent = len(self._queue) + self._busy
         if unsent:
-            _stats.incr(f"{self.name}.unsent_at_close", unsent)
+            stats.incr(f"{self.name}.unsent_at_close", unsent)
         return done
 
     def forked(self) -> None:
@@ -156,8 +156,8 @@ class BatchWorker(Generic[T]):
             try:
                 self._send(batch)
             except Exception as exc:  # the thread must survive any sender bug
-                _stats.incr(f"{self.name}.dropped.send_error", len(batch))
-                _stats.report(f"{self.name}.send", exc)
+                stats.incr(f"{self.name}.dropped.send_error", len(batch))
+                stats.report(f"{self.name}.send", exc)
             with self._cond:
                 self._busy = 0
                 self._cond.notify_all()

@@ -33,7 +33,7 @@ from opentelemetry.trace import Link, SpanKind, StatusCode, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.sampling.matching import SamplingRequest, compile_rule
 from tracekit.sampling.rules import DEFAULT_RULE, Rule, RuleSet
 
@@ -154,7 +154,7 @@ class XRaySampler(Sampler):
             state = self._select(self._request(attributes or {}), now)
             sampled = self._decide(state, now)
         except Exception as exc:
-            _stats.report("sampling.decision", exc)
+            stats.report("sampling.decision", exc)
             return SamplingResult(Decision.DROP, None, parent_state)
         if sampled:
             decision = Decision.RECORD_AND_SAMPLE
@@ -269,10 +269,10 @@ class XRaySampler(Sampler):
             poll()
         except Exception as exc:
             failures[what] += 1
-            _stats.report(f"sampling.{what}_poll", exc)
+            stats.report(f"sampling.{what}_poll", exc)
             return False
         failures[what] = 0
-        _stats.incr(f"sampling.{what}_polls")
+        stats.incr(f"sampling.{what}_polls")
         return True
 
     def poll_rules(self) -> None:
@@ -302,10 +302,10 @@ class XRaySampler(Sampler):
     def poll_targets(self) -> None:
         """Report due statistics, load the new quotas, rates and boosts."""
         now = self._clock()
-        stats, boosts = self._snapshot(now)
-        if not stats and not boosts:
+        documents, boosts = self._snapshot(now)
+        if not documents and not boosts:
             return
-        body: dict[str, Any] = {"SamplingStatisticsDocuments": stats}
+        body: dict[str, Any] = {"SamplingStatisticsDocuments": documents}
         if boosts:
             body["SamplingBoostStatisticsDocuments"] = boosts
         answer = self._post("/SamplingTargets", body)
@@ -324,13 +324,13 @@ class XRaySampler(Sampler):
 
     def _snapshot(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Statistics due (each rule on its target Interval) as API documents; their counts restart."""
-        stats: list[dict[str, Any]] = []
+        documents: list[dict[str, Any]] = []
         boosts: list[dict[str, Any]] = []
         with self._lock:
             for state in self._central:
                 due = state.requests and now - state.last_report >= state.interval
-                if due and len(stats) < MAX_DOCUMENTS:
-                    stats.append({"RuleName": state.rule.name, "ClientID": self.client_id,
+                if due and len(documents) < MAX_DOCUMENTS:
+                    documents.append({"RuleName": state.rule.name, "ClientID": self.client_id,
                                   "Timestamp": now, "RequestCount": state.requests,
                                   "SampledCount": state.sampled, "BorrowCount": state.borrowed})
                     state.requests = state.sampled = state.borrowed = 0
@@ -341,7 +341,7 @@ class XRaySampler(Sampler):
                                    "TotalCount": state.total,
                                    "SampledAnomalyCount": state.sampled_anomalies})
                     state.total = state.anomalies = state.sampled_anomalies = 0
-        return stats, boosts
+        return documents, boosts
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         import urllib.request
@@ -382,7 +382,7 @@ class SamplingStatsProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do: the outcome is only known at the end."""
 
-    @_stats.guarded("sampling.stats_processor")
+    @stats.guarded("sampling.stats_processor")
     def on_end(self, span: ReadableSpan) -> None:
         attrs = span.attributes or {}
         rule = attrs.get(RULE_NAME_ATTRIBUTE)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 
 LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code",
@@ -34,7 +34,7 @@ Prometheus' ``increase()``/``rate()``, so an alert on the first drops would neve
 
 
 class StatsCollector:
-    """Expose ``tracekit._stats`` counters under ``sidecar.`` and ``errors.`` plus live gauges."""
+    """Expose ``tracekit._shared.stats`` counters under ``sidecar.`` and ``errors.`` plus live gauges."""
 
     def __init__(self, gauges: Gauges, declared: Iterable[str] = ()) -> None:
         self._gauges = gauges
@@ -44,7 +44,7 @@ class StatsCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         counts = dict.fromkeys(self._declared, 0)
-        counts.update(_stats.stats())
+        counts.update(stats.stats())
         families: dict[str, Any] = {}
         for key, value in sorted(counts.items()):
             if not key.startswith(("sidecar.", "errors.")):

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """
     import logging
 
-    from tracekit.config import ConfigError
+    from tracekit._shared.settings import ConfigError
     from tracekit.sidecar import ingest, logs
     from tracekit.sidecar.runtime import Sidecar
     from tracekit.sidecar.settings import resolve

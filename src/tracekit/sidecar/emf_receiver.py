@@ -16,7 +16,7 @@ import socket
 import threading
 from typing import Protocol
 
-from tracekit import _stats
+from tracekit._shared import stats
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 25888
@@ -30,7 +30,7 @@ STATS = "sidecar.emf"
 
 
 class LineShipper(Protocol):
-    """Where valid EMF lines go (``tracekit.cwlogs.LogsShipper`` in the sidecar)."""
+    """Where valid EMF lines go (``tracekit.logs.cwlogs.LogsShipper`` in the sidecar)."""
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool: ...
 
@@ -98,7 +98,7 @@ class EmfReceiver:
         line = line.strip()
         if not line:
             return False
-        _stats.incr(f"{STATS}.received")
+        stats.incr(f"{STATS}.received")
         if len(line) > self._max_line:
             return _reject("too_large", origin, f"{len(line)} bytes; at most {self._max_line}")
         try:
@@ -117,12 +117,12 @@ class EmfReceiver:
         try:
             shipped = self.shipper.put(text, doc["_aws"]["Timestamp"])
         except Exception as exc:  # a failing shipper loses this line, not the connection
-            _stats.report(f"{STATS}.shipper", exc)
+            stats.report(f"{STATS}.shipper", exc)
             shipped = False
         if not shipped:
-            _stats.incr(f"{STATS}.dropped.not_shipped")
+            stats.incr(f"{STATS}.dropped.not_shipped")
             return False
-        _stats.incr(f"{STATS}.accepted")
+        stats.incr(f"{STATS}.accepted")
         return True
 
     def _accept_loop(self) -> None:
@@ -132,7 +132,7 @@ class EmfReceiver:
             except OSError:
                 return
             if not self._slots.acquire(blocking=False):
-                _stats.incr(f"{STATS}.rejected.too_many_connections")
+                stats.incr(f"{STATS}.rejected.too_many_connections")
                 conn.close()
                 continue
             with self._lock:
@@ -164,7 +164,7 @@ class EmfReceiver:
         except OSError:
             pass  # the peer went away or stop() shut the socket
         except Exception as exc:  # a connection thread must never die noisily
-            _stats.report(f"{STATS}.connection", exc)
+            stats.report(f"{STATS}.connection", exc)
         finally:
             with self._lock:
                 self._conns.discard(conn)
@@ -184,12 +184,12 @@ class EmfReceiver:
                 for line in data.split(b"\n"):
                     self.accept_line(line, origin)
             except Exception as exc:
-                _stats.report(f"{STATS}.datagram", exc)
+                stats.report(f"{STATS}.datagram", exc)
 
 
 def _reject(reason: str, origin: str, detail: str) -> bool:
-    _stats.incr(f"{STATS}.rejected.{reason}")
-    _stats.warn_once_per_interval(
+    stats.incr(f"{STATS}.rejected.{reason}")
+    stats.warn_once_per_interval(
         f"{STATS}.rejected.{reason}",
         "tracekit sidecar: EMF line from %s rejected (%s): %s",
         origin,

@@ -11,8 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tracekit import _stats
-from tracekit.sidecar.settings import family_of
+from tracekit._shared import stats
+from tracekit._shared.settings import family_of
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -40,7 +40,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            _stats.incr(self._refused)
+            stats.incr(self._refused)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)

@@ -1,42 +1,23 @@
-"""Settings and assembly of the sidecar's extra receivers: OTLP/HTTP traces and EMF (agent protocol).
+"""Assembly of the sidecar's extra receivers: OTLP/HTTP traces and EMF (agent protocol).
 
-The settings below join the sidecar's table (:data:`tracekit.sidecar.settings.OPTIONS`), so each has a
-flag, a ``TRACEKIT_SIDECAR_*`` variable and a YAML key like every other sidecar setting.
-:func:`listeners` builds the receivers from resolved settings; the sidecar adds them to its own.
+Their settings are in the sidecar's table (:data:`tracekit.sidecar.settings.OPTIONS`) like every
+other; :func:`listeners` builds the receivers from them, and the sidecar adds them to its own.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.sidecar.pipeline import Listener, SegmentSink
 
 Address = tuple[str, int]
 
-OTLP_ADDRESS: Address = ("127.0.0.1", 4318)
-"""Where OpenTelemetry SDKs export by default (``OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318``)."""
-EMF_ADDRESS: Address = ("127.0.0.1", 25888)
-"""The CloudWatch agent's EMF port, which aws-embedded-metrics and Powertools use by default."""
-EMF_LOG_GROUP = "/tracekit/emf"
-
-HELP: Mapping[str, tuple[str, str | None]] = {
-    "otlp_address": ("OTLP/HTTP trace receiver (POST /v1/traces); 'off' disables it", "HOST:PORT"),
-    "otlp_forward": ("send received OTLP on to this URL (SigV4-signed for *.amazonaws.com)", "URL"),
-    "otlp_translate": ("turn OTLP spans into X-Ray documents (default: unless --otlp-forward)", None),
-    "emf_address": ("EMF endpoint, TCP and UDP (CloudWatch agent protocol); 'off' disables", "HOST:PORT"),
-    "emf_log_group": ("CloudWatch Logs group for EMF lines (created if missing)", "NAME"),
-    "emf_log_stream": ("log stream for EMF lines (default: the host name)", "NAME"),
-    "logs_endpoint_url": ("CloudWatch Logs endpoint instead of logs.REGION", "URL"),
-}
-
-
 class IngestSettings(Protocol):
-    """What the receivers read from the sidecar's ``Settings``: the settings in :data:`HELP`, plus
-    three of the sidecar's own."""
+    """What the receivers read from the sidecar's ``Settings``."""
 
     @property
     def otlp_address(self) -> Address | None: ...
@@ -58,13 +39,6 @@ class IngestSettings(Protocol):
     def retry_for(self) -> float: ...
     @property
     def shutdown_timeout(self) -> float: ...
-
-
-def parse_optional_address(text: str) -> Address | None:
-    """``host:port``, or ``off`` for a receiver that should not run."""
-    from tracekit.sidecar.settings import parse_address
-
-    return None if text.strip().lower() == "off" else parse_address(text)
 
 
 def attach(sidecar: Any) -> None:
@@ -94,7 +68,7 @@ def listeners(settings: IngestSettings, sink: SegmentSink, region: str | None) -
             found.append(build(address))
         except OSError as exc:
             where = f"{address[0]}:{address[1]}"
-            _stats.report(f"sidecar.{name}.bind", exc, f"tracekit sidecar: {name} receiver not started, "
+            stats.report(f"sidecar.{name}.bind", exc, f"tracekit sidecar: {name} receiver not started, "
                           f"cannot listen on {where}: {exc}")  # fmt: skip
     return found
 
@@ -125,7 +99,7 @@ def _emf(settings: IngestSettings, address: Address, region: str | None, share: 
 
         shipper = StreamLines(sys.stdout)
     else:
-        from tracekit.cwlogs import LogsShipper
+        from tracekit.logs.cwlogs import LogsShipper
 
         stream = settings.emf_log_stream or socket.gethostname()
         shipper = LogsShipper(

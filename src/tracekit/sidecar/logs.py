@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tracekit.redaction import redact
+from tracekit._shared.redaction import redact
 
 
 class JsonFormatter(logging.Formatter):

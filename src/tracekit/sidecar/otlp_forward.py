@@ -2,7 +2,7 @@
 
 X-Ray's own OTLP endpoint (``https://xray.<region>.amazonaws.com/v1/traces``) wants SigV4 with service
 ``xray``: requests to ``*.amazonaws.com`` are signed by botocore from the task's credentials
-(:class:`~tracekit.xray.signed_http.SignedHTTP`), other endpoints get plain POSTs.
+(:class:`~tracekit._shared.sigv4.SignedHTTP`), other endpoints get plain POSTs.
 
 Several received requests are sent as one: serialised protobuf messages concatenate into a valid
 message whose repeated fields (``resource_spans``) are the union of theirs, so no re-encoding is needed.
@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from tracekit import _stats
+from tracekit._shared import stats
+from tracekit._shared.batching import BatchQueue
+from tracekit._shared.sigv4 import SignedHTTP, SigningError
 from tracekit.sidecar.otlp_spans import PROTOBUF
-from tracekit.xray.batching import BatchQueue
-from tracekit.xray.signed_http import SignedHTTP, SigningError
 
 STATS = "sidecar.otlp.forward"
 RETRYABLE = frozenset({429, 502, 503, 504})
@@ -87,14 +87,14 @@ class OtlpForwarder:
         while True:
             outcome = self._post(body)
             if outcome is None:
-                _stats.incr(f"{STATS}.sent_requests", len(bodies))
+                stats.incr(f"{STATS}.sent_requests", len(bodies))
                 return
             retry, reason = outcome
             left = deadline - time.monotonic()
             if not retry or left <= 0 or self._queue.aborted.is_set():
                 self._queue.count_dropped(reason, len(bodies))
                 return
-            _stats.incr(f"{STATS}.retries")
+            stats.incr(f"{STATS}.retries")
             backoff = min(backoff * 2, 5.0)
             self._queue.aborted.wait(min(left, random.uniform(backoff / 2, backoff)))
 
@@ -103,14 +103,14 @@ class OtlpForwarder:
         try:
             status = self._send(body)
         except SigningError as exc:
-            _stats.report(f"{STATS}.{exc.reason}", exc)
+            stats.report(f"{STATS}.{exc.reason}", exc)
             return False, exc.reason
         except (OSError, http.client.HTTPException) as exc:
-            _stats.report(f"{STATS}.unreachable", exc, f"tracekit: OTLP forward to {self.url} failed: {exc}")
+            stats.report(f"{STATS}.unreachable", exc, f"tracekit: OTLP forward to {self.url} failed: {exc}")
             return True, "unreachable"
         if status < 300:
             return None
-        _stats.report(f"{STATS}.http_{status}", msg=f"tracekit: OTLP forward to {self.url}: HTTP {status}")
+        stats.report(f"{STATS}.http_{status}", msg=f"tracekit: OTLP forward to {self.url}: HTTP {status}")
         return status in RETRYABLE, f"http_{status}"
 
     def _send(self, body: bytes) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tracekit import _stats
+from tracekit._shared import stats
 from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 from tracekit.sidecar.otlp_forward import OtlpForwarder
 from tracekit.sidecar.otlp_spans import JSON, PROTOBUF, OtlpDecodeError, parse_request, span_count
@@ -86,21 +86,21 @@ class OtlpHttpReceiver(HTTPListener):
             raw = decompress(body, encoding.strip().lower(), self._max_body)
             request = parse_request(raw, kind)
         except _TooLarge as exc:
-            _stats.incr(f"{STATS}.requests.rejected.too_large")
+            stats.incr(f"{STATS}.requests.rejected.too_large")
             return _failure(413, str(exc), reply_type)
         except (OtlpDecodeError, ValueError) as exc:
-            _stats.incr(f"{STATS}.requests.rejected.bad_request")
-            _stats.warn_once_per_interval(f"{STATS}.bad_request", "tracekit: OTLP request rejected: %s", exc)
+            stats.incr(f"{STATS}.requests.rejected.bad_request")
+            stats.warn_once_per_interval(f"{STATS}.bad_request", "tracekit: OTLP request rejected: %s", exc)
             return _failure(415 if kind not in (JSON, PROTOBUF) else 400, str(exc), reply_type)
         try:
             return self._accept(request, raw, kind, reply_type)
         except Exception as exc:  # a bug here must cost one request, not the receiver
-            _stats.report(f"{STATS}.internal", exc)
+            stats.report(f"{STATS}.internal", exc)
             return Reply(500, reply_type, _status_body(13, "internal error", reply_type))
 
     def _accept(self, request: Any, raw: bytes, kind: str, reply_type: str) -> Reply:
         total = span_count(request)
-        _stats.incr(f"{STATS}.spans.received", total)
+        stats.incr(f"{STATS}.spans.received", total)
         forward_refused = self.forwarder is not None and not self._forward(request, raw, kind)
         problems, refused = self._translate(request) if self.sink is not None else ([], 0)
         if (self.forwarder is None or forward_refused) and (self.sink is None or refused == total > 0):
@@ -114,15 +114,15 @@ class OtlpHttpReceiver(HTTPListener):
     def _translate(self, request: Any) -> tuple[list[str], int]:
         """Submit each span's documents to the sink: what was wrong, and how many found it full."""
         from tracekit.sidecar.otlp_spans import to_readable_spans
-        from tracekit.xray.emitter import split_document
+        from tracekit.xray.processor import split_document
         from tracekit.xray.segments import to_document
 
         assert self.sink is not None
         decoded = to_readable_spans(request)
         problems = list(decoded.rejected)
-        _stats.incr(f"{STATS}.spans.rejected.invalid_span", len(decoded.rejected))
+        stats.incr(f"{STATS}.spans.rejected.invalid_span", len(decoded.rejected))
         if decoded.rejected:
-            _stats.warn_once_per_interval(
+            stats.warn_once_per_interval(
                 f"{STATS}.invalid_span", "tracekit: OTLP span rejected: %s", decoded.rejected[0]
             )
         refused = 0
@@ -130,14 +130,14 @@ class OtlpHttpReceiver(HTTPListener):
             try:
                 payloads = split_document(to_document(span, annotate_all=self._annotate_all))
             except Exception as exc:
-                _stats.report(f"{STATS}.translate", exc)
+                stats.report(f"{STATS}.translate", exc)
                 payloads = []
             if not payloads:
-                _stats.incr(f"{STATS}.spans.rejected.untranslatable")
+                stats.incr(f"{STATS}.spans.rejected.untranslatable")
                 problems.append(f"span {span.name!r}: cannot be made into an X-Ray document")
             elif not all([_submit(self.sink, p) for p in payloads]):
                 refused += 1
-                _stats.incr(f"{STATS}.spans.rejected.buffer_full")
+                stats.incr(f"{STATS}.spans.rejected.buffer_full")
                 problems.append(f"span {span.name!r}: not accepted, the sidecar buffer is full")
         return problems, refused
 
@@ -146,7 +146,7 @@ def _submit(sink: SegmentSink, payload: bytes) -> bool:
     try:
         return sink.submit(payload)
     except Exception as exc:  # a failing sink refuses the span, the request still gets an answer
-        _stats.report(f"{STATS}.sink", exc)
+        stats.report(f"{STATS}.sink", exc)
         return False
 
 
@@ -233,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(Reply(411, "text/plain", b"Content-Length required\n"), close=True)
             return None
         if not 0 <= length <= limit:
-            _stats.incr(f"{STATS}.requests.rejected.too_large")
+            stats.incr(f"{STATS}.requests.rejected.too_large")
             self._reply(Reply(413, "text/plain", f"body over {limit} bytes\n".encode()), close=True)
             return None
         return length

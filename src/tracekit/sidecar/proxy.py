@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 
-from tracekit import _stats
+from tracekit._shared import stats
+from tracekit._shared.sigv4 import SignedHTTP
 from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
-from tracekit.xray.signed_http import SignedHTTP
 
 SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
 MAX_BODY = 64 * 1024
@@ -54,15 +54,15 @@ class SamplingProxy(HTTPListener):
         """Answer one request: 403 off the sampling paths, otherwise the backend's reply."""
         path = path.split("?", 1)[0]
         if method != "POST" or path not in SAMPLING_PATHS:
-            _stats.incr("sidecar.proxy.rejected.forbidden")
+            stats.incr("sidecar.proxy.rejected.forbidden")
             allowed = ", ".join(sorted(SAMPLING_PATHS))
             return error_reply(403, "AccessDeniedException", f"{method} {path}: only POST {allowed}")
-        _stats.incr("sidecar.proxy.requests")
+        stats.incr("sidecar.proxy.requests")
         try:
             reply = self.backend(method, path, headers, body)
         except Exception as exc:  # connection refused, no credentials...
             text = f"sampling proxy: X-Ray call failed: {type(exc).__name__}: {exc}"
-            _stats.report("sidecar.proxy.upstream", msg=text)  # no traceback: the cause is enough
+            stats.report("sidecar.proxy.upstream", msg=text)  # no traceback: the cause is enough
             return error_reply(502, "BadGateway", f"sampling upstream failed: {type(exc).__name__}")
         if reply[0] < 500:
             self.last_success = time.monotonic()
@@ -108,14 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse_body(self) -> Reply | None:
         """An error reply for a body that is chunked, unsized or over ``MAX_BODY``; else None."""
         if self.headers.get("Transfer-Encoding"):
-            _stats.incr("sidecar.proxy.rejected.chunked")
+            stats.incr("sidecar.proxy.rejected.chunked")
             return error_reply(411, "LengthRequired", "send the body with a Content-Length")
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY:
-            _stats.incr("sidecar.proxy.rejected.too_large")
+            stats.incr("sidecar.proxy.rejected.too_large")
             return error_reply(413, "RequestTooLarge", f"body must be 0..{MAX_BODY} bytes")
         return None
 

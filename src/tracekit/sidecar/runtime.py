@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _stats
-from tracekit.config import ConfigError
+from tracekit._shared import stats
+from tracekit._shared.settings import ConfigError
 from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
 from tracekit.sidecar.pipeline import Listener, SegmentSink, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
@@ -142,7 +142,7 @@ class Sidecar:
         self.sink.close(max(0.0, began + self.settings.shutdown_timeout - time.monotonic()))
         for service in (*self.services, self.admin):
             _stop_quietly(service)
-        summary = summarize(_stats.stats())
+        summary = summarize(stats.stats())
         summary["shutdown_seconds"] = round(time.monotonic() - began, 3)
         logger.info("sidecar stopped", extra={"fields": summary})
         return summary
@@ -243,4 +243,4 @@ def _stop_quietly(part: Service) -> None:
     try:
         part.stop()
     except Exception as exc:  # one part failing to stop must not keep the others running
-        _stats.report(f"sidecar.stop.{part.name}", exc)
+        stats.report(f"sidecar.stop.{part.name}", exc)

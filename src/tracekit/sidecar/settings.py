@@ -1,7 +1,7 @@
 """Sidecar settings: one table gives each setting its flag, environment variable, YAML key and help.
 
 Precedence: command-line flag, then environment variable, then the YAML file (``--config``), then
-the default. Every bad value raises :class:`tracekit.config.ConfigError` naming where it came from.
+the default. Every bad value raises :class:`tracekit.ConfigError` naming where it came from.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tracekit.config import ConfigError
-from tracekit.sidecar import ingest
+from tracekit._shared.settings import ConfigError, boolean, http_url, listen_address, region
 
 Address = tuple[str, int]
 
@@ -31,16 +29,9 @@ def default_db_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "tracekit" / "traces.db"
 
 
-def parse_address(text: str) -> Address:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError("host:port with a port 0-65535, e.g. 127.0.0.1:2000")
-    return host.strip("[]"), int(port)
-
-
-def family_of(host: str) -> socket.AddressFamily:
-    """IPv6 for an address with colons (``::1``, from ``[::1]:2000``), else IPv4."""
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
+def _optional_address(text: str) -> Address | None:
+    """``host:port``, or ``off`` for a receiver that should not run."""
+    return None if text.strip().lower() == "off" else listen_address(text)
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -52,21 +43,6 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
-
-
-def _bool(text: str) -> bool:
-    low = str(text).strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("true or false")
-
-
-def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise ValueError("an http:// or https:// URL")
-    return text
 
 
 def _level(text: str) -> str:
@@ -92,11 +68,11 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("udp_address", parse_address, "UDP daemon-protocol listener", "HOST:PORT"),
-    Option("tcp_address", parse_address, "TCP sampling proxy", "HOST:PORT"),
-    Option("admin_address", parse_address, "/health and /metrics", "HOST:PORT"),
+    Option("udp_address", listen_address, "UDP daemon-protocol listener", "HOST:PORT"),
+    Option("tcp_address", listen_address, "TCP sampling proxy", "HOST:PORT"),
+    Option("admin_address", listen_address, "/health and /metrics", "HOST:PORT"),
     Option("region", str, "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, ECS metadata)"),
-    Option("endpoint_url", _url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
+    Option("endpoint_url", http_url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
     Option("memory_limit", _positive(int), "MB of buffered documents; beyond, drops are counted", "MB"),
     Option("workers", _positive(int), "concurrent PutTraceSegments senders", "N"),
     Option("batch_timeout", _positive(float), "seconds a partial batch (<50) waits", "S"),
@@ -105,11 +81,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout", _positive(float), "seconds to flush on SIGTERM/SIGINT", "S"),
     Option("telemetry_interval", _positive(float), "seconds between PutTelemetryRecords", "S"),
     Option("health_window", _positive(float), "/health is 503 after this long w/o upstream", "S"),
-    Option("local", _bool, "local mode: store traces in SQLite, serve local sampling"),
+    Option("local", boolean, "local mode: store traces in SQLite, serve local sampling"),
     Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
     Option("local_retention", _positive(int), "traces kept in local mode (oldest go)", "N"),
     Option("sampling_dir", Path, "rule files for local sampling and --tail-sampling", "DIR"),
-    Option("tail_sampling", _bool, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
+    Option("tail_sampling", boolean, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
            "after they end: the tail: policies, then the head rules (see sampling/README.md)"),
     Option("tail_idle", _positive(float), "tail: decide once the root ended and the trace was "
            "quiet this long", "S"),
@@ -118,13 +94,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("tail_buffer", _positive(int), "tail: MB of buffered traces; beyond, drops are counted",
            "MB"),
     Option("log_level", _level, "debug, info, warning or error", "LEVEL"),
-    Option("otlp_address", ingest.parse_optional_address, *ingest.HELP["otlp_address"]),
-    Option("otlp_forward", _url, *ingest.HELP["otlp_forward"]),
-    Option("otlp_translate", _bool, *ingest.HELP["otlp_translate"]),
-    Option("emf_address", ingest.parse_optional_address, *ingest.HELP["emf_address"]),
-    Option("emf_log_group", str, *ingest.HELP["emf_log_group"]),
-    Option("emf_log_stream", str, *ingest.HELP["emf_log_stream"]),
-    Option("logs_endpoint_url", _url, *ingest.HELP["logs_endpoint_url"]),
+    Option("otlp_address", _optional_address, "OTLP/HTTP trace receiver (POST /v1/traces); 'off' "
+           "disables it", "HOST:PORT"),
+    Option("otlp_forward", http_url, "send received OTLP on to this URL (SigV4-signed for "
+           "*.amazonaws.com)", "URL"),
+    Option("otlp_translate", boolean, "turn OTLP spans into X-Ray documents (default: unless "
+           "--otlp-forward)"),
+    Option("emf_address", _optional_address, "EMF endpoint, TCP and UDP (CloudWatch agent "
+           "protocol); 'off' disables it", "HOST:PORT"),
+    Option("emf_log_group", str, "CloudWatch Logs group for EMF lines (created if missing)", "NAME"),
+    Option("emf_log_stream", str, "log stream for EMF lines (default: the host name)", "NAME"),
+    Option("logs_endpoint_url", http_url, "CloudWatch Logs endpoint instead of logs.REGION", "URL"),
 )
 
 
@@ -154,11 +134,13 @@ class Settings:
     tail_max_wait: float = 30.0
     tail_buffer: int = 16
     log_level: str = "info"
-    otlp_address: Address | None = ingest.OTLP_ADDRESS
+    otlp_address: Address | None = ("127.0.0.1", 4318)
+    """Where OpenTelemetry SDKs export by default (``http://localhost:4318``)."""
     otlp_forward: str | None = None
     otlp_translate: bool | None = None
-    emf_address: Address | None = ingest.EMF_ADDRESS
-    emf_log_group: str = ingest.EMF_LOG_GROUP
+    emf_address: Address | None = ("127.0.0.1", 25888)
+    """The CloudWatch agent's EMF port, which aws-embedded-metrics and Powertools use by default."""
+    emf_log_group: str = "/tracekit/emf"
     emf_log_stream: str | None = None
     logs_endpoint_url: str | None = None
 
@@ -175,7 +157,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for opt in OPTIONS:
         text = f"{opt.help} [env {opt.env}; yaml {opt.name}; default {_default_text(opt.name)}]"
-        if opt.parse is _bool:
+        if opt.parse is boolean:
             parser.add_argument(opt.flag, action=argparse.BooleanOptionalAction, help=text)
         else:
             parser.add_argument(opt.flag, metavar=opt.metavar or opt.name.upper(), help=text)
@@ -204,8 +186,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
             values[opt.name] = opt.parse(str(raw))
         except (ValueError, TypeError) as exc:
             raise ConfigError(origin, raw, str(exc) or opt.parse.__name__) from None
-    if "region" not in values and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
-        values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    values["region"] = region(values.get("region"), env)
     known = {f.name for f in fields(Settings)}
     return _consistent(Settings(**{k: v for k, v in values.items() if k in known}))
 

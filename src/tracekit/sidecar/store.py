@@ -1,6 +1,6 @@
 """Local mode's trace store: segment documents in SQLite, newest ``retention`` traces kept.
 
-The sidecar writes from one thread through a :class:`~tracekit.xray.batching.BatchQueue`;
+The sidecar writes from one thread through a :class:`~tracekit._shared.batching.BatchQueue`;
 ``tracekit traces`` reads the same file (WAL mode, so reading never blocks the writer).
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracekit import _stats
-from tracekit.xray.batching import BatchQueue
+from tracekit._shared import stats
+from tracekit._shared.batching import BatchQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -109,7 +109,7 @@ class LocalStore:
         with self._db:
             self._db.executemany(UPSERT, rows)
             self._db.execute(PRUNE, (self._retention,))
-        _stats.incr("sidecar.local.stored", len(rows))
+        stats.incr("sidecar.local.stored", len(rows))
 
 
 def _row(raw: bytes, received: float) -> tuple[Any, ...] | None:
@@ -124,8 +124,8 @@ def _row(raw: bytes, received: float) -> tuple[Any, ...] | None:
         start = float(doc["start_time"])
         end = float(doc["end_time"]) if doc.get("end_time") is not None else None
     except (ValueError, TypeError) as exc:
-        _stats.incr("sidecar.local.dropped.invalid_document")
-        _stats.warn_once_per_interval(
+        stats.incr("sidecar.local.dropped.invalid_document")
+        stats.warn_once_per_interval(
             "sidecar.local.invalid", "local store: invalid segment document: %s", exc
         )
         return None

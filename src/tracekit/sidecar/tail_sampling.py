@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracekit import _stats
-from tracekit.config import ConfigError
+from tracekit._shared import stats
+from tracekit._shared.settings import ConfigError
 from tracekit.sampling.deferred import is_marked, unmark
 from tracekit.sampling.matching import SamplingRequest
 from tracekit.sampling.rules import RuleSet
@@ -125,7 +125,7 @@ class TailSampler:
             if not isinstance(trace_id, str):
                 raise TypeError("trace_id is not a string")
         except (ValueError, TypeError, KeyError):
-            _stats.incr(f"{STATS}.unparsed_forwarded")  # the upstream names what is wrong with it
+            stats.incr(f"{STATS}.unparsed_forwarded")  # the upstream names what is wrong with it
             return self._inner.submit(document)
         with self._lock:
             out = self._take(trace_id, document, doc)
@@ -168,7 +168,7 @@ class TailSampler:
             try:
                 self.sweep()
             except Exception as exc:  # the sweeper must outlive any one trace
-                _stats.report(f"{STATS}.sweep", exc)
+                stats.report(f"{STATS}.sweep", exc)
 
     # -- buffering ---------------------------------------------------------------------------------
 
@@ -177,22 +177,22 @@ class TailSampler:
         marked = is_marked(doc)
         verdict = self._decided.get(trace_id)
         if verdict is not None:
-            _stats.incr(f"{STATS}.documents_after_decision")
+            stats.incr(f"{STATS}.documents_after_decision")
             keep, policy = verdict
             return [_forwardable(raw, policy) if marked else raw] if keep else []
         trace = self._traces.get(trace_id)
         rootless = trace is None or trace.root is None
         unknown = not marked and rootless
         if unknown and _is_trace_root(doc):
-            _stats.incr(f"{STATS}.decided.passthrough")
+            stats.incr(f"{STATS}.decided.passthrough")
             return [*self._release(trace_id, keep=True), raw]
         cost = len(raw) + (TRACE_OVERHEAD if trace is None else 0)
         full = self._bytes + cost > self._max_bytes
         if unknown and full:
-            _stats.incr(f"{STATS}.overflow_forwarded")
+            stats.incr(f"{STATS}.overflow_forwarded")
             return [raw]
         if full:
-            _stats.incr(f"{STATS}.dropped.tail_buffer_full")
+            stats.incr(f"{STATS}.dropped.tail_buffer_full")
             if marked and rootless:  # undecidable without its root: drop what came before it
                 self._release(trace_id, keep=False)
             return None
@@ -222,7 +222,7 @@ class TailSampler:
         self._bytes -= trace.size
         self._count -= len(trace.docs)
         if not keep:
-            _stats.incr(f"{STATS}.documents_discarded", len(trace.docs))
+            stats.incr(f"{STATS}.documents_discarded", len(trace.docs))
             return []
         return [_forwardable(raw, policy) if marked else raw for raw, marked in trace.docs]
 
@@ -245,8 +245,8 @@ class TailSampler:
             try:
                 ok = self._inner.submit(payload) and ok
             except Exception as exc:
-                _stats.incr(f"{STATS}.dropped.forward_error")
-                _stats.report(f"{STATS}.forward", exc)
+                stats.incr(f"{STATS}.dropped.forward_error")
+                stats.report(f"{STATS}.forward", exc)
                 ok = False
         return ok
 
@@ -255,7 +255,7 @@ class TailSampler:
         try:
             return self._finish(trace_id)
         except Exception as exc:
-            _stats.report(f"{STATS}.decision", exc)
+            stats.report(f"{STATS}.decision", exc)
             return self._release(trace_id, keep=True)
 
     def _due(self, trace: _Trace, now: float) -> bool:
@@ -267,14 +267,14 @@ class TailSampler:
     def _finish(self, trace_id: str) -> list[bytes]:
         trace = self._traces[trace_id]
         if trace.root is None:  # no mark arrived: not a deferred trace, not ours to decide
-            _stats.incr(f"{STATS}.decided.passthrough")
+            stats.incr(f"{STATS}.decided.passthrough")
             return self._release(trace_id, keep=True)
         kept_by, policy = self._decide(trace.root)
-        _stats.incr(f"{STATS}.decided." + ("dropped" if kept_by is None else
+        stats.incr(f"{STATS}.decided." + ("dropped" if kept_by is None else
                                             "kept_policy" if policy else "kept_rule"))  # fmt: skip
         if kept_by is None:
             return self._release(trace_id, keep=False)
-        _stats.incr(f"{STATS}.kept_by.{kept_by.replace('.', '_')}")
+        stats.incr(f"{STATS}.kept_by.{kept_by.replace('.', '_')}")
         return self._release(trace_id, keep=True, policy=kept_by if policy else None)
 
     def _decide(self, root: _Root) -> tuple[str | None, bool]:

@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Mapping
 
-from tracekit import _stats
-from tracekit.xray.signed_http import SignedHTTP
+from tracekit._shared import stats
+from tracekit._shared.sigv4 import SignedHTTP
 
 PATH = "/TelemetryRecords"
 PREFIX = "sidecar.upstream."
@@ -54,7 +54,7 @@ class TelemetryReporter:
 
     def report(self) -> bool:
         """Send one record with the counts since the previous successful report."""
-        now = _stats.stats()
+        now = stats.stats()
         record: dict[str, object] = {"Timestamp": time.time()}
         record.update({k: self._delta(now, keys) for k, keys in FIELDS.items()})
         record["BackendConnectionErrors"] = {k: self._delta(now, keys) for k, keys in ERRORS.items()}
@@ -67,14 +67,14 @@ class TelemetryReporter:
             if resp.status < 500 and resp.status != 429:
                 return self._sent(now)
             self.last_error = f"HTTP {resp.status} {resp.error_type}"
-        _stats.report("sidecar.telemetry", msg=f"PutTelemetryRecords failed: {self.last_error}")
+        stats.report("sidecar.telemetry", msg=f"PutTelemetryRecords failed: {self.last_error}")
         return False
 
     def _sent(self, now: dict[str, int]) -> bool:
         self.last_error = None
         self.last_success = time.monotonic()
         self._last = now
-        _stats.incr("sidecar.telemetry.sent")
+        stats.incr("sidecar.telemetry.sent")
         return True
 
     def _delta(self, now: Mapping[str, int], keys: tuple[str, ...]) -> int:

@@ -6,9 +6,9 @@ import logging
 import socket
 import threading
 
-from tracekit import _stats
+from tracekit._shared import stats
+from tracekit._shared.settings import family_of
 from tracekit.sidecar.pipeline import SegmentSink
-from tracekit.sidecar.settings import family_of
 from tracekit.xray.protocol import ProtocolError, decode
 
 logger = logging.getLogger("tracekit.sidecar")
@@ -57,7 +57,7 @@ class UdpListener:
             try:
                 self._handle(recv(RECV_SIZE))
             except Exception as exc:  # the listener must outlive any one datagram
-                _stats.report("sidecar.udp.receive", exc)
+                stats.report("sidecar.udp.receive", exc)
         self._drain()
 
     def alive(self) -> bool:
@@ -72,7 +72,7 @@ class UdpListener:
             except BlockingIOError:
                 return
             except OSError as exc:
-                _stats.report("sidecar.udp.receive", exc)
+                stats.report("sidecar.udp.receive", exc)
                 return
 
     def _handle(self, datagram: bytes) -> None:
@@ -81,12 +81,12 @@ class UdpListener:
         try:
             document = decode(datagram)
         except ProtocolError as exc:
-            _stats.incr(f"sidecar.udp.rejected.{exc.reason}")
-            _stats.warn_once_per_interval(
+            stats.incr(f"sidecar.udp.rejected.{exc.reason}")
+            stats.warn_once_per_interval(
                 f"sidecar.udp.{exc.reason}", "rejected datagram (%d bytes): %s", len(datagram), exc
             )
             return
-        _stats.incr("sidecar.udp.received")
+        stats.incr("sidecar.udp.received")
         self._sink.submit(document)
 
 

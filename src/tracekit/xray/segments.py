@@ -19,8 +19,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from tracekit import ids
-from tracekit.redaction import REDACTED, is_sensitive
+from tracekit._shared.redaction import REDACTED, is_sensitive
+from tracekit._shared.settings import VERSION
+from tracekit.tracing import ids
 
 Document = dict[str, Any]
 
@@ -33,7 +34,7 @@ MAX_NAME = 200
 MAX_ANNOTATION_KEY = 500
 MAX_ANNOTATIONS = 50
 MAX_STACK = 50
-SDK = {"sdk": "tracekit (OpenTelemetry)", "sdk_version": "0.1.0"}
+SDK = {"sdk": "tracekit (OpenTelemetry)", "sdk_version": VERSION}
 
 _NAME_INVALID = re.compile(r"[^\w.:/%&#=+\-@ ]", re.UNICODE)
 _KEY_INVALID = re.compile(r"[^A-Za-z0-9_]")
@@ -508,7 +509,7 @@ def _loads(value: object) -> object:
 
 
 def _redact(value: object) -> object:
-    from tracekit.redaction import redact
+    from tracekit._shared.redaction import redact
 
     return redact(value)
 

@@ -4,7 +4,7 @@ Documents wait in one byte-bounded buffer; worker threads take batches of up to 
 concurrently, retrying throttling, 5xx and connection failures with capped exponential backoff and
 full jitter. Nothing is dropped silently: every document that does not reach X-Ray is counted under
 ``<stats_prefix>.dropped.<reason>`` and every unprocessed one under
-``<stats_prefix>.unprocessed.<ErrorCode>`` in :mod:`tracekit._stats`.
+``<stats_prefix>.unprocessed.<ErrorCode>`` in :mod:`tracekit._shared.stats`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tracekit import _stats
-from tracekit.xray.batching import BatchQueue
-from tracekit.xray.signed_http import Response, SignedHTTP, SigningError
+from tracekit._shared import stats
+from tracekit._shared.batching import BatchQueue
+from tracekit._shared.sigv4 import Response, SignedHTTP, SigningError
 
 MAX_BATCH = 50
 """PutTraceSegments documents per call that every X-Ray sender uses."""
@@ -118,11 +118,11 @@ class SegmentSender:
         try:
             resp = self.http.post(PATH, body)
         except SigningError as exc:
-            _stats.report(f"{self._prefix}.{exc.reason}", msg=f"tracekit: {exc}")
+            stats.report(f"{self._prefix}.{exc.reason}", msg=f"tracekit: {exc}")
             return False, exc.reason
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            _stats.report(f"{self._prefix}.connection", msg=f"PutTraceSegments: {self.last_error}")
+            stats.report(f"{self._prefix}.connection", msg=f"PutTraceSegments: {self.last_error}")
             return True, "connection"
         if resp.status == 200:
             self._answered(resp, count, time.monotonic() - started)
@@ -135,7 +135,7 @@ class SegmentSender:
             return True, "server_error"
         self.last_success = time.monotonic()
         text = f"tracekit: PutTraceSegments refused: {self.last_error}"
-        _stats.report(f"{self._prefix}.rejected", msg=text)
+        stats.report(f"{self._prefix}.rejected", msg=text)
         return False, "rejected"
 
     def _answered(self, resp: Response, count: int, latency: float) -> None:
@@ -155,4 +155,4 @@ class SegmentSender:
 
     def _count(self, name: str, n: int = 1) -> None:
         if not self._queue.abandoned:
-            _stats.incr(f"{self._prefix}.{name}", n)
+            stats.incr(f"{self._prefix}.{name}", n)

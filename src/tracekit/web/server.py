@@ -1,6 +1,6 @@
 """What the WSGI and ASGI middlewares share: one server span per request, from start to status.
 
-The protocol adapters (``tracekit.wsgi``, ``tracekit.asgi``) only translate their request and
+The protocol adapters (``tracekit.web.wsgi``, ``tracekit.web.asgi``) only translate their request and
 response shapes; exclusion, trace-header handling, semconv attributes (which the X-Ray translator
 turns into ``http.request`` / ``http.response``), sensitive-data filtering, status mapping, the
 RED-metrics hook and the per-request log buffer live here, so both behave the same. Every entry
@@ -32,9 +32,10 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from tracekit import _stats, ids, propagation, provider
-from tracekit.config import ConfigError
-from tracekit.redaction import REDACTED, is_sensitive
+from tracekit._shared import stats
+from tracekit._shared.redaction import REDACTED, is_sensitive
+from tracekit._shared.settings import ConfigError
+from tracekit.tracing import ids, propagation, provider
 
 HEALTH_PATHS = ("health", "healthz", "healthcheck", "ping", "ready", "readyz", "live", "livez")
 """Excluded by default (``/health``, ``/healthz/`` ...): load balancers poll them constantly."""
@@ -148,7 +149,7 @@ class Request:
                 self.span.record_exception(exc)
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:256]))
         except Exception as err:
-            _stats.report("web.record_exception", err)
+            stats.report("web.record_exception", err)
 
 
 class ServerTracing:
@@ -194,7 +195,7 @@ class ServerTracing:
                 logs.request_started()
             return request
         except Exception as exc:
-            _stats.report("web.start", exc)
+            stats.report("web.start", exc)
             return None
 
     def finish(self, request: Request, route: str | None) -> None:
@@ -221,7 +222,7 @@ class ServerTracing:
                 _finish_request_log(logs, request, route, status)
             self._record_red(request, route)
         except Exception as exc:
-            _stats.report("web.finish", exc)
+            stats.report("web.finish", exc)
 
     def _record_red(self, request: Request, route: str | None) -> None:
         if self._record is not None:

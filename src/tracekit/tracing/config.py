@@ -6,29 +6,23 @@ Reading the configuration never touches the network.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from tracekit._shared import settings
+from tracekit._shared.settings import ConfigError, checked, http_url
 
 EXPORTERS = ("xray", "otlp", "console", "none")
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_DAEMON = ("127.0.0.1", 2000)
 
 
-class ConfigError(ValueError):
-    """A configuration value is not accepted."""
-
-    def __init__(self, name: str, value: object, accepted: str) -> None:
-        super().__init__(f"{name}={value!r} is not valid: expected {accepted}")
-        self.name, self.value, self.accepted = name, value, accepted
-
-
 @dataclass(frozen=True)
 class Config:
     """Resolved tracekit settings; build with :func:`load`."""
 
-    service: str = "unknown_service"
+    service: str = settings.DEFAULT_SERVICE
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     disabled: bool = False
     exporters: tuple[str, ...] = ("xray",)
@@ -53,25 +47,24 @@ class Config:
 
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Resolve the configuration: explicit overrides win over the environment, which wins over defaults."""
-    env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
+    env = settings.environ(env)
     values: dict[str, Any] = {}
-    service = env.get("OTEL_SERVICE_NAME") or env.get("AWS_XRAY_TRACING_NAME")
-    attrs = _parse_pairs("OTEL_RESOURCE_ATTRIBUTES", env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
-    values["resource_attributes"] = attrs
-    if service or "service.name" in attrs:
-        values["service"] = service or attrs["service.name"]
-    disabled = _parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED", "false"))
-    if not _parse_bool("AWS_XRAY_SDK_ENABLED", env.get("AWS_XRAY_SDK_ENABLED", "true")):
+    values["resource_attributes"] = settings.pairs(
+        "OTEL_RESOURCE_ATTRIBUTES", env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    )
+    values["service"] = settings.service_from_env(env) or settings.DEFAULT_SERVICE
+    disabled = checked("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED", "false"), settings.boolean)
+    if not checked("AWS_XRAY_SDK_ENABLED", env.get("AWS_XRAY_SDK_ENABLED", "true"), settings.boolean):
         disabled = True
     values["disabled"] = disabled
     if "TRACEKIT_EXPORTERS" in env:
         values["exporters"] = parse_exporters("TRACEKIT_EXPORTERS", env["TRACEKIT_EXPORTERS"])
     if "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in env:
-        values["otlp_endpoint"] = _check_url(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        values["otlp_endpoint"] = checked(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], http_url
         )
     elif "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
-        base = _check_url("OTEL_EXPORTER_OTLP_ENDPOINT", env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        base = checked("OTEL_EXPORTER_OTLP_ENDPOINT", env["OTEL_EXPORTER_OTLP_ENDPOINT"], http_url)
         values["otlp_endpoint"] = base.rstrip("/") + "/v1/traces"
     proto_var = next(
         (v for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") if v in env),
@@ -84,7 +77,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         None,
     )
     if headers_var:
-        values["otlp_headers"] = _parse_pairs(headers_var, env[headers_var])
+        values["otlp_headers"] = settings.pairs(headers_var, env[headers_var])
     if "AWS_XRAY_DAEMON_ADDRESS" in env:
         udp, tcp = parse_daemon_address(env["AWS_XRAY_DAEMON_ADDRESS"])
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
@@ -92,9 +85,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["context_missing"] = _context_missing(env["AWS_XRAY_CONTEXT_MISSING"])
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if region:
-        values["region"] = region
+    values["region"] = settings.region(env=env)
     values.update(_check_overrides(overrides))
     return Config(**values)
 
@@ -126,50 +117,6 @@ def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
     if set(found) != {"tcp", "udp"}:
         raise ConfigError(name, value, accepted)
     return found["udp"], found["tcp"]
-
-
-def _host_port(name: str, text: str, accepted: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(name, text, accepted)
-    return host.strip("[]"), int(port)
-
-
-def _check_url(name: str, url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(name, url, "an http:// or https:// URL")
-    return url
-
-
-def _parse_pairs(name: str, text: str) -> dict[str, str]:
-    """W3C-baggage-like ``k1=v1,k2=v2`` as used by OTEL_RESOURCE_ATTRIBUTES and _HEADERS."""
-    from urllib.parse import unquote
-
-    result: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            shown = _masked(text) if name.endswith("_HEADERS") else text
-            raise ConfigError(name, shown, "a comma list of key=value pairs")
-        result[unquote(key.strip())] = unquote(val.strip())
-    return result
-
-
-def _masked(text: str) -> str:
-    """Header lists carry credentials (``Authorization=Bearer ...``): errors show the keys only."""
-    items = (item.partition("=") for item in text.split(","))
-    return ",".join(f"{key}=***" if sep else "***" for key, sep, _ in items)
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off", ""):
-        return False
-    raise ConfigError(name, text, "true or false")
 
 
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
@@ -225,3 +172,10 @@ def _address_override(name: str, value: object) -> tuple[str, int]:
 
 
 __all__ = ["Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "replace"]
+
+
+def _host_port(name: str, text: str, accepted: str) -> tuple[str, int]:
+    try:
+        return settings.host_port(text)
+    except ValueError:
+        raise ConfigError(name, text, accepted) from None

@@ -28,10 +28,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from tracekit import _stats
-from tracekit import config as _config
-from tracekit.ids import XRayIdGenerator
-from tracekit.propagation import XRayPropagator, decision_requested
+from tracekit._shared import settings, stats
+from tracekit.tracing import config as _config
+from tracekit.tracing.ids import XRayIdGenerator
+from tracekit.tracing.propagation import XRayPropagator, decision_requested
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
@@ -45,7 +45,7 @@ def configure(
     """Set up tracing once for this process; returns the provider (``None`` when disabled).
 
     ``exporters`` is any of ``xray``, ``otlp``, ``console`` (default from ``TRACEKIT_EXPORTERS``,
-    else ``xray``). Other keyword arguments override :class:`tracekit.config.Config` fields, plus
+    else ``xray``). Other keyword arguments override :class:`tracekit.tracing.config.Config` fields, plus
     ``sampler`` (an OTel ``Sampler``) and ``span_processors`` (extra processors, e.g. for tests).
     """
     sampler = overrides.pop("sampler", None)
@@ -58,13 +58,14 @@ def configure(
             return provider
         shutdown()
         _state["key"] = key
+        settings.set_service(service)  # logs, metrics and Lambda name the same service
         _state["config"] = cfg
         if cfg.disabled:
             _state["provider"] = None
             return None
         provider = _build_provider(cfg, sampler, extra_processors)
         _state["provider"] = provider
-        _state["tracer"] = provider.get_tracer("tracekit", _version())
+        _state["tracer"] = provider.get_tracer("tracekit", settings.VERSION)
         _install_globals(provider)
         return provider
 
@@ -90,7 +91,7 @@ def _configure_on_first_use() -> None:
         try:
             configure()
         except Exception as exc:
-            _stats.report("configure", exc)
+            stats.report("configure", exc)
             _state["key"] = None
 
 
@@ -105,7 +106,7 @@ def current_config() -> _config.Config:
     if cfg is None:
         try:
             cfg = _config.load()
-        except _config.ConfigError:
+        except settings.ConfigError:
             cfg = _config.Config()
     return cfg
 
@@ -118,7 +119,7 @@ def force_flush(timeout: float = 5.0) -> bool:
     try:
         return bool(provider.force_flush(int(timeout * 1000)))
     except Exception as exc:
-        _stats.report("flush", exc)
+        stats.report("flush", exc)
         return False
 
 
@@ -129,11 +130,12 @@ def shutdown() -> None:
         _state.pop("tracer", None)
         _state.pop("key", None)
         _state.pop("config", None)
+        settings.set_service(None)
         if provider is not None:
             try:
                 provider.shutdown()
             except Exception as exc:
-                _stats.report("shutdown", exc)
+                stats.report("shutdown", exc)
 
 
 def _build_provider(
@@ -159,18 +161,18 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
         if name == "xray":
             processors.append(_xray_processor(cfg))
         elif name == "otlp":
-            from tracekit._otlp import otlp_processor
+            from tracekit.tracing.otlp import otlp_processor
 
             processors.append(otlp_processor(cfg))
         elif name == "console":
-            from tracekit._otlp import console_processor
+            from tracekit.tracing.otlp import console_processor
 
             processors.append(console_processor())
     return processors
 
 
 def _xray_processor(cfg: _config.Config) -> SpanProcessor:
-    from tracekit.xray.emitter import ApiTransport, Transport, UdpTransport, XRaySpanProcessor
+    from tracekit.xray.processor import ApiTransport, Transport, UdpTransport, XRaySpanProcessor
 
     transport: Transport
     if cfg.xray_direct:
@@ -194,13 +196,13 @@ def _default_sampler(cfg: _config.Config) -> Sampler:
         try:
             return TraceIdRatioBased(float(arg or "1"))
         except ValueError as exc:
-            raise _config.ConfigError("OTEL_TRACES_SAMPLER_ARG", arg, "a number 0..1") from exc
+            raise settings.ConfigError("OTEL_TRACES_SAMPLER_ARG", arg, "a number 0..1") from exc
     if name in ("xray_deferred", "parentbased_xray_deferred"):
         from tracekit.sampling.deferred import DeferredSampler
 
         return DeferredSampler()
     if name not in ("", "xray", "parentbased_xray"):
-        raise _config.ConfigError(
+        raise settings.ConfigError(
             "OTEL_TRACES_SAMPLER", name,
             "always_on, always_off, traceidratio, xray or xray_deferred (+parentbased_)",
         )
@@ -256,7 +258,7 @@ class XRayParentBased(Sampler):
                 parent_context, trace_id, name, kind, attributes, links, trace_state
             )
         except Exception as exc:  # a sampler bug must not fail the request
-            _stats.report("sampler", exc)
+            stats.report("sampler", exc)
             return SamplingResult(Decision.DROP, None, None)
         if not attributes or result.decision is Decision.DROP:
             return result
@@ -326,6 +328,3 @@ def _propagate_context_to_executors() -> None:
     submit.__doc__ = original.__doc__
     ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
 
-
-def _version() -> str:
-    return "0.1.0"

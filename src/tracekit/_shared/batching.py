@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from tracekit import _stats
+from tracekit._shared import stats
 
 DOC_OVERHEAD = 64
 """Bytes counted per queued document on top of its length (object header, queue slot)."""
@@ -135,7 +135,7 @@ class BatchQueue(Generic[D]):
             self.count_dropped("unconfirmed_at_exit", unconfirmed)
 
     def count_dropped(self, reason: str, n: int = 1) -> None:
-        _stats.incr(f"{self._prefix}.dropped.{reason}", n)
+        stats.incr(f"{self._prefix}.dropped.{reason}", n)
 
     def _work(self) -> None:
         try:
@@ -144,7 +144,7 @@ class BatchQueue(Generic[D]):
                     self._deliver(batch)
                 except Exception as exc:  # a worker must never die
                     self.count_dropped("internal_error", len(batch))
-                    _stats.report(f"{self._prefix}.worker", exc)
+                    stats.report(f"{self._prefix}.worker", exc)
                 finally:
                     self._release(batch)
         finally:

@@ -18,8 +18,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
-from tracekit import _stats, ids, propagation, provider
-from tracekit.redaction import REDACTED, is_sensitive, redact
+from tracekit._shared import stats
+from tracekit._shared.redaction import REDACTED, is_sensitive, redact
+from tracekit.tracing import ids, propagation, provider
 from tracekit.xray.segments import (
     ANNOTATIONS_ATTR,
     MAX_ANNOTATIONS,
@@ -119,7 +120,7 @@ def add_metadata(key: str, value: Any, namespace: str = "default") -> None:
         merged[key] = REDACTED if is_sensitive(key) else redact(value)
         current.set_attribute(attr, json.dumps(merged, default=repr))
     except Exception as exc:
-        _stats.report("add_metadata", exc)
+        stats.report("add_metadata", exc)
 
 
 def record_exception(exc: BaseException) -> None:
@@ -154,7 +155,7 @@ def _start(name: str, annotations: Mapping[str, Any], kind: SpanKind) -> Span:
             _annotate(new, key, value)
         return new
     except Exception as exc:
-        _stats.report("span_start", exc)
+        stats.report("span_start", exc)
         return INVALID_SPAN
 
 
@@ -162,7 +163,7 @@ def _attach(current: Span) -> object:
     try:
         return otel_context.attach(otel_trace.set_span_in_context(current))
     except Exception as exc:
-        _stats.report("context_attach", exc)
+        stats.report("context_attach", exc)
         return None
 
 
@@ -172,14 +173,14 @@ def _detach(token: object) -> None:
     try:
         otel_context.detach(token)  # type: ignore[arg-type]
     except Exception as exc:
-        _stats.report("context_detach", exc)
+        stats.report("context_detach", exc)
 
 
 def _end(current: Span) -> None:
     try:
         current.end()
     except Exception as exc:
-        _stats.report("span_end", exc)
+        stats.report("span_end", exc)
 
 
 def _fail(current: Span, exc: BaseException) -> None:
@@ -188,7 +189,7 @@ def _fail(current: Span, exc: BaseException) -> None:
             current.record_exception(exc)
             current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:256]))
     except Exception as err:
-        _stats.report("record_exception", err)
+        stats.report("record_exception", err)
 
 
 def _current(operation: str) -> Span | None:
@@ -196,9 +197,9 @@ def _current(operation: str) -> Span | None:
     if current.is_recording():
         return current
     if not current.get_span_context().is_valid:
-        _stats.incr("context_missing")
+        stats.incr("context_missing")
         if provider.current_config().context_missing == "log":
-            _stats.warn_once_per_interval(
+            stats.warn_once_per_interval(
                 f"context_missing.{operation}",
                 "tracekit.%s called outside any trace; ignored",
                 operation,
@@ -217,8 +218,8 @@ def _annotate(current: Span, key: str, value: Any) -> None:
             value = REDACTED
         full = len(indexed) >= MAX_ANNOTATIONS and clean_key not in indexed
         if not isinstance(value, (str, int, float, bool)) or full:
-            _stats.incr("annotations.rejected")
-            _stats.warn_once_per_interval(
+            stats.incr("annotations.rejected")
+            stats.warn_once_per_interval(
                 "annotate.rejected",
                 "tracekit: annotation %r kept as metadata: values must be str, int, float or bool "
                 "and a span holds at most %d annotations",
@@ -229,12 +230,12 @@ def _annotate(current: Span, key: str, value: Any) -> None:
             return
         if isinstance(value, str) and len(value) > MAX_ANNOTATION_VALUE:
             value = value[:MAX_ANNOTATION_VALUE]
-            _stats.incr("annotations.truncated")
+            stats.incr("annotations.truncated")
         current.set_attribute(clean_key, value)
         if clean_key not in indexed:
             current.set_attribute(ANNOTATIONS_ATTR, [*indexed, clean_key])
     except Exception as exc:
-        _stats.report("annotate", exc)
+        stats.report("annotate", exc)
 
 
 def _safe_set_attributes(current: Span, attributes: Mapping[str, Any]) -> None:
@@ -242,7 +243,7 @@ def _safe_set_attributes(current: Span, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():
             current.set_attribute(key, REDACTED if is_sensitive(key) else value)
     except Exception as exc:
-        _stats.report("set_attributes", exc)
+        stats.report("set_attributes", exc)
 
 
 # -- wrappers per function kind ----------------------------------------------------------------

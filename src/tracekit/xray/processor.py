@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from tracekit import _stats, ids
+from tracekit._shared import stats
+from tracekit.tracing import ids
 from tracekit.xray import protocol
 from tracekit.xray.segments import Document, dumps, is_local_root, is_segment, to_document
 
@@ -59,11 +60,11 @@ class UdpTransport:
                 self._sock.setblocking(False)
                 self._resolved = info[4]
             self._sock.sendto(protocol.encode(document), self._resolved)
-            _stats.incr("xray.documents_sent")
+            stats.incr("xray.documents_sent")
         except OSError as exc:
             self._sock = None  # re-resolve next time: the daemon may have moved
-            _stats.incr("xray.documents_dropped.send_error")
-            _stats.report("xray.udp_send", exc)
+            stats.incr("xray.documents_dropped.send_error")
+            stats.report("xray.udp_send", exc)
 
     def flush(self, timeout: float) -> bool:
         return True
@@ -133,7 +134,7 @@ class XRaySpanProcessor(SpanProcessor):
         if context is None or not context.trace_flags.sampled or self._stopped:
             return
         if len(self._queue) >= self._max_queue:
-            _stats.incr("spans.dropped.queue_full")
+            stats.incr("spans.dropped.queue_full")
             return
         self._queue.append(span)
         try:
@@ -142,7 +143,7 @@ class XRaySpanProcessor(SpanProcessor):
             if not self._wake.is_set():
                 self._wake.set()
         except Exception as exc:
-            _stats.report("xray.worker_start", exc)
+            stats.report("xray.worker_start", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything queued or waiting for a parent, now, on the calling thread."""
@@ -150,7 +151,7 @@ class XRaySpanProcessor(SpanProcessor):
             self._drain(final=True)
             return self._transport.flush(timeout_millis / 1000)
         except Exception as exc:
-            _stats.report("xray.flush", exc)
+            stats.report("xray.flush", exc)
             return False
 
     def shutdown(self) -> None:
@@ -161,7 +162,7 @@ class XRaySpanProcessor(SpanProcessor):
             self._drain(final=True)
             self._transport.close(5.0)
         except Exception as exc:
-            _stats.report("xray.close", exc)
+            stats.report("xray.close", exc)
 
     def _start_thread(self) -> None:
         with self._start_lock:
@@ -178,7 +179,7 @@ class XRaySpanProcessor(SpanProcessor):
             try:
                 self._drain(final=False)
             except Exception as exc:
-                _stats.report("xray.worker", exc)
+                stats.report("xray.worker", exc)
 
     def _drain(self, *, final: bool) -> None:
         with self._lock:
@@ -235,7 +236,7 @@ def split_document(doc: Document, limit: int = protocol.MAX_DOCUMENT) -> list[by
         return [payload]
     subsegments = doc.pop("subsegments", None)
     if subsegments:
-        _stats.incr("xray.documents_split")
+        stats.incr("xray.documents_split")
         parts = split_document(doc, limit)
         for sub in subsegments:
             sub.update(type="subsegment", trace_id=doc["trace_id"], parent_id=doc["id"])
@@ -251,8 +252,8 @@ def _trim(doc: Document, limit: int) -> list[bytes]:
             dropped.append(key)
             payload = dumps(doc)
             if len(payload) <= limit:
-                _stats.incr("xray.documents_trimmed")
-                _stats.warn_once_per_interval(
+                stats.incr("xray.documents_trimmed")
+                stats.warn_once_per_interval(
                     "xray.trim",
                     "tracekit: segment %s of trace %s was over %d bytes; dropped its %s",
                     doc.get("id"), doc.get("trace_id"), limit, ", ".join(dropped),
@@ -261,10 +262,10 @@ def _trim(doc: Document, limit: int) -> list[bytes]:
     doc["name"] = str(doc.get("name", "span"))[:200]
     payload = dumps(doc)
     if len(payload) <= limit:
-        _stats.incr("xray.documents_trimmed")
+        stats.incr("xray.documents_trimmed")
         return [payload]
-    _stats.incr("xray.documents_dropped.too_large")
-    _stats.report("xray.too_large", msg=f"tracekit: segment {doc.get('id')} cannot fit {limit} bytes")
+    stats.incr("xray.documents_dropped.too_large")
+    stats.report("xray.too_large", msg=f"tracekit: segment {doc.get('id')} cannot fit {limit} bytes")
     return []
 
 

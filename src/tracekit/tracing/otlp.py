@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from tracekit import _stats
-from tracekit import config as _config
-from tracekit.redaction import REDACTED, is_sensitive
+from tracekit._shared import stats
+from tracekit._shared.redaction import REDACTED, is_sensitive
+from tracekit.tracing import config as _config
 
 
 def otlp_processor(cfg: _config.Config) -> SpanProcessor:
@@ -52,10 +52,10 @@ class CountingExporter(SpanExporter):
         try:
             result = self._inner.export([_redacted(span) for span in spans])
         except Exception as exc:
-            _stats.report(f"{self._name}.export", exc)
+            stats.report(f"{self._name}.export", exc)
             result = SpanExportResult.FAILURE
         outcome = "spans_exported" if result is SpanExportResult.SUCCESS else "spans_failed"
-        _stats.incr(f"{self._name}.{outcome}", len(spans))
+        stats.incr(f"{self._name}.{outcome}", len(spans))
         return result
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

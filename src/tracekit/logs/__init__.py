@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from tracekit import _stats, logs_buffer, redaction
-from tracekit.config import ConfigError
-from tracekit.logs_buffer import Record, RequestLog
+from tracekit._shared import redaction, settings, stats
+from tracekit._shared.settings import ConfigError
+from tracekit.logs import buffer
+from tracekit.logs.buffer import Record, RequestLog
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -61,7 +62,8 @@ _strict_encode = json.JSONEncoder(
 @dataclass(frozen=True)
 class _Config:
     level: int
-    service: str
+    service: str | None
+    """Given to ``configure``; otherwise the shared service name, read for each line."""
     stream: TextIO | None
     sample_rate: float
     buffer_debug: bool
@@ -88,7 +90,7 @@ os.register_at_fork(after_in_child=_new_write_lock)
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "tracekit_log_context", default=None
 )
-_request_tokens: contextvars.ContextVar[logs_buffer.Token | None] = contextvars.ContextVar(
+_request_tokens: contextvars.ContextVar[buffer.Token | None] = contextvars.ContextVar(
     "tracekit_request_token", default=None
 )
 
@@ -124,11 +126,7 @@ def configure(
     redaction.add_sensitive_keys([*redact_keys, *from_env])
     _config = _Config(
         level=_parse_level(level, env),
-        service=service
-        or env.get("OTEL_SERVICE_NAME")
-        or env.get("POWERTOOLS_SERVICE_NAME")
-        or env.get("AWS_LAMBDA_FUNCTION_NAME")
-        or "unknown_service",
+        service=service,
         stream=stream,
         sample_rate=_parse_rate(debug_sample_rate, env),
         buffer_debug=buffer_debug,
@@ -252,7 +250,7 @@ def clear_context() -> None:
 def request_started() -> None:
     """Call when a request/invocation starts: decides debug sampling, starts the debug buffer."""
     config = _active()
-    _, token = logs_buffer.start(config.sample_rate, config.buffer_size)
+    _, token = buffer.start(config.sample_rate, config.buffer_size)
     _request_tokens.set(token)
 
 
@@ -269,10 +267,10 @@ def request_finished(error: bool = False, **fields: Any) -> None:
 
 
 def _finish(
-    state: RequestLog | None, token: logs_buffer.Token | None, error: bool, fields: dict[str, Any]
+    state: RequestLog | None, token: buffer.Token | None, error: bool, fields: dict[str, Any]
 ) -> None:
     try:
-        state = logs_buffer.finish(token, error, _write_record, state)
+        state = buffer.finish(token, error, _write_record, state)
         if state is None:
             return
         fields = {**state.fields, **fields}
@@ -282,7 +280,7 @@ def _finish(
             fields.setdefault("error", error or state.error)
             get_logger("tracekit.request").info("request finished", **fields)
     except Exception as exc:
-        _stats.report("logs.request_finished", exc)
+        stats.report("logs.request_finished", exc)
 
 
 @contextmanager
@@ -295,7 +293,7 @@ def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
     """
     config = _active()
     context_token = _context.set({**(_context.get() or {}), **context_fields})
-    state, token = logs_buffer.start(config.sample_rate, config.buffer_size)
+    state, token = buffer.start(config.sample_rate, config.buffer_size)
     failed = False
     try:
         yield state
@@ -307,7 +305,7 @@ def request_scope(**context_fields: Any) -> Iterator[RequestLog]:
         try:
             _context.reset(context_token)
         except ValueError:  # exited in another context (FastAPI generator dependencies): harmless
-            _stats.incr("logs.request_scope.other_context")
+            stats.incr("logs.request_scope.other_context")
 
 
 def emit(levelno: int, logger: str, event: MutableMapping[str, Any]) -> None:
@@ -319,7 +317,7 @@ def emit(levelno: int, logger: str, event: MutableMapping[str, Any]) -> None:
         if line is not None:
             _write(line)
     except Exception as exc:
-        _stats.report("logs.emit", exc)
+        stats.report("logs.emit", exc)
 
 
 def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
@@ -332,7 +330,7 @@ def _process(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
             time.time(),
         )
     except Exception as exc:
-        _stats.report("logs.render", exc)
+        stats.report("logs.render", exc)
         line = None
     if line is None:
         from structlog import DropEvent
@@ -346,7 +344,7 @@ def _dispatch(
 ) -> str | None:
     """The line to write now, or None when the record is dropped or buffered."""
     config = _active()
-    request = logs_buffer.current()
+    request = buffer.current()
     if levelno < config.level:
         if request is None or not (request.sampled or config.buffer_debug):
             return None
@@ -368,7 +366,7 @@ def _record(
         "level": _NAMES.get(levelno, "info"),
         "message": str(event.pop("event", "")),
         "logger": logger,
-        "service": config.service,
+        "service": config.service or settings.service_name(),
     }
     correlation = _correlation()
     if correlation:
@@ -429,12 +427,12 @@ _to_xray_trace_id: Any = None
 
 
 def _correlation() -> dict[str, str] | None:
-    """Trace fields of the current span; OTel and ``tracekit.ids`` load on first use, not import."""
+    """Trace fields of the current span; OTel and ``tracekit.tracing.ids`` load on first use, not import."""
     global _get_current_span, _to_xray_trace_id
     if _get_current_span is None:
         from opentelemetry.trace import get_current_span
 
-        from tracekit.ids import to_xray_trace_id
+        from tracekit.tracing.ids import to_xray_trace_id
 
         _get_current_span, _to_xray_trace_id = get_current_span, to_xray_trace_id
     context = _get_current_span().get_span_context()
@@ -495,7 +493,7 @@ class _Sink:
         try:
             _write(line)
         except Exception as exc:
-            _stats.report("logs.write", exc)
+            stats.report("logs.write", exc)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
@@ -523,9 +521,9 @@ class TracekitHandler(logging.Handler):
                 _write(line)
         except Exception as exc:
             if record.name == "tracekit":  # report() would log through this handler again
-                _stats.incr("errors.logs.stdlib")
+                stats.incr("errors.logs.stdlib")
             else:
-                _stats.report("logs.stdlib", exc)
+                stats.report("logs.stdlib", exc)
 
 
 def _message(record: logging.LogRecord) -> str:
@@ -534,7 +532,7 @@ def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
     except Exception:
-        _stats.incr("logs.stdlib.bad_format")
+        stats.incr("logs.stdlib.bad_format")
         return f"{record.msg} {record.args!r}"
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit import _stats
+from tracekit._shared import stats
 
 Record = dict[str, Any]
 Token = contextvars.Token["RequestLog | None"]
@@ -36,7 +36,7 @@ class RequestLog:
     def keep(self, record: Record) -> None:
         if len(self.buffer) >= self.limit:
             self.buffer.popleft()
-            _stats.incr("logs.buffer.dropped")
+            stats.incr("logs.buffer.dropped")
         self.buffer.append(record)
 
     def release(self, write: Callable[[Record], None]) -> None:

@@ -1,0 +1,209 @@
+"""Ship lines to CloudWatch Logs with PutLogEvents, within every limit of that API.
+
+``put`` never blocks and never raises: lines go to a byte-bounded buffer (full -> ``False``,
+counted) that a daemon thread drains. Batches hold <= 10,000 events and <= 1,048,576 bytes (message
+bytes + 26 per event), sorted by time, spanning <= 24 h; an event over 1 MB is truncated (counted);
+events outside the accepted window (14 days back, 2 h ahead) are dropped (counted) instead of
+failing the batch. Missing groups and streams are created. botocore's standard retry mode handles
+throttling and 5xx. With ``emf=True`` each call carries ``x-amzn-logs-format: json/emf`` so
+CloudWatch extracts metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any, NamedTuple
+
+from tracekit._shared import stats
+from tracekit.metrics.worker import BatchWorker, aws_client
+
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 1_048_576
+EVENT_OVERHEAD = 26
+MAX_EVENT_BYTES = 1_048_576
+MAX_BATCH_SPAN_MS = 24 * 3600 * 1000
+MAX_AGE_MS = 14 * 24 * 3600 * 1000
+MAX_AHEAD_MS = 2 * 3600 * 1000
+EMF_HEADER = ("x-amzn-logs-format", "json/emf")
+
+
+class Event(NamedTuple):
+    timestamp_ms: int
+    message: str
+    size: int
+    """UTF-8 bytes of the message plus the 26 bytes CloudWatch counts per event."""
+
+
+class LogsShipper:
+    """A background PutLogEvents sender for one log group and stream."""
+
+    def __init__(
+        self,
+        log_group: str,
+        log_stream: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        emf: bool = False,
+        max_buffer_bytes: int = 16 * 1024 * 1024,
+        linger: float = 1.0,
+        max_attempts: int = 5,
+        client: Any = None,
+    ) -> None:
+        self.log_group, self.log_stream, self.emf = log_group, log_stream, emf
+        self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
+        self._client, self._own_client = client, client is None
+        self._hooked = False
+        self._max_bytes = max_buffer_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._worker: BatchWorker[Event] = BatchWorker(
+            "cwlogs",
+            self._send,
+            max_items=10 * MAX_BATCH_EVENTS,
+            max_batch=MAX_BATCH_EVENTS,
+            linger=linger,
+            after_fork=self._forked,
+        )
+
+    def _forked(self) -> None:
+        """After a fork the queue is empty (the parent ships it) and a client made here shares the
+        parent's connection pool: start afresh."""
+        self._lock = threading.Lock()
+        self._bytes = 0
+        if self._own_client:
+            self._client, self._hooked = None, False
+
+    def put(self, message: str, timestamp_ms: int | None = None) -> bool:
+        """Queue a line; False when the buffer is full (counted: ``cwlogs.dropped.buffer_full``)."""
+        try:
+            event = make_event(message, timestamp_ms)
+            with self._lock:
+                if self._bytes + event.size > self._max_bytes:
+                    stats.incr("cwlogs.dropped.buffer_full")
+                    return False
+                self._bytes += event.size
+            if self._worker.put(event):
+                return True
+            with self._lock:
+                self._bytes -= event.size
+            return False
+        except Exception as exc:
+            stats.report("cwlogs.put", exc)
+            return False
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for everything queued so far to be sent (or dropped)."""
+        return self._worker.flush(timeout)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        return self._worker.close(timeout)
+
+    def _send(self, events: list[Event]) -> None:
+        with self._lock:
+            self._bytes -= sum(e.size for e in events)
+        for batch in batches(_in_window(events, int(time.time() * 1000))):
+            self._put_batch(batch)
+
+    def _put_batch(self, batch: list[Event]) -> None:
+        client = self._get_client()
+        request = {
+            "logGroupName": self.log_group,
+            "logStreamName": self.log_stream,
+            "logEvents": [{"timestamp": e.timestamp_ms, "message": e.message} for e in batch],
+        }
+        try:
+            try:
+                response = client.put_log_events(**request)
+            except client.exceptions.ResourceNotFoundException:
+                self._create(client)
+                response = client.put_log_events(**request)
+        except Exception as exc:  # after botocore's own retries
+            stats.incr("cwlogs.dropped.error", len(batch))
+            stats.report("cwlogs.put_log_events", exc)
+            return
+        stats.incr("cwlogs.sent", len(batch))
+        rejected = response.get("rejectedLogEventsInfo")
+        if rejected:
+            stats.incr("cwlogs.rejected")
+            stats.warn_once_per_interval(
+                "cwlogs.rejected", "tracekit: CloudWatch Logs rejected events: %s", rejected
+            )
+
+    def _create(self, client: Any) -> None:
+        for call, kwargs in (
+            (client.create_log_group, {"logGroupName": self.log_group}),
+            (
+                client.create_log_stream,
+                {"logGroupName": self.log_group, "logStreamName": self.log_stream},
+            ),
+        ):
+            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+                call(**kwargs)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 ``logs`` client (made on first use), e.g. to register botocore event hooks."""
+        return self._get_client()
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client(
+                "logs",
+                self._region,
+                self._endpoint_url,
+                max_attempts=self._max_attempts,
+                read_timeout=15,
+            )
+        if self.emf and not self._hooked:
+            self._client.meta.events.register(
+                "before-sign.cloudwatch-logs.PutLogEvents", _add_emf_header
+            )
+            self._hooked = True
+        return self._client
+
+
+def _add_emf_header(request: Any, **_: Any) -> None:
+    request.headers[EMF_HEADER[0]] = EMF_HEADER[1]
+
+
+def make_event(message: str, timestamp_ms: int | None = None) -> Event:
+    """An event with its counted size; a message over 1 MB is cut at a character boundary."""
+    if timestamp_ms is None:
+        timestamp_ms = int(time.time() * 1000)
+    data = message.encode("utf-8")
+    limit = MAX_EVENT_BYTES - EVENT_OVERHEAD
+    if len(data) > limit:
+        stats.incr("cwlogs.truncated")
+        message = data[:limit].decode("utf-8", errors="ignore")
+        data = message.encode("utf-8")
+    return Event(int(timestamp_ms), message, len(data) + EVENT_OVERHEAD)
+
+
+def _in_window(events: list[Event], now_ms: int) -> list[Event]:
+    kept = [e for e in events if now_ms - MAX_AGE_MS < e.timestamp_ms < now_ms + MAX_AHEAD_MS]
+    if len(kept) != len(events):
+        stats.incr("cwlogs.dropped.out_of_window", len(events) - len(kept))
+    return kept
+
+
+def batches(events: list[Event]) -> list[list[Event]]:
+    """Chronological batches within the count, byte and 24-hour limits of PutLogEvents."""
+    result: list[list[Event]] = []
+    current: list[Event] = []
+    size = 0
+    for event in sorted(events, key=lambda e: e.timestamp_ms):
+        if current and (
+            len(current) >= MAX_BATCH_EVENTS
+            or size + event.size > MAX_BATCH_BYTES
+            or event.timestamp_ms - current[0].timestamp_ms >= MAX_BATCH_SPAN_MS
+        ):
+            result.append(current)
+            current, size = [], 0
+        current.append(event)
+        size += event.size
+    if current:
+        result.append(current)
+    return result

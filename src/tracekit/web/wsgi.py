@@ -1,0 +1,153 @@
+"""A WSGI middleware that traces each request as one server span (X-Ray segment).
+
+    app.wsgi_app = TraceMiddleware(app.wsgi_app)          # any WSGI application
+
+The span lasts until the server closes the response body, so streamed bodies are covered and their
+bytes counted. Frameworks tell the route template through ``route_of(environ)`` (``tracekit.web.flask``
+does), asked when the response starts and, if still unknown, at the end; without it the span is
+named after the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from tracekit._shared import stats
+from tracekit.web import server
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+EXCEPTION_KEY = "tracekit.exception"
+"""Environ key where a framework leaves an exception it handled (rendered as a 500) for the span."""
+
+
+class TraceMiddleware:
+    """Wrap ``app``; options as for :func:`tracekit.web.flask.instrument`."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        excluded_urls: str | Sequence[str] | None = None,
+        capture_headers: Sequence[str] = (),
+        record_metrics: bool = True,
+        route_of: Callable[[Environ], str | None] | None = None,
+        framework: str = "wsgi",
+    ) -> None:
+        self.app = app
+        self.tracing = server.ServerTracing(
+            framework, excluded_urls, capture_headers, record_metrics
+        )
+        self._route_of = route_of
+        self._keys = {n: "HTTP_" + n.upper().replace("-", "_") for n in self.tracing.header_names}
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        request = self._start(environ)
+        if request is None:
+            return self.app(environ, start_response)
+
+        def traced_start(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            _response_started(request, status, headers)
+            if request.route is None:  # the framework's request is still alive here
+                request.route = self._route(environ)
+            if request.header:
+                headers = [*headers, (server.RESPONSE_HEADER, request.header)]
+            return start_response(status, headers, exc_info)
+
+        token = otel_context.attach(request.context)
+        try:
+            body = self.app(environ, traced_start)
+        except BaseException as exc:
+            request.fail(exc)
+            self._finish(request, environ)
+            raise
+        finally:
+            otel_context.detach(token)
+        return _Body(body, request, lambda: self._finish(request, environ))
+
+    def _start(self, environ: Environ) -> server.Request | None:
+        try:
+            method = environ.get("REQUEST_METHOD", "GET")
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            scheme = environ.get("wsgi.url_scheme", "http")
+            url = server.full_url(scheme, host, path, environ.get("QUERY_STRING", ""))
+            return self.tracing.start(
+                method,
+                url,
+                path,
+                host,
+                lambda name: environ.get(self._keys[name]),
+                environ.get("REMOTE_ADDR"),
+            )
+        except Exception as exc:
+            stats.report("wsgi.start", exc)
+            return None
+
+    def _route(self, environ: Environ) -> str | None:
+        try:
+            return self._route_of(environ) if self._route_of is not None else None
+        except Exception as exc:
+            stats.report("wsgi.route", exc)
+            return None
+
+    def _finish(self, request: server.Request, environ: Environ) -> None:
+        handled = environ.get(EXCEPTION_KEY)
+        if isinstance(handled, BaseException):
+            request.fail(handled)
+        self.tracing.finish(request, request.route or self._route(environ))
+
+
+def _response_started(request: server.Request, status: str, headers: list[tuple[str, str]]) -> None:
+    try:
+        request.status = server.status_code(status)
+        for key, value in headers:
+            if len(key) == 14 and key.lower() == "content-length":
+                request.size = int(value)
+    except Exception as exc:
+        stats.report("wsgi.response", exc)
+
+
+class _Body:
+    """The response body, passed through chunk by chunk with the request's span current."""
+
+    def __init__(self, inner: Iterable[bytes], request: server.Request, finish: Callable[[], None]):
+        self._inner, self._request, self._finish = inner, request, finish
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        request, counted = self._request, self._request.size is None
+        chunks = iter(self._inner)
+        while True:
+            token = otel_context.attach(request.context)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except BaseException as exc:
+                request.fail(exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            if counted:
+                request.size = (request.size or 0) + len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish()
