@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from support.xray_schema import validate_document
 from tracekit._shared import stats as _stats
 from tracekit.xray import protocol
-from tracekit.xray.processor import split_document
+from tracekit.xray.documents import split_document
 from tracekit.xray.segments import parse_python_stack, to_document
 
 TRACE = 0x5759E988BD862E3FE1BE46A994272793

@@ -1,19 +1,16 @@
-"""Flush at exit, the bounded worker queue, and validate() on arbitrary JSON."""
+"""Flush at exit, and validate() on arbitrary JSON."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracekit._shared import stats as _stats
 from tracekit.metrics import emf
-from tracekit.metrics.worker import BatchWorker
 
 
 def test_pending_metrics_are_flushed_at_exit(tmp_path: Path) -> None:
@@ -26,28 +23,6 @@ def test_pending_metrics_are_flushed_at_exit(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     (doc,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert doc["at_exit"] == 3 and emf.validate(doc) == []
-
-
-def test_worker_queue_is_bounded_and_counts_drops() -> None:
-    _stats.reset()
-    release = threading.Event()
-    sent: list[int] = []
-
-    def slow_send(batch: list[int]) -> None:
-        release.wait(5)
-        sent.extend(batch)
-
-    worker: BatchWorker[int] = BatchWorker("test.worker", slow_send, max_items=3, max_batch=1)
-    accepted = [worker.put(i) for i in range(10)]
-    # One item may already be on the (blocked) sender thread, freeing one slot.
-    assert accepted.count(True) in (3, 4) and not accepted[-1]
-    assert _stats.stats()["test.worker.dropped.queue_full"] == accepted.count(False)
-    assert worker.flush(0.05) is False  # bounded wait while the sender is stuck
-    release.set()
-    assert worker.flush(5)
-    assert sent == [i for i, ok in enumerate(accepted) if ok]
-    worker.close(1)
-    assert worker.put(99) is False
 
 
 _json = st.recursive(

@@ -1,8 +1,19 @@
-"""A byte-bounded queue drained in batches by worker threads.
+"""The one background batching worker: a bounded queue drained in batches by worker threads.
 
-Shared by everything that receives documents faster than it can deliver them one by one (the X-Ray
-sender, the sidecar's local store): bounded memory, batches by size or age, flush and close with a
-deadline, and every document that is not delivered counted under ``<prefix>.dropped.<reason>``.
+Every batched sender uses it: PutTraceSegments, PutLogEvents, PutMetricData, the CloudWatch agent
+writer, OTLP forwarding and the sidecar's local store. The caller never blocks on I/O; memory is
+bounded by bytes and/or items; a partial batch waits at most ``max_wait`` for company; flush and
+close take a deadline; and every item that is not delivered is counted under
+``<name>.dropped.<reason>`` in :mod:`tracekit._shared.stats`:
+
+- ``buffer_full``: refused because the queue was at its limit;
+- ``closed``: submitted after ``close``;
+- ``shutdown``: still queued when ``close`` ran out of time;
+- ``unconfirmed_at_exit``: handed to ``deliver`` and not finished when ``close`` returned;
+- ``internal_error``: ``deliver`` raised (it should count its own failures by reason instead).
+
+Threads start with the first item, so building a sender costs nothing; in a forked child (gunicorn
+``--preload``, multiprocessing) the queue starts empty, since the parent delivers what it queued.
 """
 
 from __future__ import annotations
@@ -11,114 +22,138 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tracekit._shared import stats
+from tracekit._shared.forking import reset_after_fork
 
-DOC_OVERHEAD = 64
-"""Bytes counted per queued document on top of its length (object header, queue slot)."""
+T = TypeVar("T")
+ITEM_OVERHEAD = 64
+"""Bytes counted per queued ``str``/``bytes`` item on top of its length (object header, queue slot)."""
 
-D = TypeVar("D", bound=str | bytes)
+
+def item_size(item: Any) -> int:
+    """The default ``size``: the length of a ``str``/``bytes`` item plus :data:`ITEM_OVERHEAD`."""
+    return len(item) + ITEM_OVERHEAD
 
 
-class BatchQueue(Generic[D]):
-    """Call ``deliver(batch)`` from ``workers`` threads with up to ``max_batch`` queued documents."""
+class BatchQueue(Generic[T]):
+    """Call ``deliver(batch)`` from ``workers`` threads with up to ``max_batch`` queued items.
+
+    ``deliver`` counts its own outcomes (sent, dropped by reason); the queue counts what never
+    reached it. Retrying deliveries should give up when :attr:`aborted` is set.
+    """
 
     def __init__(
         self,
-        deliver: Callable[[list[D]], None],
+        deliver: Callable[[list[T]], None],
         *,
+        name: str,
         max_batch: int,
-        max_bytes: int,
+        max_bytes: int | None = None,
+        max_items: int | None = None,
+        size: Callable[[T], int] = item_size,
         workers: int = 1,
-        max_wait: float = 1.0,
-        stats_prefix: str,
-        name: str = "tracekit-batch",
+        max_wait: float = 0.0,
         on_exit: Callable[[], None] | None = None,
+        after_fork: Callable[[], None] | None = None,
     ) -> None:
-        if max_batch < 1 or max_bytes < 1 or workers < 1:
-            raise ValueError("max_batch, max_bytes and workers must be positive")
-        self._deliver: Callable[[list[D]], None] = deliver
+        if max_batch < 1 or workers < 1 or (max_bytes or 1) < 1 or (max_items or 1) < 1:
+            raise ValueError("max_batch, max_bytes, max_items and workers must be positive")
+        self.name = name
+        self._deliver = deliver
         self._max_batch = max_batch
         self._max_bytes = max_bytes
+        self._max_items = max_items
+        self._size = size
+        self._workers = workers
         self._max_wait = max_wait
-        self._prefix = stats_prefix
         self._on_exit = on_exit
-        self._pending: deque[D] = deque()
+        self._after_fork = after_fork
+        self._reset()
+        reset_after_fork(self)
+
+    def _reset(self) -> None:
+        """Empty state: at construction and in a forked child."""
+        self._pending: deque[tuple[T, int]] = deque()
         self._bytes = 0
         self._inflight = 0
         self._oldest = 0.0
         self._urgent = 0
         self._closed = False
+        self._threads: list[threading.Thread] = []
         self.aborted = threading.Event()
         """Set when ``close`` ran out of time: deliveries waiting to retry should give up."""
         self.abandoned = False
-        """Set when ``close`` returned with deliveries still running: they were counted as
-        ``dropped.unconfirmed_at_exit`` and must not be counted again."""
+        """Set when ``close`` returned: deliveries still running were counted as
+        ``dropped.unconfirmed_at_exit`` and must not count their outcome again."""
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
 
-    def submit(self, document: D) -> bool:
-        """Queue one document; False (and counted) when closed or over the byte limit."""
-        size = len(document) + DOC_OVERHEAD
+    # -- the caller's side ------------------------------------------------------------------------
+
+    def submit(self, item: T) -> bool:
+        """Queue one item; False (and counted) when closed or full. Never blocks, never raises."""
+        size = self._size(item)
         with self._lock:
             if self._closed:
                 reason = "closed"
-            elif self._bytes + size > self._max_bytes:
+            elif self._full(size):
                 reason = "buffer_full"
             else:
                 pending = self._pending
                 if not pending:
                     self._oldest = time.monotonic()
-                pending.append(document)
+                pending.append((item, size))
                 self._bytes += size
+                if not self._threads:
+                    self._start()
                 if len(pending) == 1 or len(pending) % self._max_batch == 0:
                     self._ready.notify()
                 return True
         self.count_dropped(reason)
         return False
 
+    def _full(self, size: int) -> bool:
+        held = len(self._pending) + self._inflight
+        over_items = self._max_items is not None and held >= self._max_items
+        return over_items or (self._max_bytes is not None and self._bytes + size > self._max_bytes)
+
     @property
     def buffered_bytes(self) -> int:
-        """Bytes held: queued plus in-flight documents (what ``max_bytes`` bounds)."""
+        """Bytes held: queued plus in-flight items (what ``max_bytes`` bounds)."""
         return self._bytes
 
     @property
     def queued(self) -> int:
-        """Documents waiting for a worker."""
+        """Items waiting for a worker."""
         return len(self._pending)
 
     def flush(self, timeout: float) -> bool:
         """Deliver everything queued now; True when the queue emptied within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 0.0)
         with self._lock:
             self._urgent += 1
             self._ready.notify_all()
             try:
                 while self._pending or self._inflight:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or not any(t.is_alive() for t in self._threads):
                         return False
                     self._idle.wait(left)
                 return True
             finally:
                 self._urgent -= 1
 
-    def close(self, timeout: float) -> None:
+    def close(self, timeout: float) -> bool:
         """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped."""
         with self._lock:
             if self._closed:
-                return
+                return True
             self._closed = True
         deadline = time.monotonic() + timeout
-        self.flush(timeout)
+        done = self.flush(timeout)
         self.aborted.set()
         with self._lock:
             left = len(self._pending)
@@ -133,25 +168,36 @@ class BatchQueue(Generic[D]):
             unconfirmed = self._inflight
         if unconfirmed:
             self.count_dropped("unconfirmed_at_exit", unconfirmed)
+        return done and not left
 
     def count_dropped(self, reason: str, n: int = 1) -> None:
-        stats.incr(f"{self._prefix}.dropped.{reason}", n)
+        stats.incr(f"{self.name}.dropped.{reason}", n)
+
+    # -- the workers' side ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Called under the lock with the first item."""
+        for i in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"tracekit-{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _work(self) -> None:
         try:
             while (batch := self._take()) is not None:
+                items = [item for item, _ in batch]
                 try:
-                    self._deliver(batch)
+                    self._deliver(items)
                 except Exception as exc:  # a worker must never die
-                    self.count_dropped("internal_error", len(batch))
-                    stats.report(f"{self._prefix}.worker", exc)
+                    self.count_dropped("internal_error", len(items))
+                    stats.report(f"{self.name}.worker", exc)
                 finally:
                     self._release(batch)
         finally:
             if self._on_exit is not None:
                 self._on_exit()
 
-    def _take(self) -> list[D] | None:
+    def _take(self) -> list[tuple[T, int]] | None:
         """Wait for a full batch, an old enough partial one, a flush, or the end."""
         with self._lock:
             while True:
@@ -160,9 +206,9 @@ class BatchQueue(Generic[D]):
                     waited = time.monotonic() - self._oldest
                     due = self._urgent or self._closed or waited >= self._max_wait
                     if len(pending) >= self._max_batch or due:
-                        size = min(self._max_batch, len(pending))
-                        batch = [pending.popleft() for _ in range(size)]
-                        self._inflight += size
+                        count = min(self._max_batch, len(pending))
+                        batch = [pending.popleft() for _ in range(count)]
+                        self._inflight += count
                         self._oldest = time.monotonic()
                         return batch
                     self._ready.wait(self._max_wait - waited)
@@ -171,10 +217,17 @@ class BatchQueue(Generic[D]):
                 else:
                     self._ready.wait()
 
-    def _release(self, batch: list[D]) -> None:
-        size = sum(len(doc) for doc in batch) + DOC_OVERHEAD * len(batch)
+    def _release(self, batch: list[tuple[T, int]]) -> None:
         with self._lock:
             self._inflight -= len(batch)
-            self._bytes -= size
+            self._bytes -= sum(size for _, size in batch)
             if not self._pending and not self._inflight:
                 self._idle.notify_all()
+
+    def forked(self) -> None:
+        """In a forked child: empty, no threads (they start with the next item), fresh locks."""
+        closed = self._closed
+        self._reset()
+        self._closed = closed
+        if self._after_fork is not None:
+            self._after_fork()

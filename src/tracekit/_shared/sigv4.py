@@ -1,24 +1,23 @@
-"""SigV4-signed POSTs to X-Ray over kept-alive connections, one per thread.
+"""SigV4-signed POSTs to an AWS endpoint over kept-alive connections, one per thread.
 
 A boto3 client call costs far more CPU than the request itself (parameter validation, event hooks,
 response parsing). The sidecar and the direct sender make hundreds of calls a second, so they sign
-with botocore's own SigV4 signer and send over plain ``http.client`` connections instead.
+with botocore's own SigV4 signer and send over plain ``http.client`` connections instead. The same
+signer serves X-Ray (``xray``) and CloudWatch Logs (``logs``): the service is a parameter.
 botocore is imported on first use only, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from tracekit._shared import settings
+
 if TYPE_CHECKING:
     import http.client
-
-SERVICE = "xray"
-
 
 class SigningError(RuntimeError):
     """No credentials or no region: the request cannot be signed; ``reason`` is a counter key."""
@@ -49,17 +48,24 @@ class Response(NamedTuple):
         return raw.split(":", 1)[0].rsplit("#", 1)[-1]
 
 
-def resolve_region(region: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The explicit region, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; None when none is set."""
-    env = os.environ if env is None else env
-    return region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+def signing_service(host: str, default: str = "xray") -> str:
+    """The SigV4 service of an AWS endpoint host: ``logs.eu-west-1.amazonaws.com`` -> ``logs``."""
+    label = host.split(".", 1)[0].lower()
+    return label if host.endswith(".amazonaws.com") and label in ("xray", "logs") else default
+
+
+def host_region(host: str) -> str | None:
+    """The region in an AWS endpoint host (``xray.us-west-2.amazonaws.com`` -> ``us-west-2``)."""
+    parts = host.lower().split(".")
+    return parts[1] if len(parts) >= 4 and host.endswith(".amazonaws.com") else None
 
 
 class SignedHTTP:
-    """POST to an X-Ray endpoint with SigV4 (service ``xray``) from botocore's credential chain."""
+    """POST to an AWS endpoint with SigV4 for ``service`` from botocore's credential chain."""
 
     def __init__(
         self,
+        service: str,
         region: str | None = None,
         endpoint_url: str | None = None,
         *,
@@ -67,7 +73,8 @@ class SignedHTTP:
         session: Any = None,
         timeout: float = 10.0,
     ) -> None:
-        self._region = resolve_region(region)
+        self.service = service
+        self._region = settings.region(region)
         self._endpoint = endpoint_url
         self._credentials = credentials
         self._session = session
@@ -80,10 +87,10 @@ class SignedHTTP:
         return self._region
 
     def base_url(self) -> str:
-        """The endpoint URL, defaulting to the regional X-Ray endpoint."""
+        """The endpoint URL, defaulting to the service's regional endpoint."""
         if self._endpoint:
             return self._endpoint.rstrip("/")
-        return f"https://xray.{self._require_region()}.amazonaws.com"
+        return f"https://{self.service}.{self._require_region()}.amazonaws.com"
 
     def post(self, path: str, body: bytes, content_type: str = "application/json") -> Response:
         """Sign and send; raises ``OSError``/``HTTPException`` when the connection fails."""
@@ -122,7 +129,7 @@ class SignedHTTP:
         request = AWSRequest(
             method="POST", url=url, data=body, headers={"Host": host, "Content-Type": content_type}
         )
-        SigV4Auth(self._resolve_credentials(), SERVICE, self._require_region()).add_auth(request)
+        SigV4Auth(self._resolve_credentials(), self.service, self._require_region()).add_auth(request)
         return dict(request.headers.items())
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:

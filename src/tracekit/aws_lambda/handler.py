@@ -12,17 +12,16 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from typing import Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from tracekit._shared import stats
+from tracekit._shared import hooks, stats
 from tracekit.aws_lambda import events, runtime
 from tracekit.tracing import api, ids, propagation, provider
 
@@ -213,7 +212,7 @@ def _add_links(span: Span, headers: list[str]) -> None:
 
 def _record_red(invocation: _Invocation, status: int | None) -> None:
     """Request count, 4xx, 5xx and latency per route, as the web middleware records them."""
-    metrics = sys.modules.get("tracekit.metrics")
+    metrics = hooks.metrics
     if metrics is None or status is None:
         return
     attrs = invocation.trigger.attributes
@@ -249,7 +248,7 @@ def _record_status(span: Span, trigger: events.Trigger, result: Any) -> int | No
 
 def _enter_logs(stack: ExitStack, context: Any, request_id: str, cold: bool) -> None:
     """Logs written during the invocation carry the fields Powertools' Logger adds, same names."""
-    logs = sys.modules.get("tracekit.logs")
+    logs = hooks.logs
     if logs is None:
         return
     fields = {
@@ -260,16 +259,15 @@ def _enter_logs(stack: ExitStack, context: Any, request_id: str, cold: bool) -> 
         "function_memory_size": getattr(context, "memory_limit_in_mb", None),
     }
     scope = logs.request_scope(**{k: v for k, v in fields.items() if v is not None})
-    stack.enter_context(cast(AbstractContextManager[Any], scope))
+    stack.enter_context(scope)
 
 
-def _metrics() -> Any:
+def _metrics() -> hooks.MetricHooks | None:
     """``tracekit.metrics`` if the application uses it or the environment names a namespace."""
-    module = sys.modules.get("tracekit.metrics")
     named = os.environ.get("AWS_EMF_NAMESPACE") or os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
-    if module is None and named:
-        import tracekit.metrics as module
-    return module
+    if hooks.metrics is None and named:
+        import tracekit.metrics  # noqa: F401  (registers its hooks)
+    return hooks.metrics
 
 
 def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
@@ -277,15 +275,14 @@ def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
     if metrics is None:
         return
     properties = {"function_request_id": request_id} if request_id else None
-    stack.enter_context(cast(AbstractContextManager[Any], metrics.scope(properties=properties)))
+    stack.enter_context(metrics.scope(properties=properties))
     if cold:
-        metrics.count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
+        metrics.add_count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
 
 
 def _flush_metrics(timeout: float) -> None:
-    metrics = sys.modules.get("tracekit.metrics")
-    if metrics is not None:
-        metrics.flush(timeout)
+    if hooks.metrics is not None:
+        hooks.metrics.flush(timeout)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from tracekit._shared import redaction, settings, stats
+from tracekit._shared import hooks, redaction, settings, stats
 from tracekit._shared.settings import ConfigError
 from tracekit.logs import buffer
 from tracekit.logs.buffer import Record, RequestLog
@@ -542,3 +542,6 @@ def _install_stdlib_handler(level: int) -> None:
         root.removeHandler(handler)
     root.addHandler(TracekitHandler())
     root.setLevel(level)
+
+
+hooks.register_logs(hooks.LogHooks(request_started, request_finished, request_scope))

@@ -12,12 +12,11 @@ CloudWatch extracts metrics.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from typing import Any, NamedTuple
 
-from tracekit._shared import stats
-from tracekit.metrics.worker import BatchWorker, aws_client
+from tracekit._shared import aws, stats
+from tracekit._shared.batching import BatchQueue
 
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576
@@ -56,40 +55,25 @@ class LogsShipper:
         self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
         self._client, self._own_client = client, client is None
         self._hooked = False
-        self._max_bytes = max_buffer_bytes
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._worker: BatchWorker[Event] = BatchWorker(
-            "cwlogs",
+        self._worker: BatchQueue[Event] = BatchQueue(
             self._send,
-            max_items=10 * MAX_BATCH_EVENTS,
+            name="cwlogs",
+            max_bytes=max_buffer_bytes,
             max_batch=MAX_BATCH_EVENTS,
-            linger=linger,
+            size=lambda event: event.size,
+            max_wait=linger,
             after_fork=self._forked,
         )
 
     def _forked(self) -> None:
-        """After a fork the queue is empty (the parent ships it) and a client made here shares the
-        parent's connection pool: start afresh."""
-        self._lock = threading.Lock()
-        self._bytes = 0
+        """After a fork a client made here shares the parent's connection pool: make a new one."""
         if self._own_client:
             self._client, self._hooked = None, False
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool:
         """Queue a line; False when the buffer is full (counted: ``cwlogs.dropped.buffer_full``)."""
         try:
-            event = make_event(message, timestamp_ms)
-            with self._lock:
-                if self._bytes + event.size > self._max_bytes:
-                    stats.incr("cwlogs.dropped.buffer_full")
-                    return False
-                self._bytes += event.size
-            if self._worker.put(event):
-                return True
-            with self._lock:
-                self._bytes -= event.size
-            return False
+            return self._worker.submit(make_event(message, timestamp_ms))
         except Exception as exc:
             stats.report("cwlogs.put", exc)
             return False
@@ -102,8 +86,6 @@ class LogsShipper:
         return self._worker.close(timeout)
 
     def _send(self, events: list[Event]) -> None:
-        with self._lock:
-            self._bytes -= sum(e.size for e in events)
         for batch in batches(_in_window(events, int(time.time() * 1000))):
             self._put_batch(batch)
 
@@ -150,7 +132,7 @@ class LogsShipper:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            self._client = aws_client(
+            self._client = aws.client(
                 "logs",
                 self._region,
                 self._endpoint_url,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from tracekit._shared import stats
+from tracekit._shared import hooks, stats
 from tracekit.metrics import red
 from tracekit.metrics.recorder import Recorder, Scope, current_scope
 from tracekit.metrics.sinks import Output
@@ -287,3 +287,6 @@ def record_request(route: str, method: str, status: int, duration_ms: float) -> 
         red.record(recorder, route, method, status, duration_ms)
     except Exception as exc:  # on the request path: never raise
         stats.report("metrics.record_request", exc)
+
+
+hooks.register_metrics(hooks.MetricHooks(record_request, scope, count, flush, is_configured))

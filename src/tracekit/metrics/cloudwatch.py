@@ -13,9 +13,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from tracekit._shared import stats
+from tracekit._shared import aws, stats
+from tracekit._shared.batching import BatchQueue
 from tracekit.metrics.model import Batch, Series, emitted
-from tracekit.metrics.worker import BatchWorker, aws_client
 
 MAX_DATUMS = 1000
 MAX_REQUEST_BYTES = 1_000_000
@@ -38,12 +38,13 @@ class PutMetricDataOutput:
     ) -> None:
         self._region, self._endpoint_url, self._max_attempts = region, endpoint_url, max_attempts
         self._client, self._own_client = client, client is None
-        self._worker: BatchWorker[_Item] = BatchWorker(
-            "metrics.cloudwatch",
+        self._worker: BatchQueue[_Item] = BatchQueue(
             self._send,
+            name="metrics.cloudwatch",
             max_items=max_queue,
             max_batch=MAX_DATUMS,
-            linger=linger,
+            size=lambda _: 0,
+            max_wait=linger,
             after_fork=self._forget_client,
         )
 
@@ -56,7 +57,7 @@ class PutMetricDataOutput:
         stamp = datetime.fromtimestamp(batch.timestamp_ms / 1000, UTC)
         for series, values in batch.items():
             for datum in datums(series, values, stamp):
-                self._worker.put((batch.namespace, datum))
+                self._worker.submit((batch.namespace, datum))
 
     def flush(self, timeout: float) -> bool:
         return self._worker.flush(timeout)
@@ -80,7 +81,7 @@ class PutMetricDataOutput:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            self._client = aws_client(
+            self._client = aws.client(
                 "cloudwatch",
                 self._region,
                 self._endpoint_url,

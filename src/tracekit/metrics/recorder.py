@@ -15,11 +15,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from tracekit._shared import stats
+from tracekit._shared.forking import reset_after_fork
 from tracekit.metrics import spec
 from tracekit.metrics.model import Batch, Dimensions, Kind, Series
 from tracekit.metrics.sinks import Output
 from tracekit.metrics.spec import MetricError
-from tracekit.metrics.worker import reset_after_fork
 
 OVERFLOW = "__overflow__"
 """The value every non-default dimension takes once a metric has too many combinations."""

@@ -14,10 +14,11 @@ from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
 from tracekit._shared import stats
-from tracekit._shared.settings import ConfigError
+from tracekit._shared.batching import BatchQueue
+from tracekit._shared.forking import reset_after_fork
+from tracekit._shared.settings import ConfigError, family_of
 from tracekit.metrics import emf
 from tracekit.metrics.model import Batch
-from tracekit.metrics.worker import BatchWorker, reset_after_fork
 
 DEFAULT_AGENT = "tcp://127.0.0.1:25888"
 MAX_UDP_PAYLOAD = 65_000
@@ -102,13 +103,13 @@ class AgentWriter:
         self._sock: socket.socket | None = None
         self._max_backoff = max_backoff
         self._backoff = 0.0
-        self._worker: BatchWorker[str] = BatchWorker(
-            "metrics.agent", self._send, max_items=max_lines, max_batch=500, after_fork=self._forget
+        self._worker: BatchQueue[str] = BatchQueue(
+            self._send, name="metrics.agent", max_items=max_lines, max_batch=500, after_fork=self._forget
         )
 
     def write(self, lines: list[str]) -> None:
         for line in lines:
-            self._worker.put(line)
+            self._worker.submit(line)
 
     def flush(self, timeout: float) -> bool:
         return self._worker.flush(timeout)
@@ -151,7 +152,7 @@ class AgentWriter:
             if self.protocol == "tcp":
                 self._sock = socket.create_connection(self.address, timeout=5.0)
             else:
-                self._sock = socket.socket(_family(self.address[0]), socket.SOCK_DGRAM)
+                self._sock = socket.socket(family_of(self.address[0]), socket.SOCK_DGRAM)
         return self._sock
 
     def _forget(self) -> None:
@@ -178,6 +179,3 @@ def parse_endpoint(endpoint: str) -> tuple[str, tuple[str, int]]:
         raise ConfigError("AWS_EMF_AGENT_ENDPOINT", endpoint, accepted)
     return parts.scheme, (parts.hostname, port)
 
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET

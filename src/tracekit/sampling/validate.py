@@ -9,10 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tracekit.sampling.rules import Rule
+from typing import Protocol, TypeVar
 
 Issue = tuple[str, str, str]
 """(field, problem, accepted values)."""
@@ -190,17 +187,31 @@ def _tag_text(value: object, low: int, high: int) -> bool:
     return isinstance(value, str) and low <= len(value) <= high and bool(_TAG_TEXT.fullmatch(value))
 
 
-def check_unique(rules: Sequence[Rule]) -> list[tuple[Rule, Issue]]:
+class Located(Protocol):
+    """What :func:`check_unique` reads of a rule (``tracekit.sampling.rules.Rule``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def location(self) -> str: ...
+
+
+R = TypeVar("R", bound=Located)
+
+
+def check_unique(rules: Sequence[R]) -> list[tuple[R, Issue]]:
     """Duplicate rule names, duplicate priorities (which make the order depend on names), and
     rules beyond the account's quota (apply would fail half-way with RuleLimitExceeded)."""
     user_rules = [r for r in rules if r.name != DEFAULT_RULE_NAME]
-    issues: list[tuple[Rule, Issue]] = [
+    issues: list[tuple[R, Issue]] = [
         (rule, ("RuleName", f"rule {MAX_RULES + 1 + i} of {len(user_rules)}",
                 f"at most {MAX_RULES} rules besides Default per account and region"))
         for i, rule in enumerate(user_rules[MAX_RULES:])
     ]
-    names: dict[str, Rule] = {}
-    priorities: dict[int, Rule] = {}
+    names: dict[str, R] = {}
+    priorities: dict[int, R] = {}
     for rule in rules:
         first = names.setdefault(rule.name, rule)
         if first is not rule:

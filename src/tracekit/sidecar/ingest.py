@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 from tracekit._shared import stats
-from tracekit.sidecar.pipeline import Listener, SegmentSink
+from tracekit.sidecar.pipeline import Listener
+from tracekit.xray.transports import SegmentSink
 
 Address = tuple[str, int]
 

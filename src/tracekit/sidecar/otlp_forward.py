@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue
-from tracekit._shared.sigv4 import SignedHTTP, SigningError
+from tracekit._shared.sigv4 import SignedHTTP, SigningError, host_region, signing_service
 from tracekit.sidecar.otlp_spans import PROTOBUF
 
 STATS = "sidecar.otlp.forward"
@@ -52,7 +52,11 @@ class OtlpForwarder:
         self._retry_for = retry_for
         sign = parts.hostname.endswith(".amazonaws.com") if sigv4 is None else sigv4
         self._signed = (
-            SignedHTTP(region, f"{parts.scheme}://{parts.netloc}", credentials=credentials, timeout=timeout)
+            SignedHTTP(
+                signing_service(parts.hostname), region or host_region(parts.hostname),
+                f"{parts.scheme}://{parts.netloc}",
+                credentials=credentials, timeout=timeout,
+            )
             if sign
             else None
         )
@@ -62,8 +66,7 @@ class OtlpForwarder:
             max_bytes=max_bytes,
             workers=workers,
             max_wait=0.5,
-            stats_prefix=STATS,
-            name="tracekit-otlp-forward",
+            name=STATS,
         )
 
     @property

@@ -17,7 +17,7 @@ from tracekit._shared import stats
 from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
 from tracekit.sidecar.otlp_forward import OtlpForwarder
 from tracekit.sidecar.otlp_spans import JSON, PROTOBUF, OtlpDecodeError, parse_request, span_count
-from tracekit.sidecar.pipeline import SegmentSink
+from tracekit.xray.transports import SegmentSink
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
@@ -114,7 +114,7 @@ class OtlpHttpReceiver(HTTPListener):
     def _translate(self, request: Any) -> tuple[list[str], int]:
         """Submit each span's documents to the sink: what was wrong, and how many found it full."""
         from tracekit.sidecar.otlp_spans import to_readable_spans
-        from tracekit.xray.processor import split_document
+        from tracekit.xray.documents import split_document
         from tracekit.xray.segments import to_document
 
         assert self.sink is not None

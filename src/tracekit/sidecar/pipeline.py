@@ -1,4 +1,5 @@
-"""The two seams of the sidecar: receivers (listeners) and where their documents go (the sink).
+"""The sidecar's seams: receivers (listeners) feed one :class:`~tracekit.xray.transports.SegmentSink`
+(the X-Ray sender, the tail sampler or the local store).
 
 A new ingestion protocol (OTLP, EMF...) is one more :class:`Listener` that feeds the shared sink;
 nothing else in the sidecar changes.
@@ -7,22 +8,6 @@ nothing else in the sidecar changes.
 from __future__ import annotations
 
 from typing import Protocol
-
-
-class SegmentSink(Protocol):
-    """Takes serialised segment documents without blocking; bounded, counts what it drops."""
-
-    def submit(self, document: bytes) -> bool: ...
-
-    def flush(self, timeout: float) -> bool: ...
-
-    def close(self, timeout: float) -> None: ...
-
-    @property
-    def buffered_bytes(self) -> int: ...
-
-    @property
-    def queued(self) -> int: ...
 
 
 class Service(Protocol):

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
 from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
-from tracekit.sidecar.pipeline import Listener, SegmentSink, Service
+from tracekit.sidecar.pipeline import Listener, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
 from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
 from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
 from tracekit.xray.sender import SegmentSender
+from tracekit.xray.transports import SegmentSink
 
 if TYPE_CHECKING:
     from tracekit.sidecar.tail_sampling import TailSampler

@@ -81,8 +81,7 @@ class LocalStore:
             max_batch=500,
             max_bytes=max_bytes,
             max_wait=0.2,
-            stats_prefix="sidecar.local",
-            name="tracekit-sidecar-store",
+            name="sidecar.local",
         )
 
     def submit(self, document: bytes) -> bool:

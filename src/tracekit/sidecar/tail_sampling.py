@@ -36,7 +36,7 @@ from tracekit.sampling.matching import SamplingRequest
 from tracekit.sampling.rules import RuleSet
 from tracekit.sampling.sampler import XRaySampler
 from tracekit.sampling.tail import TailDecider
-from tracekit.sidecar.pipeline import SegmentSink
+from tracekit.xray.transports import SegmentSink
 
 logger = logging.getLogger("tracekit.sidecar")
 STATS = "sidecar.tail"
@@ -83,7 +83,7 @@ class _Trace:
 
 
 class TailSampler:
-    """A :class:`~tracekit.sidecar.pipeline.SegmentSink` that holds deferred traces until decided."""
+    """A :class:`~tracekit.xray.transports.SegmentSink` that holds deferred traces until decided."""
 
     name = "tail"
 

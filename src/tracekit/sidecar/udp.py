@@ -8,8 +8,8 @@ import threading
 
 from tracekit._shared import stats
 from tracekit._shared.settings import family_of
-from tracekit.sidecar.pipeline import SegmentSink
 from tracekit.xray.protocol import ProtocolError, decode
+from tracekit.xray.transports import SegmentSink
 
 logger = logging.getLogger("tracekit.sidecar")
 SO_RCVBUFFORCE = 33

@@ -172,14 +172,11 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
 
 
 def _xray_processor(cfg: _config.Config) -> SpanProcessor:
-    from tracekit.xray.processor import ApiTransport, Transport, UdpTransport, XRaySpanProcessor
+    from tracekit.xray.processor import XRaySpanProcessor
+    from tracekit.xray.transports import ApiSink, SegmentSink, UdpSink
 
-    transport: Transport
-    if cfg.xray_direct:
-        transport = ApiTransport(cfg.region, cfg.endpoint_url)
-    else:
-        transport = UdpTransport(cfg.daemon_udp)
-    return XRaySpanProcessor(transport, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
+    sink: SegmentSink = ApiSink(cfg.region, cfg.endpoint_url) if cfg.xray_direct else UdpSink(cfg.daemon_udp)
+    return XRaySpanProcessor(sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
 
 
 def _default_sampler(cfg: _config.Config) -> Sampler:

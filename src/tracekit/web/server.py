@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from tracekit._shared import stats
+from tracekit._shared import hooks, stats
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import ConfigError
 from tracekit.tracing import ids, propagation, provider
@@ -190,9 +189,8 @@ class ServerTracing:
             span = tracer.start_span(method, parent, SpanKind.SERVER, attributes)
             context = otel_trace.set_span_in_context(span, parent)
             request = Request(span, context, method, _response_header(span, parent))
-            logs = sys.modules.get("tracekit.logs")
-            if logs is not None:  # the application logs with tracekit: per-request debug buffer
-                logs.request_started()
+            if hooks.logs is not None:  # the application logs with tracekit: per-request debug buffer
+                hooks.logs.request_started()
             return request
         except Exception as exc:
             stats.report("web.start", exc)
@@ -217,9 +215,8 @@ class ServerTracing:
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
-            logs = sys.modules.get("tracekit.logs")
-            if logs is not None:
-                _finish_request_log(logs, request, route, status)
+            if hooks.logs is not None:
+                _finish_request_log(hooks.logs, request, route, status)
             self._record_red(request, route)
         except Exception as exc:
             stats.report("web.finish", exc)
@@ -276,7 +273,9 @@ def _excluded(method: str) -> Request:
     return Request(parent, otel_trace.set_span_in_context(parent), method, "")
 
 
-def _finish_request_log(logs: Any, request: Request, route: str | None, status: int) -> None:
+def _finish_request_log(
+    logs: hooks.LogHooks, request: Request, route: str | None, status: int
+) -> None:
     """Flush the request's debug buffer (on error) and its summary line, inside its trace."""
     token = otel_context.attach(request.context)
     try:

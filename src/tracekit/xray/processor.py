@@ -3,94 +3,29 @@
 ``on_end`` only appends the span to a bounded queue. A background thread (or ``force_flush``, which
 Lambda calls before returning) nests finished children into their local root's document — X-Ray's
 usual form, one datagram per request — and sends it. Children that finish after their parent was
-sent, or that wait too long, go as independent subsegment documents. A document over 64 KB is split
-into its subsegments, and what is still too large is trimmed (metadata first), counted and logged.
+sent, or that wait too long, go as independent subsegment documents, sized to fit by
+:mod:`tracekit.xray.documents`, to a :class:`~tracekit.xray.transports.SegmentSink`.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from typing import Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from tracekit._shared import stats
-from tracekit.tracing import ids
-from tracekit.xray import protocol
-from tracekit.xray.segments import Document, dumps, is_local_root, is_segment, to_document
+from tracekit.xray.documents import split_document
+from tracekit.xray.segments import Document, is_local_root, is_segment, to_document
+from tracekit.xray.transports import SegmentSink
 
-_TRIM_ORDER = ("metadata", "cause", "annotations", "sql", "http", "aws", "links")
 _GATHER_SECONDS = 0.02
 """After a wake-up the worker lets spans gather this long: one thread switch per batch, not per
 span, which under load is most of the worker's CPU. Documents leave at most this much later."""
-
-
-class Transport(Protocol):
-    """Where serialised documents go: the daemon over UDP, or PutTraceSegments."""
-
-    def send(self, document: bytes) -> None: ...
-
-    def flush(self, timeout: float) -> bool: ...
-
-    def close(self, timeout: float) -> None: ...
-
-
-class UdpTransport:
-    """Datagrams to the X-Ray daemon (or the tracekit sidecar). Never blocks, never raises."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self._address = address
-        self._resolved: Any = None
-        self._sock: socket.socket | None = None
-
-    def send(self, document: bytes) -> None:
-        try:
-            if self._sock is None:
-                host, port = self._address
-                # An ASCII host as bytes skips loading the idna codec (~1.5 ms of a Lambda cold start).
-                query = host.encode() if host.isascii() else host
-                info = socket.getaddrinfo(query, port, type=socket.SOCK_DGRAM)[0]
-                self._sock = socket.socket(info[0], socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-                self._resolved = info[4]
-            self._sock.sendto(protocol.encode(document), self._resolved)
-            stats.incr("xray.documents_sent")
-        except OSError as exc:
-            self._sock = None  # re-resolve next time: the daemon may have moved
-            stats.incr("xray.documents_dropped.send_error")
-            stats.report("xray.udp_send", exc)
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self, timeout: float) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-class ApiTransport:
-    """Documents to ``PutTraceSegments`` through the shared batching sender (hosts without a daemon)."""
-
-    def __init__(self, region: str | None, endpoint_url: str | None) -> None:
-        from tracekit.xray.sender import SegmentSender
-
-        self._sender = SegmentSender(region=region, endpoint_url=endpoint_url, workers=1)
-
-    def send(self, document: bytes) -> None:
-        self._sender.submit(document)  # the sender counts what it cannot keep
-
-    def flush(self, timeout: float) -> bool:
-        return self._sender.flush(timeout)
-
-    def close(self, timeout: float) -> None:
-        self._sender.close(timeout)
 
 
 class XRaySpanProcessor(SpanProcessor):
@@ -98,7 +33,7 @@ class XRaySpanProcessor(SpanProcessor):
 
     def __init__(
         self,
-        transport: Transport,
+        transport: SegmentSink,
         *,
         max_queue: int = 2048,
         annotate_all: bool = False,
@@ -226,47 +161,7 @@ class XRaySpanProcessor(SpanProcessor):
 
     def _send(self, doc: Document) -> None:
         for payload in split_document(doc):
-            self._transport.send(payload)
-
-
-def split_document(doc: Document, limit: int = protocol.MAX_DOCUMENT) -> list[bytes]:
-    """Serialise ``doc``; over ``limit`` bytes, send subsegments separately, then trim."""
-    payload = dumps(doc)
-    if len(payload) <= limit:
-        return [payload]
-    subsegments = doc.pop("subsegments", None)
-    if subsegments:
-        stats.incr("xray.documents_split")
-        parts = split_document(doc, limit)
-        for sub in subsegments:
-            sub.update(type="subsegment", trace_id=doc["trace_id"], parent_id=doc["id"])
-            parts += split_document(sub, limit)
-        return parts
-    return _trim(doc, limit)
-
-
-def _trim(doc: Document, limit: int) -> list[bytes]:
-    dropped: list[str] = []
-    for key in _TRIM_ORDER:
-        if doc.pop(key, None) is not None:
-            dropped.append(key)
-            payload = dumps(doc)
-            if len(payload) <= limit:
-                stats.incr("xray.documents_trimmed")
-                stats.warn_once_per_interval(
-                    "xray.trim",
-                    "tracekit: segment %s of trace %s was over %d bytes; dropped its %s",
-                    doc.get("id"), doc.get("trace_id"), limit, ", ".join(dropped),
-                )
-                return [payload]
-    doc["name"] = str(doc.get("name", "span"))[:200]
-    payload = dumps(doc)
-    if len(payload) <= limit:
-        stats.incr("xray.documents_trimmed")
-        return [payload]
-    stats.incr("xray.documents_dropped.too_large")
-    stats.report("xray.too_large", msg=f"tracekit: segment {doc.get('id')} cannot fit {limit} bytes")
-    return []
+            self._transport.submit(payload)
 
 
 def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
@@ -283,4 +178,4 @@ def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
         processor._wake = threading.Event()
 
 
-__all__ = ["ApiTransport", "Transport", "UdpTransport", "XRaySpanProcessor", "ids", "split_document"]
+__all__ = ["XRaySpanProcessor"]

@@ -49,6 +49,7 @@ class SegmentSender:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch={max_batch} is not valid: expected 1..{MAX_BATCH}")
         self.http = SignedHTTP(
+            "xray",
             region, endpoint_url, credentials=credentials, session=session, timeout=timeout
         )
         self._retry_for = retry_for
@@ -64,8 +65,7 @@ class SegmentSender:
             max_bytes=max_buffer_bytes,
             workers=workers,
             max_wait=batch_timeout,
-            stats_prefix=stats_prefix,
-            name="tracekit-xray-sender",
+            name=stats_prefix,
             on_exit=self.http.close,
         )
 

@@ -18,24 +18,27 @@ TRACE = 0x5759E988BD862E3FE1BE46A994272793
 ROOT = 0x1
 
 
-class ListTransport:
+class ListSink:
     """Keeps documents, and the thread that sent each."""
 
     def __init__(self) -> None:
         self.docs: list[dict[str, Any]] = []
         self.threads: set[int] = set()
 
-    def send(self, document: bytes) -> None:
+    def submit(self, document: bytes) -> bool:
         doc = json.loads(document)
         validate_document(doc)
         self.docs.append(doc)
         self.threads.add(threading.get_ident())
+        return True
 
     def flush(self, timeout: float) -> bool:
         return True
 
     def close(self, timeout: float) -> None:
         return None
+
+    buffered_bytes = queued = 0
 
 
 def span(span_id: int, parent: int | None, remote: bool = False) -> ReadableSpan:
@@ -52,8 +55,8 @@ def span(span_id: int, parent: int | None, remote: bool = False) -> ReadableSpan
     )
 
 
-def processor(**kw: Any) -> tuple[XRaySpanProcessor, ListTransport]:
-    transport = ListTransport()
+def processor(**kw: Any) -> tuple[XRaySpanProcessor, ListSink]:
+    transport = ListSink()
     return XRaySpanProcessor(transport, **kw), transport
 
 

@@ -1,0 +1,134 @@
+"""The shared batching worker: bounded by items or bytes, counted drops, flush and close deadlines."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from tracekit._shared import stats as _stats
+from tracekit._shared.batching import BatchQueue
+
+
+def test_queue_is_bounded_by_items_and_counts_drops() -> None:
+    _stats.reset()
+    release = threading.Event()
+    sent: list[int] = []
+
+    def slow_send(batch: list[int]) -> None:
+        release.wait(5)
+        sent.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(
+        slow_send, name="test.queue", max_items=3, max_batch=1, size=lambda _: 1
+    )
+    accepted = [queue.submit(i) for i in range(10)]
+    assert accepted.count(True) == 3 and not accepted[-1]  # in flight counts against the limit
+    assert _stats.stats()["test.queue.dropped.buffer_full"] == 7
+    assert queue.flush(0.05) is False  # bounded wait while the sender is stuck
+    release.set()
+    assert queue.flush(5)
+    assert sent == [0, 1, 2]
+    assert queue.close(1)
+    assert queue.submit(99) is False
+    assert _stats.stats()["test.queue.dropped.closed"] == 1
+
+
+def test_queue_is_bounded_by_bytes() -> None:
+    _stats.reset()
+    gate = threading.Event()
+    queue: BatchQueue[bytes] = BatchQueue(
+        lambda batch: gate.wait(5), name="test.bytes", max_bytes=1000, max_batch=10, max_wait=10
+    )
+    accepted = [queue.submit(b"x" * 100) for _ in range(10)]
+    assert accepted.count(True) == 6  # 164 bytes each with the per-item overhead
+    assert queue.buffered_bytes == 6 * 164
+    gate.set()
+    queue.close(2)
+    assert queue.buffered_bytes == 0
+
+
+def test_partial_batches_wait_at_most_max_wait() -> None:
+    batches: list[list[int]] = []
+    done = threading.Event()
+
+    def deliver(batch: list[int]) -> None:
+        batches.append(batch)
+        done.set()
+
+    queue: BatchQueue[int] = BatchQueue(
+        deliver, name="test.wait", max_items=100, max_batch=50, size=lambda _: 1, max_wait=0.2
+    )
+    started = time.monotonic()
+    for i in range(3):
+        queue.submit(i)
+    assert done.wait(2)
+    assert 0.15 <= time.monotonic() - started < 1.5
+    assert batches == [[0, 1, 2]]
+    queue.close(1)
+
+
+def test_close_counts_what_could_not_be_delivered() -> None:
+    _stats.reset()
+    stuck = threading.Event()
+    queue: BatchQueue[int] = BatchQueue(
+        lambda batch: stuck.wait(5), name="test.close", max_items=100, max_batch=2, size=lambda _: 1
+    )
+    for i in range(6):
+        queue.submit(i)
+    started = time.monotonic()
+    assert queue.close(0.2) is False
+    assert time.monotonic() - started < 1.0  # close keeps its deadline
+    counts = _stats.stats()
+    lost = counts.get("test.close.dropped.shutdown", 0) + counts["test.close.dropped.unconfirmed_at_exit"]
+    assert lost == 6
+    stuck.set()
+
+
+def test_a_raising_deliver_is_counted_and_the_worker_survives() -> None:
+    _stats.reset()
+    calls: list[list[int]] = []
+
+    def deliver(batch: list[int]) -> None:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    queue: BatchQueue[int] = BatchQueue(
+        deliver, name="test.raise", max_items=10, max_batch=1, size=lambda _: 1
+    )
+    queue.submit(1)
+    assert queue.flush(2)
+    queue.submit(2)
+    assert queue.flush(2)
+    assert calls == [[1], [2]]
+    assert _stats.stats()["test.raise.dropped.internal_error"] == 1
+    queue.close(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_empty_and_sends_its_own() -> None:
+    read, write = os.pipe()
+    sent: list[int] = []
+    gate = threading.Event()
+
+    def deliver(batch: list[int]) -> None:
+        gate.wait(5)
+        sent.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(
+        deliver, name="test.fork", max_items=10, max_batch=10, size=lambda _: 1
+    )
+    queue.submit(1)  # the parent's, still queued at fork time
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's item is not resent, its own goes out
+        gate.set()
+        ok = queue.queued == 0 and queue.submit(2) and queue.flush(2) and sent == [2]
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    gate.set()
+    assert queue.flush(2) and sent == [1]
