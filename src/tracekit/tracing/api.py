@@ -252,16 +252,8 @@ def _safe_set_attributes(current: Span, attributes: Mapping[str, Any]) -> None:
 def _wrap_sync(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: SpanKind) -> Any:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        current = _start(name, ann, kind)
-        token = _attach(current)
-        try:
+        with span(name, kind=kind, annotations=ann):
             return fn(*args, **kwargs)
-        except BaseException as exc:
-            _fail(current, exc)
-            raise
-        finally:
-            _detach(token)
-            _end(current)
 
     return wrapper
 
@@ -269,16 +261,8 @@ def _wrap_sync(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: Spa
 def _wrap_coro(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: SpanKind) -> Any:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        current = _start(name, ann, kind)
-        token = _attach(current)
-        try:
+        with span(name, kind=kind, annotations=ann):
             return await fn(*args, **kwargs)
-        except BaseException as exc:
-            _fail(current, exc)
-            raise
-        finally:
-            _detach(token)
-            _end(current)
 
     return wrapper
 

@@ -173,9 +173,15 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
 
 def _xray_processor(cfg: _config.Config) -> SpanProcessor:
     from tracekit.xray.processor import XRaySpanProcessor
-    from tracekit.xray.transports import ApiSink, SegmentSink, UdpSink
+    from tracekit.xray.transports import SegmentSink, UdpSink
 
-    sink: SegmentSink = ApiSink(cfg.region, cfg.endpoint_url) if cfg.xray_direct else UdpSink(cfg.daemon_udp)
+    sink: SegmentSink
+    if cfg.xray_direct:
+        from tracekit.xray.sender import SegmentSender
+
+        sink = SegmentSender(cfg.region, cfg.endpoint_url, workers=1)
+    else:
+        sink = UdpSink(cfg.daemon_udp)
     return XRaySpanProcessor(sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
 
 
