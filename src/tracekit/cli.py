@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from tracekit import __version__
+from tracekit._shared.settings import VERSION
 
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracekit",
         description="Traces, metrics and logs for Python on AWS: X-Ray native, OpenTelemetry inside.",
     )
-    parser.add_argument("--version", action="version", version=f"tracekit {__version__}")
+    parser.add_argument("--version", action="version", version=f"tracekit {VERSION}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -89,7 +89,7 @@ def test_server_span_is_a_segment_with_http_and_resource() -> None:
 
 
 def test_root_only_header_parent_is_not_a_parent_id() -> None:
-    from tracekit.tracing.ids import synthetic_parent_id
+    from tracekit.xray.ids import synthetic_parent_id
 
     span = make_span(SpanKind.SERVER, parent=ctx(synthetic_parent_id(TRACE), remote=True))
     assert "parent_id" not in doc_of(span)
@@ -234,7 +234,7 @@ def test_nan_and_objects_do_not_break_serialisation() -> None:
 @pytest.mark.parametrize("kind", [SpanKind.CONSUMER, SpanKind.INTERNAL, SpanKind.CLIENT])
 def test_first_span_under_a_root_only_header_is_a_segment(kind: SpanKind) -> None:
     """An SQS consumer or a job under ``Root=...`` alone has no parent to be a subsegment of."""
-    from tracekit.tracing.ids import synthetic_parent_id
+    from tracekit.xray.ids import synthetic_parent_id
 
     doc = doc_of(make_span(kind, parent=ctx(synthetic_parent_id(TRACE), remote=True)))
     assert doc["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"

@@ -23,7 +23,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import hooks, stats
 from tracekit.aws_lambda import events, runtime
-from tracekit.tracing import api, ids, propagation, provider
+from tracekit.tracing import api, propagation, provider
+from tracekit.xray import ids
 
 H = TypeVar("H", bound=Callable[..., Any])
 

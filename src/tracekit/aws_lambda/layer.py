@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracekit._shared.settings import VERSION
+
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 ARCHITECTURES = {
     "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
@@ -137,9 +139,9 @@ def _copy_tracekit(site: Path) -> None:
 
     source = Path(tracekit.__file__).parent
     shutil.copytree(source, site / "tracekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"tracekit_aws-{tracekit.__version__}.dist-info"
+    info = site / f"tracekit_aws-{VERSION}.dist-info"
     info.mkdir()
-    metadata = f"Metadata-Version: 2.1\nName: tracekit-aws\nVersion: {tracekit.__version__}\n"
+    metadata = f"Metadata-Version: 2.1\nName: tracekit-aws\nVersion: {VERSION}\n"
     (info / "METADATA").write_text(metadata)
 
 

@@ -488,7 +488,7 @@ def trace_property() -> dict[str, object]:
         _get_current_span = get_current_span
     context = _get_current_span().get_span_context()
     if context.is_valid and context.trace_flags.sampled:
-        from tracekit.tracing.ids import to_xray_trace_id
+        from tracekit.xray.ids import to_xray_trace_id
 
         return {"xray_trace_id": to_xray_trace_id(context.trace_id)}
     return {}

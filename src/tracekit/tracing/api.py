@@ -20,7 +20,8 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import REDACTED, is_sensitive, redact
-from tracekit.tracing import ids, propagation, provider
+from tracekit.tracing import propagation, provider
+from tracekit.xray import ids
 from tracekit.xray.segments import (
     ANNOTATIONS_ATTR,
     MAX_ANNOTATIONS,

@@ -30,8 +30,8 @@ from opentelemetry.util.types import Attributes
 
 from tracekit._shared import settings, stats
 from tracekit.tracing import config as _config
-from tracekit.tracing.ids import XRayIdGenerator
 from tracekit.tracing.propagation import XRayPropagator, decision_requested
+from tracekit.xray.ids import XRayIdGenerator
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}

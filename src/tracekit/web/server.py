@@ -34,7 +34,8 @@ from opentelemetry.util.types import AttributeValue
 from tracekit._shared import hooks, stats
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import ConfigError
-from tracekit.tracing import ids, propagation, provider
+from tracekit.tracing import propagation, provider
+from tracekit.xray import ids
 
 HEALTH_PATHS = ("health", "healthz", "healthcheck", "ping", "ready", "readyz", "live", "livez")
 """Excluded by default (``/health``, ``/healthz/`` ...): load balancers poll them constantly."""

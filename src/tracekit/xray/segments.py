@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import VERSION
-from tracekit.tracing import ids
+from tracekit.xray import ids
 
 Document = dict[str, Any]
 
