@@ -28,6 +28,8 @@ from urllib.parse import unquote
 VERSION = "0.1.0"
 """The one place the version is written: ``tracekit.__version__``, the package metadata
 (pyproject.toml reads it from here), the CLI, the X-Ray ``service.sdk_version`` and the OTel scope."""
+DISTRIBUTION = "tracekit-aws"
+"""The package index name (``tracekit`` there is an unrelated project); the import name is ``tracekit``."""
 DEFAULT_SERVICE = "unknown_service"
 SERVICE_VARIABLES = (
     "OTEL_SERVICE_NAME",
