@@ -169,7 +169,7 @@ _MISSING = object()
 
 
 def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Leaf paths of a JSON value: ``widgets[0].properties.title``; numbers compare as numbers."""
+    """Leaf paths of a JSON value, e.g. ``widgets[0].properties.title`` (60 equals 60.0)."""
     if isinstance(value, Mapping) and value:
         for key, item in value.items():
             yield from _flatten(item, f"{path}.{key}" if path else str(key))
@@ -177,7 +177,7 @@ def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         for index, item in enumerate(value):
             yield from _flatten(item, f"{path}[{index}]")
     else:
-        yield path, float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        yield path, value
 
 
 def _show(value: Any) -> str:
