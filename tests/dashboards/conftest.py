@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from dashboards_helpers import Run
 
 from tracekit.cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
-SPEC_DIR = ROOT / "observability"
-EXAMPLES_DIR = ROOT / "examples" / "observability"
-TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
-PARAMS = ["--param", f"alarm_topic={TOPIC}"]
-
-Run = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture
@@ -38,8 +28,3 @@ def run(moto: str, capsys: pytest.CaptureFixture[str]) -> Run:
         return code, capsys.readouterr().out
 
     return call
-
-
-def run_json(run: Run, command: str, *args: str) -> tuple[int, Any]:
-    code, out = run(command, *args, "--json")
-    return code, json.loads(out)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import PARAMS, SPEC_DIR, TOPIC, Run, run_json
+from dashboards_helpers import PARAMS, SPEC_DIR, TOPIC, Run, run_json
 
 from tracekit.cli import main
 from tracekit.dashboards import build, spec
@@ -135,8 +135,8 @@ def test_export_writes_yaml_that_plans_to_no_changes(run: Run, cloudwatch: Any, 
 def test_json_output_and_exit_codes(run: Run, tmp_path: Path) -> None:
     code, report = run_json(run, "plan", str(SPEC_DIR), *PARAMS)
     assert code == 0
-    assert {"kind": "dashboard", "action": "create", "name": DASHBOARD} == {
-        k: report["changes"][0][k] for k in ("kind", "action", "name")}
+    first = {k: report["changes"][0][k] for k in ("kind", "action", "name")}
+    assert first == {"kind": "dashboard", "action": "create", "name": DASHBOARD}
     bad = tmp_path / "bad.yaml"
     shutil.copy(SPEC_DIR / "order-service.yaml", bad)
     code, report = run_json(run, "apply", str(bad))  # no --param alarm_topic

@@ -95,6 +95,7 @@ def _load(args: argparse.Namespace, region: str) -> Any:
     specs, problems = spec.check(args.paths or DEFAULT_PATHS, params)
     desired, more = build.desired(specs, args.prefix, region)
     problems += more
+    problems.sort(key=lambda p: (p.file, p.line))  # stable: in reading order within a line
     if problems:
         awscli.emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
                     "\n".join(str(p) for p in problems))
