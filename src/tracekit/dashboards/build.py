@@ -349,7 +349,7 @@ def burn_rate_alarm(service: Service, base: str, title: str, dims: Sequence[tupl
     queries.append(_expression("burn", "MIN([burn_long, burn_short])", "burn rate (both windows)", True))
     what = ("availability" if objective.kind == "availability"
             else f"latency below {objective.below_ms:g} ms")
-    name = f"{base} SLO {what} {objective.target:g}% {tier.name} burn {title}"
+    name = f"{base} SLO {objective.kind} {tier.name} burn {title}"  # objective changes: an update
     description = (f"{title} burns the 30-day error budget of {what} {objective.target:g}% more than "
                    f"{tier.burn:g}x over both {_duration(tier.long)} and {_duration(tier.short)} "
                    f"({tier.budget_used:.0%} of the budget in {_duration(tier.long)})")
