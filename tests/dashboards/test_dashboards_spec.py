@@ -143,3 +143,15 @@ alarms:
         f"{f}:76: alarm: Period x EvaluationPeriods is 86460 s (accepted: at most 86400 s (under a "
         "1-hour period))",
     ]
+
+
+def test_numbers_must_be_finite_and_of_the_right_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "numbers.yaml"
+    path.write_text("service: x\nalarms:\n  latency_p99: {above: .nan, periods: 2.5}\n")
+    code, lines = validate(capsys, str(path))
+    assert code == 1
+    assert lines == [
+        f"{path}:3: alarms.latency_p99.above: must be a number, got nan (accepted: a number from 0 up)",
+        f"{path}:3: alarms.latency_p99.periods: must be an integer, got 2.5 (accepted: an integer from 1 "
+        "to 100)",
+    ]

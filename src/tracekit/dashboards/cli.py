@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracekit._shared import awscli
+from tracekit._shared import awscli, settings
 
 DEFAULT_PATHS = ["observability"]
 PLACEHOLDER_REGION = "us-east-1"
@@ -104,7 +104,7 @@ def _load(args: argparse.Namespace, region: str) -> Any:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    region = args.region or _configured_region() or PLACEHOLDER_REGION
+    region = settings.region(args.region) or PLACEHOLDER_REGION
     desired = _load(args, region)
     if desired is None:
         return 1
@@ -112,13 +112,6 @@ def _validate(args: argparse.Namespace) -> int:
                        "alarms": sorted(desired.alarms)},
                 f"ok: {len(desired.dashboards)} dashboards, {len(desired.alarms)} alarms")
     return 0
-
-
-def _configured_region() -> str | None:
-    """The AWS configuration's region, without importing boto3 for it."""
-    import os
-
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 def _client(args: argparse.Namespace) -> Any:

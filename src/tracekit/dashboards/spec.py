@@ -9,6 +9,7 @@ Metric names, units and dimensions are not part of a spec: they come from
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -163,9 +164,9 @@ class _Reader:
     params: Mapping[str, str]
 
     def where(self, path: KeyPath) -> str:
-        while path and path not in self.lines:
-            path = path[:-1]
-        return f"{self.file}:{self.lines.get(path, 1)}"
+        """``file:line`` of ``path`` (or its nearest parent)."""
+        found = at(self.file, self.lines, path, "", "")
+        return f"{found.file}:{found.line}"
 
     def fail(self, path: KeyPath, problem: str, accepted: str = "") -> None:
         fld = ".".join(str(p) for p in path) or "(document)"
@@ -220,8 +221,9 @@ class _Reader:
         if value is None:
             self.fail((*path, key), "is required", accepted)
             return None
-        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or value < low or (high is not None and value > high):
+        ok_type = not isinstance(value, bool) and (
+            isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value))
+        if not ok_type or value < low or (high is not None and value > high):
             self.fail((*path, key), f"{value!r} is out of range" if ok_type else
                       f"must be {kind}, got {value!r}", accepted)
             return None
