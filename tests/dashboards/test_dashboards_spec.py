@@ -145,7 +145,9 @@ alarms:
     ]
 
 
-def test_numbers_must_be_finite_and_of_the_right_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_numbers_must_be_finite_and_of_the_right_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = tmp_path / "numbers.yaml"
     path.write_text("service: x\nalarms:\n  latency_p99: {above: .nan, periods: 2.5}\n")
     code, lines = validate(capsys, str(path))
