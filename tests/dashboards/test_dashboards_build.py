@@ -22,7 +22,7 @@ from dashboards_helpers import EXAMPLES_DIR, ROOT, SPEC_DIR, TOPIC
 import tracekit
 from support.dashboard_schema import body_errors
 from tracekit._shared import stats as _stats
-from tracekit.dashboards import build, spec
+from tracekit.dashboards import DEFAULT_PREFIX, build, spec
 
 Reference = tuple[str, str, frozenset[tuple[str, str]]]
 """(namespace, metric name, dimensions) as a widget row or an alarm names a metric."""
@@ -30,7 +30,7 @@ Reference = tuple[str, str, frozenset[tuple[str, str]]]
 
 def generate(*paths: Path) -> build.Desired:
     specs, problems = spec.check(paths, {"alarm_topic": TOPIC})
-    desired, more = build.desired(specs, spec.DEFAULT_PREFIX, "eu-west-1")
+    desired, more = build.desired(specs, DEFAULT_PREFIX, "eu-west-1")
     assert not problems + more
     return desired
 

@@ -11,7 +11,7 @@ import yaml
 from dashboards_helpers import PARAMS, SPEC_DIR, TOPIC, Run, run_json
 
 from tracekit.cli import main
-from tracekit.dashboards import build, spec
+from tracekit.dashboards import DEFAULT_PREFIX, build, spec
 
 DASHBOARD = "tracekit-order-service"
 ERROR_RATE = "tracekit-order-service 5xx rate GET /orders/{order_id}"
@@ -19,7 +19,7 @@ ERROR_RATE = "tracekit-order-service 5xx rate GET /orders/{order_id}"
 
 def _desired() -> build.Desired:
     specs, problems = spec.check([SPEC_DIR], {"alarm_topic": TOPIC})
-    desired, more = build.desired(specs, spec.DEFAULT_PREFIX, "us-east-1")
+    desired, more = build.desired(specs, DEFAULT_PREFIX, "us-east-1")
     assert not problems + more
     return desired
 

@@ -241,12 +241,11 @@ def alarms(service: Service, prefix: str) -> list[tuple[str, dict[str, Any]]]:
             found.append((route.location, _error_rate(service, f"{base} 5xx rate {title}", dims,
                                                       route.server_error_rate)))
         if route.latency_p99 is not None:
-            stat = _stat(service.namespace, names.LATENCY.name, dims, service.period)
             found.append((route.location, _alarm(
                 service, f"{base} p99 latency {title}", f"p99 latency of {title} above "
                 f"{route.latency_p99.above:g} ms", route.latency_p99,
-                Namespace=stat["Namespace"], MetricName=stat["MetricName"],
-                Dimensions=stat["Dimensions"], ExtendedStatistic="p99", Period=service.period)))
+                Namespace=service.namespace, MetricName=names.LATENCY.name, Dimensions=_api(dims),
+                ExtendedStatistic="p99", Period=service.period)))
         for objective in route.objectives:
             for tier in BURN_TIERS:
                 found.append((route.location, burn_rate_alarm(service, base, title, dims, objective, tier)))
@@ -292,22 +291,20 @@ def _alarm(service: Service, name: str, description: str, limit: Limit, **metric
 
 def _simple(service: Service, name: str, namespace: str, metric: str,
             dims: Sequence[tuple[str, str]], limit: Limit) -> dict[str, Any]:
-    stat = _stat(namespace, metric, dims, service.period)
     return _alarm(service, name, f"{metric} above {limit.above:g} for {limit.periods} x "
                   f"{service.period} s", limit, Namespace=namespace, MetricName=metric,
-                  Dimensions=stat["Dimensions"], Statistic="Sum", Period=service.period)
+                  Dimensions=_api(dims), Statistic="Sum", Period=service.period)
 
 
-def _stat(namespace: str, metric: str, dims: Sequence[tuple[str, str]], period: int) -> dict[str, Any]:
-    return {"Namespace": namespace, "MetricName": metric, "Period": period,
-            "Dimensions": [{"Name": n, "Value": v} for n, v in dims]}
+def _api(dims: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """Dimensions as the CloudWatch API takes them."""
+    return [{"Name": n, "Value": v} for n, v in dims]
 
 
 def _query(id_: str, namespace: str, metric: str, dims: Sequence[tuple[str, str]], period: int,
            stat: str) -> dict[str, Any]:
     return {"Id": id_, "ReturnData": False, "MetricStat": {
-        "Metric": {"Namespace": namespace, "MetricName": metric,
-                   "Dimensions": [{"Name": n, "Value": v} for n, v in dims]},
+        "Metric": {"Namespace": namespace, "MetricName": metric, "Dimensions": _api(dims)},
         "Period": period, "Stat": stat}}
 
 

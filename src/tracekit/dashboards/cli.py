@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit._shared import awscli, settings
+from tracekit.dashboards import DEFAULT_PREFIX
 
 DEFAULT_PATHS = ["observability"]
 PLACEHOLDER_REGION = "us-east-1"
@@ -49,9 +50,9 @@ def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                             help="value of ${NAME} in the files, e.g. alarm_topic=arn:aws:sns:... "
                             "(repeatable)")
-    parser.add_argument("--prefix", default=_default_prefix(),
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
                         help="name prefix of the dashboards and alarms tracekit manages "
-                        f"(default {_default_prefix()!r}); others are never touched")
+                        f"(default {DEFAULT_PREFIX!r}); others are never touched")
     if aws:
         awscli.add_aws_options(parser, "CloudWatch endpoint, e.g. a local emulator")
     else:
@@ -60,12 +61,6 @@ def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=handler)
     return parser
-
-
-def _default_prefix() -> str:
-    from tracekit.dashboards.spec import DEFAULT_PREFIX
-
-    return DEFAULT_PREFIX
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

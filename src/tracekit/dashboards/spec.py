@@ -21,9 +21,6 @@ from tracekit._shared.specfile import KeyPath, Problem, at
 from tracekit.metrics import names
 
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
-DEFAULT_PREFIX = "tracekit-"
-"""Dashboards and alarms whose names start with the prefix are tracekit's: the only ones that
-plan, apply and drift ever look at, change or delete."""
 PROMETHEUS_NAMESPACE = "ECS/ContainerInsights/Prometheus"
 """Where the CloudWatch agent puts the Prometheus metrics it scrapes from ECS tasks."""
 PERIODS = (10, 30, 60)
