@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tracekit.sampling.cli",
     "tracekit.aws_lambda.layer",
     "tracekit.metrics.cli",
+    "tracekit.dashboards.cli",
 )
 
 

@@ -278,7 +278,11 @@ def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
     properties = {"function_request_id": request_id} if request_id else None
     stack.enter_context(metrics.scope(properties=properties))
     if cold:
-        metrics.add_count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
+        from tracekit.metrics import names  # loaded with tracekit.metrics already
+
+        cold_start = names.COLD_START
+        metrics.add_count(cold_start.name, 1, cold_start.unit,
+                      dimensions={names.FUNCTION: runtime.function_name()})
 
 
 def _flush_metrics(timeout: float) -> None:

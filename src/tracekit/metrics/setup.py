@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from tracekit._shared import settings
 from tracekit._shared.settings import ConfigError
+from tracekit.metrics import names
 from tracekit.metrics.recorder import Recorder
 from tracekit.metrics.sinks import (
     DEFAULT_AGENT,
@@ -43,7 +44,7 @@ def build_recorder(
     """Arguments win over the environment (aws-embedded-metrics' and Powertools' variables)."""
     if namespace is None:
         namespace = (
-            env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
+            env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or names.DEFAULT_NAMESPACE
         )
     if default_dimensions is None:
         default_dimensions = _service_dimension(env, service)
@@ -71,7 +72,7 @@ def _service_dimension(env: Mapping[str, str], service: str | None) -> dict[str,
     """``ServiceName``: the argument, else the shared service name (the one traces and logs carry),
     left out while no service is named anywhere."""
     service = service or settings.service_name(env if env is not os.environ else None)
-    return {} if service == settings.DEFAULT_SERVICE else {"ServiceName": service}
+    return {} if service == settings.DEFAULT_SERVICE else {names.SERVICE: service}
 
 
 def default_output(env: Mapping[str, str]) -> str:
