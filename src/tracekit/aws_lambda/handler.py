@@ -276,7 +276,7 @@ def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
         return
     properties = {"function_request_id": request_id} if request_id else None
     stack.enter_context(metrics.scope(properties=properties))
-    if cold:
+    if cold and metrics.is_configured():  # imported but not configured: nothing to record into
         metrics.add_count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
 
 
