@@ -185,6 +185,31 @@ def test_streamed_body_is_covered_counted_and_parents_its_spans(traced: Traced) 
     assert all(s["end_time"] <= doc["end_time"] for s in children)
 
 
+def test_plain_test_client_ends_each_span_without_closing_the_response(traced: Traced) -> None:
+    app = make_app()
+    app.test_client_class = FlaskClient  # unbuffered, responses never closed: as most tests use it
+    client = app.test_client()
+    responses = [client.get(f"/orders/{n}") for n in range(3)]
+    assert all(r.status_code == 200 for r in responses)
+    assert len(traced.server_spans()) == 3  # ended before the client returned, not at exit
+    docs = traced.documents(3)
+    assert sorted(d["http"]["response"]["content_length"] for d in docs) == sorted(
+        len(r.data) for r in responses
+    )
+
+
+def test_plain_test_client_streamed_body_ends_the_span_when_it_is_read(traced: Traced) -> None:
+    app = make_app()
+    app.test_client_class = FlaskClient
+    response = app.test_client().get("/stream")
+    assert traced.server_spans() == []  # the body is still being produced
+    assert response.data == b"part0;part1;part2;"
+    doc = traced.segment()
+    assert doc["http"]["response"]["content_length"] == len(response.data)
+    assert [s["name"] for s in doc["subsegments"]] == ["chunk-0", "chunk-1", "chunk-2"]
+    assert all(s["end_time"] <= doc["end_time"] for s in doc["subsegments"])
+
+
 def test_health_checks_are_excluded_by_default_with_what_they_call(traced: Traced) -> None:
     client = make_app().test_client()
     response = client.get("/healthz")
