@@ -291,3 +291,14 @@ def test_platform_block_follows_cloud_platform(
     aws = doc_of(make_span(SpanKind.SERVER, resource=resource))["aws"]
     assert aws[block] == expected
     assert {"ecs", "eks", "ec2"} & set(aws) == {block}
+
+
+def test_route_template_is_an_annotation_while_the_segment_carries_the_service_name() -> None:
+    span = make_span(
+        SpanKind.SERVER, name="/orders/{id}",
+        attributes={"http.request.method": "GET", "http.route": "/orders/{id}", "url.path": "/orders/7"},
+    )
+    doc = doc_of(span)
+    assert doc["name"] == "orders"
+    assert doc["annotations"] == {"http_route": "/orders/{id}"}  # filter: annotation.http_route = "..."
+    assert "http.route" not in doc.get("metadata", {}).get("default", {})

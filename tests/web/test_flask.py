@@ -103,6 +103,13 @@ def test_segment_is_named_by_route_template_with_http_request_and_response(trace
     assert response.headers["X-Amzn-Trace-Id"] == f"Root={doc['trace_id']}"
 
 
+def test_route_template_reaches_the_segment_as_an_annotation(traced: Traced) -> None:
+    make_app().test_client().get("/orders/42")
+    doc = traced.segment()
+    assert doc["name"] == SERVICE
+    assert doc["annotations"]["http_route"] == "/orders/<order_id>"
+
+
 def test_forwarded_for_names_the_client(traced: Traced) -> None:
     make_app().test_client().get("/orders/1", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
     request = traced.segment()["http"]["request"]

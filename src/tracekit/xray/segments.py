@@ -30,6 +30,9 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
 
+ROUTE_ANNOTATION = "http_route"
+"""The annotation holding a server span's route template (``http.route``)."""
+
 MAX_NAME = 200
 MAX_ANNOTATION_KEY = 500
 MAX_ANNOTATIONS = 50
@@ -461,6 +464,9 @@ def _add_annotations_and_metadata(
     indexed = attrs.get(ANNOTATIONS_ATTR) or ()
     indexed_keys = set(indexed) if isinstance(indexed, (list, tuple)) else set()
     annotations: dict[str, Any] = {}
+    route = attrs.get("http.route")
+    if isinstance(route, str) and route:  # the segment is named after the service: keep the route
+        annotations[ROUTE_ANNOTATION] = route  # searchable (annotation.http_route = "/orders/{id}")
     default_ns: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     user = attrs.get("enduser.id")
