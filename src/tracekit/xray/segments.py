@@ -423,13 +423,20 @@ def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
 
 def _log_groups(resource: Mapping[str, AttributeValue]) -> list[dict[str, str]]:
     """``aws.log.group.arns`` (name taken from the ARN), else ``aws.log.group.names``."""
-    arns = resource.get("aws.log.group.arns")
-    if isinstance(arns, (list, tuple)) and arns:
-        return [{"log_group": str(arn).split(":log-group:", 1)[-1].split(":", 1)[0],
-                 "arn": str(arn)} for arn in arns]
-    names = resource.get("aws.log.group.names")
-    if isinstance(names, (list, tuple)):
-        return [{"log_group": str(name)} for name in names]
+    arns = _string_list(resource.get("aws.log.group.arns"))
+    if arns:
+        return [{"log_group": arn.split(":log-group:", 1)[-1].split(":", 1)[0], "arn": arn}
+                for arn in arns]
+    return [{"log_group": name} for name in _string_list(resource.get("aws.log.group.names"))]
+
+
+def _string_list(value: AttributeValue | None) -> list[str]:
+    """A list attribute, or a string: ``OTEL_RESOURCE_ATTRIBUTES`` (and Lambda's variables) give
+    one, with several values joined by ``&`` (the OpenTelemetry Collector reads them the same way)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("&") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value if str(item)]
     return []
 
 
