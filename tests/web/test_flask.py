@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -285,6 +286,21 @@ def test_instrument_twice_traces_once(traced: Traced) -> None:
     assert tracekit.flask.instrument(app) is app
     app.test_client().get("/orders/1")
     assert len(traced.server_spans()) == 1
+
+
+def test_instrument_again_with_other_options_warns_once_in_one_line(
+    traced: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        assert tracekit.flask.instrument(app) is app  # the same options: nothing to say
+        assert not caplog.records
+        tracekit.flask.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+        tracekit.flask.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+    [message] = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
+    assert "\n" not in message and "already instrumented" in message
+    assert "capture_headers" in message and "record_metrics" in message and "excluded_urls" not in message
+    assert _stats.stats()["flask.reinstrumented"] == 2
 
 
 def test_red_metrics_hook_gets_route_template_method_status(
