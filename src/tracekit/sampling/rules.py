@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tracekit._shared.settings import ConfigError
 from tracekit.sampling import validate
 from tracekit.sampling.validate import DEFAULT_PRIORITY, DEFAULT_RULE_NAME
 
@@ -196,11 +197,17 @@ class Problem:
                 "problem": self.problem, "accepted": self.accepted}
 
 
-class RuleFileError(ValueError):
-    """Rule files with problems; ``problems`` lists every one of them."""
+class RuleFileError(ConfigError):
+    """Rule files with problems; ``problems`` lists every one of them, one ``file:line`` line each.
+
+    A ``ConfigError`` like every bad setting (``name``/``value``/``accepted`` describe the first
+    problem), so one ``except tracekit.ConfigError`` covers bad rule files too.
+    """
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        first = problems[0] if problems else Problem("", 0, "", "no problem listed")
+        super().__init__(f"{first.file}:{first.line}: {first.field}", first.problem, first.accepted)
+        self.args = ("\n".join(str(p) for p in problems),)
         self.problems = list(problems)
 
 
