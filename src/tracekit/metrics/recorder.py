@@ -200,6 +200,10 @@ class Recorder:
         self._follow_defaults = follow_defaults
         self.guard = CardinalityGuard(max_combinations, self.default_dimensions)
         self.root = Scope(self, flush=True)
+        for output in self.outputs:  # pulled outputs (Prometheus) flush pending values per scrape
+            bind = getattr(output, "bind", None)
+            if callable(bind):
+                bind(self.emit_pending)
         self._specs: set[tuple[str, str, int, Kind]] = set()
         self._by_name: dict[str, tuple[str, int, Kind]] = {}
         self._shapes: dict[tuple[Dimensions, tuple[SeriesKey, ...]], _Shape] = {}
@@ -372,6 +376,10 @@ class Recorder:
                 output.emit(batch)
             except Exception as exc:  # an output bug must not reach the app
                 stats.report(f"metrics.output.{type(output).__name__}", exc)
+
+    def emit_pending(self) -> None:
+        """Emit the root scope now (values recorded outside any scope since the last flush)."""
+        self.emit(self.root)
 
     def flush(self, timeout: float) -> bool:
         """Emit the current scope (if any) and the root scope, then wait for the outputs."""
