@@ -77,7 +77,9 @@ def configure(
     tcp://127.0.0.1:25888), ``"tcp://host:port"``, ``"udp://host:port"``, ``"cloudwatch"``
     (PutMetricData), ``"prometheus"``, or an ``Output`` object. The default follows
     ``AWS_EMF_ENVIRONMENT`` and Lambda detection: stdout in Lambda, the agent elsewhere.
-    ``default_dimensions`` default to ``{"ServiceName": service}`` when a service name is known.
+    ``default_dimensions`` default to ``{"ServiceName": service}`` when a service name is known;
+    without ``service`` it is the shared one, read at each flush (``tracekit.configure(service=...)``
+    may come later).
     ``scope_flush=False`` merges finished scopes into the interval flush (fewer documents).
     """
     from tracekit.metrics.setup import build_recorder
