@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -46,8 +47,11 @@ def build_recorder(
         namespace = (
             env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or names.DEFAULT_NAMESPACE
         )
+    follow = None
     if default_dimensions is None:
         default_dimensions = _service_dimension(env, service)
+        if service is None:  # a later ``tracekit.configure(service=...)`` renames it
+            follow = functools.partial(_service_dimension, env, None)
     if flush_interval is None:  # in Lambda the decorator flushes at the end of each invocation
         flush_interval = 0.0 if env.get("AWS_LAMBDA_FUNCTION_NAME") else 10.0
     if max_combinations < 1:
@@ -65,6 +69,7 @@ def build_recorder(
         flush_interval=flush_interval,
         scope_flush=scope_flush,
         strict=strict,
+        follow_defaults=follow,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tracekit._shared import specfile
+from tracekit._shared.settings import ConfigError
 from tracekit._shared.specfile import KeyPath, Problem, at
 from tracekit.sampling import validate
 from tracekit.sampling.validate import DEFAULT_PRIORITY, DEFAULT_RULE_NAME
@@ -178,11 +179,17 @@ class RuleSet:
         return sorted(rules, key=lambda r: r.sort_key)
 
 
-class RuleFileError(ValueError):
-    """Rule files with problems; ``problems`` lists every one of them."""
+class RuleFileError(ConfigError):
+    """Rule files with problems; ``problems`` lists every one of them, one ``file:line`` line each.
+
+    A ``ConfigError`` like every bad setting (``name``/``value``/``accepted`` describe the first
+    problem), so one ``except tracekit.ConfigError`` covers bad rule files too.
+    """
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        first = problems[0] if problems else Problem("", 0, "", "no problem listed")
+        super().__init__(f"{first.file}:{first.line}: {first.field}", first.problem, first.accepted)
+        self.args = ("\n".join(str(p) for p in problems),)
         self.problems = list(problems)
 
 

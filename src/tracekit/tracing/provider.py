@@ -91,7 +91,8 @@ def _configure_on_first_use() -> None:
         try:
             configure()
         except Exception as exc:
-            stats.report("configure", exc)
+            bad_setting = isinstance(exc, settings.ConfigError)
+            stats.report("configure", exc, f"tracekit: tracing is off: {exc}" if bad_setting else None)
             _state["key"] = None
 
 
