@@ -119,8 +119,10 @@ def _finish(
                 )
                 _record_red(invocation, status)
             _close(invocation.stack, exc)
+        started = time.monotonic()
         budget = _flush_budget(context, timeout)
         _flush_traces(budget)
+        _flush_logs(max(0.0, budget - (time.monotonic() - started)))
         _flush_metrics(budget)
     except Exception as err:
         stats.report("lambda.finish", err)
@@ -278,6 +280,12 @@ def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
     stack.enter_context(metrics.scope(properties=properties))
     if cold:
         metrics.add_count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
+
+
+def _flush_logs(budget: float) -> None:
+    """Records exported over OTLP (``tracekit.logs`` with ``otlp``), in what is left of the budget."""
+    if hooks.logs is not None and not hooks.logs.flush(budget):
+        stats.incr("lambda.flush_timeouts")
 
 
 def _flush_metrics(timeout: float) -> None:
