@@ -116,7 +116,8 @@ def _reason(response: requests.Response) -> str:
         except ValueError:
             message = ""
     first_line = _scrubbed(message.split("\n", 1)[0])[:200]
-    return " ".join(part for part in (f"HTTP {response.status_code}", answer.error_type, first_line) if part)
+    kind = " ".join(part for part in (f"HTTP {response.status_code}", answer.error_type) if part)
+    return f"{kind}: {first_line}" if first_line else kind
 
 
 def _scrubbed(text: str) -> str:
