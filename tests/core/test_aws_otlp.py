@@ -86,7 +86,8 @@ def test_spans_and_logs_are_signed_and_keep_the_ids_of_the_xray_documents(
     span_of = {s["name"]: s for s in spans}
     for message, span in (("order placed", "checkout"), ("card declined once", "charge")):
         record = by_message[message]
-        assert (record["trace_id"], record["span_id"]) == (span_of[span]["trace_id"], span_of[span]["span_id"])
+        expected = span_of[span]
+        assert (record["trace_id"], record["span_id"]) == (expected["trace_id"], expected["span_id"])
         assert record["attributes"]["xray_trace_id"] in trace_ids
     assert by_message["order placed"]["attributes"]["order_id"] == 42
     assert by_message["card declined once"]["severity_text"] == "WARNING"

@@ -41,20 +41,17 @@ def sigv4_service(endpoint: str, mode: str, default: str) -> str | None:
     return signing_service(host, default) if host.endswith(".amazonaws.com") else None
 
 
-def session(
-    endpoint: str, mode: str, *, default_service: str, region: str | None, name: str,
-    credentials: Any = None,
-) -> OtlpSession:
+def session(endpoint: str, mode: str, *, default_service: str, region: str | None, name: str) -> OtlpSession:
     """The session for an OTLP exporter posting to ``endpoint``; stats keys start with ``name``.
 
     The region is the endpoint host's (``xray.eu-west-1.amazonaws.com``), else ``region``, else
-    botocore's; credentials come from botocore's default chain unless given.
+    botocore's; credentials come from botocore's default chain.
     """
     service = sigv4_service(endpoint, mode, default_service)
     signer = None
     if service is not None:
         host = urlsplit(endpoint).hostname or ""
-        signer = SignedHTTP(service, host_region(host) or region, credentials=credentials)
+        signer = SignedHTTP(service, host_region(host) or region)
     return OtlpSession(name, signer)
 
 
@@ -67,7 +64,7 @@ class OtlpSession(requests.Session):
         self.signer = signer
         self._last_body: object = None
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
         if request.body is not None and request.body is self._last_body:
             stats.incr(f"{self.name}.retries")  # the exporter sends the same bytes again
@@ -86,7 +83,11 @@ class OtlpSession(requests.Session):
 
     def _sign(self, request: requests.PreparedRequest, body: bytes) -> None:
         assert self.signer is not None
-        signed = {k: v for k, v in request.headers.items() if k.lower() in SIGNED_HEADERS}
+        signed = {
+            k: v if isinstance(v, str) else v.decode()
+            for k, v in request.headers.items()
+            if k.lower() in SIGNED_HEADERS
+        }
         try:
             request.headers.update(self.signer.sign(str(request.url), body, signed))
         except SigningError as exc:

@@ -30,7 +30,7 @@ from tracekit.logs.buffer import Record, RequestLog
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from tracekit.logs.otlp import Pipeline
+    from tracekit.logs.otlp_export import Pipeline
 
 __all__ = [
     "TracekitHandler",
@@ -165,7 +165,7 @@ def _start_pipeline(target: Any, service: str | None) -> None:
         except Exception as exc:
             stats.report("logs.otlp.shutdown", exc)
     if target is not None:
-        from tracekit.logs.otlp import Pipeline
+        from tracekit.logs.otlp_export import Pipeline
 
         _pipeline = Pipeline(target, service or settings.service_name())
 

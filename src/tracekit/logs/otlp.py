@@ -1,4 +1,4 @@
-"""OTLP export of tracekit's log records, through the OpenTelemetry SDK's logs pipeline.
+"""OTLP export of tracekit's log records: the settings (the pipeline is :mod:`tracekit.logs.otlp_export`).
 
 Off by default (JSON lines on stdout are the default output); on with ``configure(otlp=True)``,
 ``TRACEKIT_LOGS_EXPORTERS=stdout,otlp`` (``otlp`` alone: no stdout lines) or ``OTEL_LOGS_EXPORTER=otlp``
@@ -11,25 +11,15 @@ shared session adds (:mod:`tracekit._shared.otlp_http`).
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
-from tracekit._shared import settings, stats
+from tracekit._shared import settings
 from tracekit._shared.settings import ConfigError
 
 EXPORTERS = ("stdout", "otlp")
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/logs"
 LOG_GROUP_HEADERS = ("x-aws-log-group", "x-aws-log-stream")
-NOT_EXPORTED = ("opentelemetry", "urllib3", "requests", "botocore")
-"""Loggers (and their children) whose records stay off OTLP, like tracekit's self-telemetry logger
-``tracekit`` (``tracekit.request`` is exported): the exporter's own lines would feed back into the
-pipeline they report on."""
-_SEVERITY = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
-_NOT_ATTRIBUTES = frozenset(("timestamp", "level", "message", "trace_id", "span_id", "exception"))
 
 
 def parse_exporters(name: str, value: str | Sequence[str]) -> tuple[str, ...]:
@@ -102,123 +92,3 @@ def target_from(env: Mapping[str, str]) -> Target:
             "naming an existing group and stream)",
         )
     return target
-
-
-class Pipeline:
-    """A LoggerProvider with a batch processor and the OTLP/HTTP log exporter (bounded queue)."""
-
-    def __init__(self, target: Target, service: str, *, credentials: Any = None) -> None:
-        from opentelemetry.exporter.otlp.proto.http import _log_exporter
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-        from opentelemetry.sdk.resources import Resource
-
-        from tracekit._shared import otlp_http
-
-        session = otlp_http.session(
-            target.endpoint, target.sigv4, default_service="logs", region=target.region,
-            name="logs.otlp", credentials=credentials,
-        )
-        otlp_http.quiet_exporter_logs(_log_exporter.__name__)
-        exporter = _log_exporter.OTLPLogExporter(
-            endpoint=target.endpoint, headers=dict(target.headers), timeout=5, session=session
-        )
-        self.provider = LoggerProvider(resource=Resource.create({"service.name": service}))
-        self.provider.add_log_record_processor(
-            BatchLogRecordProcessor(_CountingExporter(exporter), max_queue_size=2048, max_export_batch_size=256)
-        )
-        self._logger = self.provider.get_logger("tracekit.logs", settings.VERSION)
-
-    def emit(self, record: Mapping[str, Any]) -> None:
-        """Hand one rendered record to the pipeline (never blocks: the processor's queue is bounded)."""
-        logger = str(record.get("logger", ""))
-        if logger == "tracekit" or any(logger == n or logger.startswith(n + ".") for n in NOT_EXPORTED):
-            return
-        from opentelemetry._logs import LogRecord
-
-        level = str(record.get("level", "info"))
-        self._logger.emit(LogRecord(
-            timestamp=_nanos(str(record.get("timestamp", ""))),
-            observed_timestamp=time.time_ns(),
-            context=_span_context(record.get("trace_id"), record.get("span_id")),
-            severity_text=level.upper(),
-            severity_number=_severity(level),
-            body=str(record.get("message", "")),
-            attributes=_attributes(record),
-        ))
-
-    def flush(self, timeout: float) -> bool:
-        return bool(self.provider.force_flush(int(timeout * 1000)))
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
-
-
-class _CountingExporter:
-    """Counts records exported and failed (``logs.otlp.records_*``), like the span exporter."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def export(self, batch: Sequence[Any]) -> Any:
-        from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-        try:
-            result = self._inner.export(batch)
-        except Exception as exc:
-            stats.report("logs.otlp.export", exc)
-            result = LogRecordExportResult.FAILURE
-        ok = getattr(result, "name", None) == "SUCCESS"  # the SDK has had two such enums
-        stats.incr("logs.otlp.records_exported" if ok else "logs.otlp.records_failed", len(batch))
-        return result
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self._inner.force_flush(timeout_millis))
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-
-def _severity(level: str) -> Any:
-    from opentelemetry._logs import SeverityNumber
-
-    return SeverityNumber(_SEVERITY.get(level, 9))
-
-
-def _nanos(iso: str) -> int:
-    """``2026-11-25T15:40:01.123Z`` -> ns since the epoch (the record's own time: buffered debug
-    lines are exported later than they were written)."""
-    try:
-        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000) * 1_000_000
-    except ValueError:
-        return time.time_ns()
-
-
-def _span_context(trace_id: Any, span_id: Any) -> Any:
-    """An OTel context holding the record's span, so the SDK puts its ids on the log record."""
-    if not (isinstance(trace_id, str) and isinstance(span_id, str)):
-        return None
-    from opentelemetry import trace
-
-    current = trace.get_current_span().get_span_context()
-    ids = (int(trace_id, 16), int(span_id, 16))
-    flags = current.trace_flags if (current.trace_id, current.span_id) == ids else trace.TraceFlags(0)
-    span = trace.NonRecordingSpan(trace.SpanContext(*ids, is_remote=False, trace_flags=flags))
-    return trace.set_span_in_context(span)
-
-
-def _attributes(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's fields as OTLP attributes: scalars as they are, the rest as JSON text, the
-    exception under OpenTelemetry's ``exception.*`` names."""
-    result: dict[str, Any] = {}
-    for key, value in record.items():
-        if key in _NOT_ATTRIBUTES or value is None:
-            continue
-        is_scalar = isinstance(value, (str, bool, int, float))
-        result[key] = value if is_scalar else json.dumps(value, default=str, ensure_ascii=False)
-    exception = record.get("exception")
-    if isinstance(exception, Mapping):
-        result["exception.type"] = str(exception.get("type", ""))
-        result["exception.message"] = str(exception.get("message", ""))
-        result["exception.stacktrace"] = str(exception.get("stack", ""))
-    return result

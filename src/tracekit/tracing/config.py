@@ -32,7 +32,8 @@ class Config:
     otlp_protocol: str = "http/protobuf"
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
     otlp_sigv4: str = "auto"
-    """SigV4-sign OTLP requests: ``auto`` (AWS hosts), ``xray``/``logs`` (always, as that service), ``off``."""
+    """SigV4-sign OTLP requests: ``auto`` (AWS hosts), ``xray``/``logs`` (always, as that service),
+    ``off``."""
     daemon_udp: tuple[str, int] = DEFAULT_DAEMON
     daemon_tcp: tuple[str, int] = DEFAULT_DAEMON
     xray_direct: bool = False
