@@ -127,3 +127,18 @@ def test_buffered_debug_lines_released_by_an_error_are_exported_with_their_own_t
     assert records[0]["time_unix_nano"] <= records[1]["time_unix_nano"]
     assert records[1]["attributes"] == {"logger": "app", "service": records[1]["attributes"]["service"],
                                         "request": "r1", "code": 7}
+
+
+def test_without_the_otlp_exporter_the_lines_stay_on_stdout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --slim Lambda layer has no OTLP exporter: asking for OTLP logs there costs no line."""
+    monkeypatch.setitem(sys.modules, "tracekit.logs.otlp_export", None)  # import fails
+    with pytest.raises(ConfigError, match="TRACEKIT_LOGS_EXPORTERS='otlp' is not valid: expected stdout"):
+        logs.configure(stdlib=False, env={"TRACEKIT_LOGS_EXPORTERS": "otlp"})
+    monkeypatch.setattr(logs, "_config", None)
+    monkeypatch.setenv("TRACEKIT_LOGS_EXPORTERS", "otlp")
+    _stats.reset()
+    logs.get_logger("app").info("kept")
+    assert json.loads(capsys.readouterr().out)["message"] == "kept"
+    assert _stats.stats()["errors.logs.configure"] == 1

@@ -136,7 +136,7 @@ def configure(
     from tracekit.logs import otlp as _otlp
 
     outputs = _otlp.exporters_from(env, exporters, otlp)
-    target = _otlp.target_from(env) if "otlp" in outputs else None
+    pipeline = _new_pipeline(_otlp.target_from(env), service) if "otlp" in outputs else None
     from_env = (k.strip() for k in env.get("TRACEKIT_REDACT_KEYS", "").split(","))
     redaction.add_sensitive_keys([*redact_keys, *from_env])
     _config = _Config(
@@ -149,25 +149,31 @@ def configure(
         request_log=request_log,
         stdout="stdout" in outputs,
     )
-    _start_pipeline(target, service)
+    _replace_pipeline(pipeline)
     _threshold = _config.min_level
     if stdlib:
         _install_stdlib_handler(_config.level)
 
 
-def _start_pipeline(target: Any, service: str | None) -> None:
-    """Replace the OTLP pipeline (flushing the old one); ``target`` None: no OTLP export."""
+def _new_pipeline(target: Any, service: str | None) -> Pipeline:
+    """The OTLP pipeline; a ``ConfigError`` when the OTLP exporter is not installed (a slim layer)."""
+    try:
+        from tracekit.logs.otlp_export import Pipeline
+    except ImportError as exc:
+        raise ConfigError("TRACEKIT_LOGS_EXPORTERS", "otlp",
+                          f"stdout only: the OTLP log exporter cannot be imported ({exc})") from None
+    return Pipeline(target, service or settings.service_name())
+
+
+def _replace_pipeline(pipeline: Pipeline | None) -> None:
+    """Swap in the new pipeline (None: no OTLP export); the old one is flushed and shut down."""
     global _pipeline
-    old, _pipeline = _pipeline, None
+    old, _pipeline = _pipeline, pipeline
     if old is not None:
         try:
             old.shutdown()
         except Exception as exc:
             stats.report("logs.otlp.shutdown", exc)
-    if target is not None:
-        from tracekit.logs.otlp_export import Pipeline
-
-        _pipeline = Pipeline(target, service or settings.service_name())
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -12,18 +12,21 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http import _log_exporter
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
 from tracekit._shared import otlp_http, settings, stats
 from tracekit.logs.otlp import Target
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import ReadableLogRecord
 
 NOT_EXPORTED = ("opentelemetry", "urllib3", "requests", "botocore")
 """Loggers (and their children) whose records stay off OTLP, like tracekit's self-telemetry logger
