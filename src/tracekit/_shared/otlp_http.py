@@ -76,7 +76,7 @@ class OtlpSession(requests.Session):
         except requests.RequestException as exc:
             self._failed("unreachable", request.url, f"{type(exc).__name__}: {exc}")
             raise
-        if response.status_code >= 300:
+        if response.status_code >= 400:  # the exporter takes 2xx and 3xx as delivered
             kind = _KINDS.get(response.status_code, f"http_{response.status_code}")
             self._failed(kind, request.url, _reason(response))
         return response
@@ -114,7 +114,7 @@ def _reason(response: requests.Response) -> str:
         try:
             data = response.json()
             message = str(data.get("message") or data.get("Message") or "")
-        except ValueError:
+        except (ValueError, AttributeError):  # not JSON, or not an object
             message = ""
     first_line = _scrubbed(message.split("\n", 1)[0])[:200]
     kind = " ".join(part for part in (f"HTTP {response.status_code}", answer.error_type) if part)
