@@ -153,11 +153,16 @@ def test_expired_credentials_are_refreshed_before_signing(
     assert not any(k.startswith("errors.") for k in _stats.stats())
 
 
+@pytest.mark.parametrize(("secret", "reason"), [
+    ("not-the-secret", "InvalidSignatureException: The request signature we calculated does not match"),
+    (None, "ExpiredTokenException: The security token included in the request is expired"),
+])
 def test_a_403_is_counted_logged_once_without_secrets_and_not_retried(
-    aws: OtlpReceiver, caplog: pytest.LogCaptureFixture
+    aws: OtlpReceiver, caplog: pytest.LogCaptureFixture, secret: str | None, reason: str
 ) -> None:
     aws.revoke_key(KEY)
-    aws.accept_key(KEY, "not-the-secret")  # AWS computes another signature: InvalidSignatureException
+    if secret is not None:
+        aws.accept_key(KEY, secret)  # AWS computes another signature
     _signed_traces(aws)
     with caplog.at_level(logging.WARNING):
         for name in ("one", "two", "three"):
@@ -170,7 +175,7 @@ def test_a_403_is_counted_logged_once_without_secrets_and_not_retried(
     assert counts["otlp.spans_failed"] == 3
     ours = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
     assert len(ours) == 1
-    assert "forbidden: HTTP 403 InvalidSignatureException: The request signature" in ours[0]
+    assert f"forbidden: HTTP 403 {reason}" in ours[0]
     logged = caplog.text
     assert TOKEN not in logged and SECRET not in logged and "Canonical String" not in logged
 
@@ -187,6 +192,18 @@ def test_throttling_is_retried_with_backoff_and_counted(aws: OtlpReceiver) -> No
     assert counts["errors.otlp.throttled"] == 2
     assert counts["otlp.retries"] == 2
     assert counts["otlp.spans_exported"] == 1
+
+
+def test_compressed_bodies_are_signed_as_sent(aws: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+    _signed_traces(aws)
+    with tracekit.span("zipped"):
+        pass
+    assert tracekit.force_flush()
+    assert [s["name"] for s in aws.wait_for(1)] == ["zipped"]
+    (request,) = aws.requests()
+    assert (request.encoding, request.sigv4) == ("gzip", "valid")
+    assert "content-encoding" in request.signed_headers
 
 
 def test_unsigned_requests_and_an_unreachable_endpoint_are_counted(aws: OtlpReceiver) -> None:
