@@ -144,3 +144,21 @@ def test_without_the_otlp_exporter_the_lines_stay_on_stdout(
     logs.get_logger("app").info("kept")
     assert json.loads(capsys.readouterr().out)["message"] == "kept"
     assert _stats.stats()["errors.logs.configure"] == 1
+
+
+def test_records_over_the_queue_limit_are_dropped_and_counted(receiver: OtlpReceiver) -> None:
+    from tracekit.logs.otlp_export import Pipeline
+
+    pipeline = Pipeline(otlp.Target(receiver.logs_url), "svc", max_queue=3)
+    try:
+        for n in range(5):  # the batch worker sleeps until a batch is full or flushed
+            pipeline.emit({"timestamp": "2026-12-03T08:00:00.000Z", "level": "info", "message": f"m{n}",
+                           "logger": "app"})
+        assert _stats.stats()["logs.otlp.dropped.queue_full"] == 2
+        assert pipeline.flush(5)
+        assert sorted(r["body"] for r in receiver.wait_for_logs(3)) == ["m0", "m1", "m2"]
+        pipeline.emit({"level": "info", "message": "room again", "logger": "app"})  # no timestamp: now
+        assert pipeline.flush(5)
+        assert receiver.wait_for_logs(4)[-1]["body"] == "room again"
+    finally:
+        pipeline.shutdown()

@@ -9,8 +9,9 @@ so the SDK puts its trace and span ids on the exported record.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,16 @@ _NOT_ATTRIBUTES = frozenset(("timestamp", "level", "message", "trace_id", "span_
 
 
 class Pipeline:
-    """A LoggerProvider with a batch processor and the OTLP/HTTP log exporter (bounded queue)."""
+    """A LoggerProvider with a batch processor and the OTLP/HTTP log exporter.
 
-    def __init__(self, target: Target, service: str) -> None:
+    At most ``max_queue`` records wait for export; more are dropped and counted here
+    (``logs.otlp.dropped.queue_full``) before the SDK's queue overflows, which it only logs, per record.
+    """
+
+    def __init__(self, target: Target, service: str, max_queue: int = 2048) -> None:
+        self._max_queue = max_queue
+        self._pending = 0
+        self._lock = threading.Lock()
         session = otlp_http.session(
             target.endpoint, target.sigv4, default_service="logs", region=target.region, name="logs.otlp"
         )
@@ -49,8 +57,8 @@ class Pipeline:
         )
         self.provider = LoggerProvider(resource=Resource.create({"service.name": service}))
         self.provider.add_log_record_processor(
-            BatchLogRecordProcessor(_CountingExporter(exporter), max_queue_size=2048,
-                                    max_export_batch_size=256)
+            BatchLogRecordProcessor(_CountingExporter(exporter, self._done),
+                                    max_queue_size=max(max_queue, 256), max_export_batch_size=256)
         )
         self._logger = self.provider.get_logger("tracekit.logs", settings.VERSION)
 
@@ -58,6 +66,12 @@ class Pipeline:
         """Hand one rendered record to the pipeline (never blocks: the processor's queue is bounded)."""
         logger = str(record.get("logger", ""))
         if logger == "tracekit" or any(logger == n or logger.startswith(n + ".") for n in NOT_EXPORTED):
+            return
+        with self._lock:
+            full = self._pending >= self._max_queue
+            self._pending += not full
+        if full:
+            stats.incr("logs.otlp.dropped.queue_full")
             return
         level = str(record.get("level", "info"))
         self._logger.emit(LogRecord(
@@ -73,6 +87,10 @@ class Pipeline:
     def flush(self, timeout: float) -> bool:
         return bool(self.provider.force_flush(int(timeout * 1000)))
 
+    def _done(self, count: int) -> None:
+        with self._lock:
+            self._pending = max(0, self._pending - count)
+
     def shutdown(self) -> None:
         self.provider.shutdown()
 
@@ -80,8 +98,8 @@ class Pipeline:
 class _CountingExporter(LogRecordExporter):
     """Counts records exported and failed (``logs.otlp.records_*``), like the span exporter."""
 
-    def __init__(self, inner: LogRecordExporter) -> None:
-        self._inner = inner
+    def __init__(self, inner: LogRecordExporter, done: Callable[[int], None]) -> None:
+        self._inner, self._done = inner, done
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
@@ -91,6 +109,7 @@ class _CountingExporter(LogRecordExporter):
             result = LogRecordExportResult.FAILURE
         ok = result == LogRecordExportResult.SUCCESS
         stats.incr("logs.otlp.records_exported" if ok else "logs.otlp.records_failed", len(batch))
+        self._done(len(batch))
         return result
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
