@@ -136,10 +136,10 @@ def configure(
     from tracekit.logs import otlp as _otlp
 
     outputs = _otlp.exporters_from(env, exporters, otlp)
-    pipeline = _new_pipeline(_otlp.target_from(env), service) if "otlp" in outputs else None
+    target = _otlp.target_from(env) if "otlp" in outputs else None
     from_env = (k.strip() for k in env.get("TRACEKIT_REDACT_KEYS", "").split(","))
     redaction.add_sensitive_keys([*redact_keys, *from_env])
-    _config = _Config(
+    config = _Config(
         level=_parse_level(level, env),
         service=service,
         stream=stream,
@@ -149,7 +149,8 @@ def configure(
         request_log=request_log,
         stdout="stdout" in outputs,
     )
-    _replace_pipeline(pipeline)
+    _replace_pipeline(_new_pipeline(target, service) if target is not None else None)
+    _config = config
     _threshold = _config.min_level
     if stdlib:
         _install_stdlib_handler(_config.level)
