@@ -101,7 +101,8 @@ class _Fault:
 
 
 class OtlpReceiver:
-    """OTLP/HTTP (protobuf and JSON, gzip/deflate/identity) and OTLP/gRPC trace receiver."""
+    """OTLP/HTTP (protobuf and JSON, gzip/deflate/identity) and OTLP/gRPC trace receiver; OTLP/HTTP
+    protobuf logs on ``/v1/logs``."""
 
     def __init__(self, grpc_enabled: bool = True, sigv4: Mapping[str, str] | None = None) -> None:
         self._grpc_enabled = grpc_enabled
