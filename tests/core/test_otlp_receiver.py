@@ -15,6 +15,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -182,3 +183,32 @@ def test_wait_for_says_what_arrived(receiver: OtlpReceiver) -> None:
 def test_fail_rejects_unmapped_status(receiver: OtlpReceiver) -> None:
     with pytest.raises(ValueError, match="418"):
         receiver.fail(418)
+
+
+def test_the_sigv4_check_refuses_what_aws_would() -> None:
+    """The receiver's signature check can fail: a changed body, an unknown key or no signature."""
+    from botocore.credentials import Credentials
+
+    from tracekit._shared.sigv4 import SignedHTTP
+
+    body = trace_service_pb2.ExportTraceServiceRequest().SerializeToString()
+    with OtlpReceiver(grpc_enabled=False, sigv4={"AKIDRECEIVERTEST0001": "right"}) as rx:
+
+        def post(secret: str | None, sent: bytes, key: str = "AKIDRECEIVERTEST0001") -> int:
+            headers = {"Content-Type": "application/x-protobuf"}
+            if secret is not None:
+                signer = SignedHTTP("xray", "eu-west-1", credentials=Credentials(key, secret))
+                headers = signer.sign(rx.traces_url, body, headers)
+            request = urllib.request.Request(rx.traces_url, data=sent, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert post("right", body) == 200
+        assert post("right", body + b"\x00") == 403
+        assert post("wrong", body) == 403
+        assert post("right", body, key="AKIDRECEIVERUNKNOWN1") == 403
+        assert post(None, body) == 403
+    assert [r.sigv4 for r in rx.requests()] == ["valid", "mismatch", "mismatch", "unknown_key", "missing"]

@@ -455,3 +455,45 @@ def test_http_invocations_record_red_metrics_per_route(lambda_env: UdpReceiver, 
 
 def _values(value: Any) -> float:
     return float(sum(value)) if isinstance(value, list) else float(value)
+
+
+def test_signed_otlp_spans_and_logs_are_sent_before_the_handler_returns(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Straight to X-Ray's and CloudWatch Logs' OTLP endpoints (stood in for by a receiver that checks
+    the signature): everything of the invocation has arrived when the handler returns."""
+    from support.otlp_receiver import OtlpReceiver
+    from tracekit import logs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDLAMBDATEST000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "lambda-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "lambda-token")
+    with OtlpReceiver(grpc_enabled=False, sigv4={"AKIDLAMBDATEST000001": "lambda-secret"}) as aws:
+        monkeypatch.setenv("TRACEKIT_EXPORTERS", "xray,otlp")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", aws.traces_url)
+        monkeypatch.setenv("TRACEKIT_OTLP_SIGV4", "xray")
+        env = {"TRACEKIT_LOGS_EXPORTERS": "otlp", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": aws.logs_url,
+               "TRACEKIT_OTLP_LOGS_SIGV4": "logs", "AWS_REGION": "us-east-1",
+               "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-aws-log-group=/aws/lambda/orders,x-aws-log-stream=s"}
+        stream = io.StringIO()
+        logs.configure(stream=stream, stdlib=False, env=env)
+        log = logs.get_logger("orders")
+
+        @tracekit.lambda_handler
+        def handle(event: Any, context: Any) -> str:
+            log.info("placing order")
+            return "ok"
+
+        try:
+            assert handle({}, _context("req-9")) == "ok"
+            spans, records = aws.spans(), aws.logs()  # no waiting: sent before the return
+        finally:
+            logs.configure(stdlib=False, otlp=False)
+    assert stream.getvalue() == ""  # OTLP only: no stdout line
+    assert [s["trace_id"] for s in spans] == [ROOT.replace("-", "")[1:]]
+    assert spans[0]["parent_span_id"] == PARENT
+    (record,) = records
+    assert (record["trace_id"], record["span_id"]) == (spans[0]["trace_id"], spans[0]["span_id"])
+    assert record["attributes"]["function_request_id"] == "req-9"
+    assert {(r.path, r.service, r.sigv4) for r in aws.requests()} == {
+        ("/v1/traces", "xray", "valid"), ("/v1/logs", "logs", "valid")}

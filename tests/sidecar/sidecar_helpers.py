@@ -18,9 +18,10 @@ from tracekit.xray.protocol import HEADER
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from support.sigv4 import sigv4_verifies  # noqa: E402
 from xray_stub import XRayStub, document  # noqa: E402
 
-__all__ = ["HEADER", "XRayStub", "document"]
+__all__ = ["HEADER", "XRayStub", "document", "sigv4_verifies"]
 
 FREE = ("127.0.0.1", 0)
 BASE = Settings(
@@ -67,27 +68,3 @@ def post(url: str, body: bytes = b"{}") -> tuple[int, dict[str, Any]]:
 
 def url(address: tuple[str, int], path: str) -> str:
     return f"http://{address[0]}:{address[1]}{path}"
-
-
-def sigv4_verifies(url: str, headers: dict[str, str], body: bytes, secret: str) -> bool:
-    """Recompute a received request's SigV4 signature with botocore and compare.
-
-    Checks what X-Ray would: the signed headers as received, the body as received, the date, region
-    and service of the credential scope, and the secret key behind the access key id.
-    """
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    received = {k.lower(): v for k, v in headers.items()}
-    scheme, _, fields = received.get("authorization", "").partition(" ")
-    if scheme != "AWS4-HMAC-SHA256":
-        return False
-    auth = dict(part.strip().split("=", 1) for part in fields.split(","))
-    key_id, _, region, service, _ = auth["Credential"].split("/")
-    signed = {name: received[name] for name in auth["SignedHeaders"].split(";")}
-    request = AWSRequest(method="POST", url=url, data=body, headers=signed)
-    request.context["timestamp"] = received["x-amz-date"]
-    signer = SigV4Auth(Credentials(key_id, secret, received.get("x-amz-security-token")), service, region)
-    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    return bool(expected == auth["Signature"])

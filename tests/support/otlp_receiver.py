@@ -1,4 +1,4 @@
-"""An OTLP trace receiver for tests: the collector stand-in (HTTP protobuf/JSON and gRPC).
+"""An OTLP trace and log receiver for tests: the collector stand-in (HTTP protobuf/JSON and gRPC).
 
 Requests are decoded with the reference messages of ``opentelemetry-proto``, so what the tests see is
 what any collector would see. Both listeners bind 127.0.0.1 on free ports. Fault switches make it
@@ -10,6 +10,10 @@ answer with an error status (``fail``) or refuse connections like a collector th
         exporter = GrpcOTLPSpanExporter(endpoint=rx.grpc_endpoint)   # gRPC, insecure
         ...
         span = rx.wait_for(1)[0]        # {"trace_id": "5759e988...", "name": ..., ...}
+
+As AWS's OTLP endpoints (X-Ray ``/v1/traces``, CloudWatch Logs ``/v1/logs``), ``OtlpReceiver(sigv4=
+{access_key: secret})`` recomputes each HTTP request's SigV4 signature with botocore and answers 403
+with AWS's error types when it is missing, wrong, or made with an unknown (``revoke_key``) key.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,11 +32,13 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -53,6 +59,13 @@ _GRPC_CODES = {
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
+Log = dict[str, Any]
+"""A decoded log record: trace_id, span_id (hex or None), body, severity_text, severity_number,
+time_unix_nano, attributes, resource, scope."""
+_AWS_ERRORS = {
+    403: ("AccessDeniedException", "User is not authorized to perform this action"),
+    429: ("ThrottlingException", "Rate exceeded"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,14 @@ class Request:
     status: int
     """What the receiver answered, as an HTTP status (gRPC codes are mapped from it)."""
     span_count: int
+    path: str = TRACES_PATH
+    log_count: int = 0
+    sigv4: str = "unchecked"
+    """With ``sigv4`` keys: ``valid``, ``missing``, ``unknown_key`` or ``mismatch``."""
+    access_key: str | None = None
+    service: str | None = None
+    region: str | None = None
+    signed_headers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,12 +101,15 @@ class _Fault:
 
 
 class OtlpReceiver:
-    """OTLP/HTTP (protobuf and JSON, gzip/deflate/identity) and OTLP/gRPC trace receiver."""
+    """OTLP/HTTP (protobuf and JSON, gzip/deflate/identity) and OTLP/gRPC trace receiver; OTLP/HTTP
+    protobuf logs on ``/v1/logs``."""
 
-    def __init__(self, grpc_enabled: bool = True) -> None:
+    def __init__(self, grpc_enabled: bool = True, sigv4: Mapping[str, str] | None = None) -> None:
         self._grpc_enabled = grpc_enabled
+        self._keys = dict(sigv4) if sigv4 is not None else None
         self._cond = threading.Condition()
         self._spans: list[Span] = []
+        self._logs: list[Log] = []
         self._requests: list[Request] = []
         self._fault: _Fault | None = None
         self._http: ThreadingHTTPServer | None = None
@@ -156,6 +180,11 @@ class OtlpReceiver:
         return self.endpoint + TRACES_PATH
 
     @property
+    def logs_url(self) -> str:
+        """Full logs URL for ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``."""
+        return self.endpoint + LOGS_PATH
+
+    @property
     def grpc_endpoint(self) -> str:
         """``http://127.0.0.1:PORT``: the OTel gRPC exporter reads the ``http`` scheme as insecure."""
         return f"http://{self.grpc_address}"
@@ -173,6 +202,16 @@ class OtlpReceiver:
         """All spans received so far, in arrival order."""
         with self._cond:
             return list(self._spans)
+
+    def logs(self) -> list[Log]:
+        """All log records received so far, in arrival order."""
+        with self._cond:
+            return list(self._logs)
+
+    def wait_for_logs(self, n: int, timeout: float = 5.0) -> list[Log]:
+        """Wait until at least ``n`` log records arrived."""
+        self._wait(lambda: len(self._logs) >= n, timeout, f"{n} log records")
+        return self.logs()
 
     def requests(self) -> list[Request]:
         """All export calls so far, accepted or failed by a fault switch."""
@@ -193,7 +232,23 @@ class OtlpReceiver:
         """Forget received spans and requests (fault switches are kept)."""
         with self._cond:
             self._spans.clear()
+            self._logs.clear()
             self._requests.clear()
+
+    # -- SigV4 keys (with ``sigv4=``) -------------------------------------------------------------
+
+    def accept_key(self, access_key: str, secret: str) -> None:
+        """Accept requests signed with this key from now on (credentials just issued)."""
+        with self._cond:
+            if self._keys is None:
+                raise RuntimeError("this OtlpReceiver does not check SigV4: pass sigv4={...}")
+            self._keys[access_key] = secret
+
+    def revoke_key(self, access_key: str) -> None:
+        """Answer 403 ``ExpiredTokenException`` to requests signed with this key (expired credentials)."""
+        with self._cond:
+            if self._keys is not None:
+                self._keys.pop(access_key, None)
 
     # -- fault switches ---------------------------------------------------------------------------
 
@@ -240,23 +295,55 @@ class OtlpReceiver:
     def _accept(
         self,
         meta: tuple[str, dict[str, str], str, str],
-        parse: Callable[[], trace_service_pb2.ExportTraceServiceRequest],
+        parse: Callable[[], Any],
+        path: str = TRACES_PATH,
+        check: dict[str, Any] | None = None,
     ) -> tuple[int, _Fault | None]:
-        """Apply a fault or decode the request; record the call; return (status, fault)."""
+        """Apply a fault or decode the request; record the call; return (status, fault).
+
+        ``check``: the SigV4 verdict (``_check_sigv4``); a request that fails it gets 403.
+        """
         transport, headers, content_type, encoding = meta
-        fault = self._take_fault()
+        check = check or {}
+        fault = None if check.get("sigv4", "valid") != "valid" else self._take_fault()
         spans: list[Span] = []
-        status = fault.status if fault else 200
-        if fault is None:
+        logs: list[Log] = []
+        status = 403 if check.get("sigv4", "valid") != "valid" else fault.status if fault else 200
+        if status == 200:
             try:
-                spans = decode_request(parse())
+                decoded = parse()
+                if path == LOGS_PATH:
+                    logs = decode_logs(decoded)
+                else:
+                    spans = decode_request(decoded)
             except Exception:
                 status = 400
         with self._cond:
             self._spans.extend(spans)
-            self._requests.append(Request(transport, headers, content_type, encoding, status, len(spans)))
+            self._logs.extend(logs)
+            self._requests.append(Request(transport, headers, content_type, encoding, status, len(spans),
+                                          path, len(logs), **check))
             self._cond.notify_all()
         return status, fault
+
+    def _check_sigv4(self, url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        """The SigV4 verdict on one request, recomputed with botocore (empty without ``sigv4=``)."""
+        from support.sigv4 import authorization, expected_signature
+
+        with self._cond:
+            keys = None if self._keys is None else dict(self._keys)
+        if keys is None:
+            return {}
+        auth = authorization(headers)
+        if auth is None:
+            return {"sigv4": "missing"}
+        found = {"access_key": auth.access_key, "service": auth.service, "region": auth.region,
+                 "signed_headers": auth.signed_headers}
+        secret = keys.get(auth.access_key)
+        if secret is None:
+            return {"sigv4": "unknown_key", **found}
+        ok = expected_signature(url, headers, body, secret) == auth.signature
+        return {"sigv4": "valid" if ok else "mismatch", **found}
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -322,6 +409,30 @@ def _span(span: trace_pb2.Span, resource: dict[str, Any], scope: dict[str, str])
     }
 
 
+def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest) -> list[Log]:
+    """Flatten an ExportLogsServiceRequest into simple log dicts."""
+    result: list[Log] = []
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            scope = {"name": scope_logs.scope.name}
+            result.extend(
+                {
+                    "trace_id": record.trace_id.hex() or None,
+                    "span_id": record.span_id.hex() or None,
+                    "body": _value(record.body),
+                    "severity_text": record.severity_text,
+                    "severity_number": int(record.severity_number),
+                    "time_unix_nano": record.time_unix_nano,
+                    "attributes": attributes(record.attributes),
+                    "resource": resource,
+                    "scope": scope,
+                }
+                for record in scope_logs.log_records
+            )
+    return result
+
+
 def parse_json(body: bytes) -> trace_service_pb2.ExportTraceServiceRequest:
     """OTLP/JSON: like the protobuf JSON mapping, except that ids are hex instead of base64."""
     data = json.loads(body)
@@ -373,25 +484,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.partition("?")[0] != TRACES_PATH:
+        path = self.path.partition("?")[0]
+        if path not in (TRACES_PATH, LOGS_PATH):
             self._reply(404, b"", "text/plain")
             return
         content_type = (self.headers.get("Content-Type") or PROTOBUF).split(";")[0].strip()
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         is_json = content_type == JSON
         headers = {k.lower(): v for k, v in self.headers.items()}
+        is_logs = path == LOGS_PATH
+        if is_logs and is_json:
+            self._reply(415, b"", "text/plain")
+            return
 
-        def parse() -> trace_service_pb2.ExportTraceServiceRequest:
+        def parse() -> Any:
             raw = _decompress(encoding, body)
+            if is_logs:
+                return logs_service_pb2.ExportLogsServiceRequest.FromString(raw)
             return parse_json(raw) if is_json else _parse_protobuf(raw)
 
-        status, fault = self.server.receiver._accept(("http", headers, content_type, encoding), parse)
+        receiver = self.server.receiver
+        check = receiver._check_sigv4(f"http://{self.headers.get('Host')}{self.path}", headers, body)
+        meta = ("http", headers, content_type, encoding)
+        status, fault = receiver._accept(meta, parse, path, check)
         extra = {}
         if fault is not None and fault.retry_after is not None:
             extra["Retry-After"] = f"{fault.retry_after:g}"
-        response = trace_service_pb2.ExportTraceServiceResponse()
+        if status != 200:
+            payload, error_type = _aws_error(status, check, headers.get("x-amz-security-token", ""))
+            self._reply(status, payload, JSON, {**extra, "x-amzn-ErrorType": error_type})
+            return
+        response: Any = (
+            logs_service_pb2.ExportLogsServiceResponse() if is_logs
+            else trace_service_pb2.ExportTraceServiceResponse()
+        )
         payload = json_format.MessageToJson(response).encode() if is_json else response.SerializeToString()
-        self._reply(status, payload if status == 200 else b"", content_type, extra)
+        self._reply(status, payload, content_type, extra)
 
     def _reply(
         self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
@@ -406,6 +534,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output clean."""
+
+
+def _aws_error(status: int, check: dict[str, Any], token: str) -> tuple[bytes, str]:
+    """An error answer as AWS writes it: JSON with ``message``, the type in ``x-amzn-ErrorType``.
+
+    A signature mismatch quotes the canonical request, security token included, as AWS does: the
+    client must not log it.
+    """
+    kind = check.get("sigv4", "valid")
+    if kind == "missing":
+        error = ("MissingAuthenticationTokenException", "Missing Authentication Token")
+    elif kind == "unknown_key":
+        error = ("ExpiredTokenException", "The security token included in the request is expired")
+    elif kind == "mismatch":
+        error = ("InvalidSignatureException", "The request signature we calculated does not match the "
+                 "signature you provided.\n\nThe Canonical String for this request should have been\n"
+                 f"'x-amz-security-token:{token}'")
+    else:
+        error = _AWS_ERRORS.get(status, ("InternalFailure", f"HTTP {status}"))
+    return json.dumps({"message": error[1]}).encode(), f"{error[0]}:http://internal.amazon.com/coral/"
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]

@@ -20,6 +20,8 @@ class LogHooks(NamedTuple):
     request_started: Callable[[], None]
     request_finished: Callable[..., None]
     request_scope: Callable[..., AbstractContextManager[Any]]
+    flush: Callable[[float], bool]
+    """Send the records waiting for OTLP export within the timeout (seconds)."""
 
 
 class MetricHooks(NamedTuple):

@@ -98,7 +98,7 @@ class SignedHTTP:
 
         url = self.base_url() + path
         parts = urlsplit(url)
-        headers = self._sign(url, parts.netloc, body, content_type)
+        headers = self.sign(url, body, {"Content-Type": content_type})
         conn = self._connection(parts.scheme, parts.netloc)
         try:
             conn.request("POST", parts.path or "/", body=body, headers=headers)
@@ -120,16 +120,20 @@ class SignedHTTP:
             conn.close()
             self._local.conn = None
 
-    def _sign(self, url: str, netloc: str, body: bytes, content_type: str) -> dict[str, str]:
+    def sign(self, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` plus Host and the SigV4 headers for a POST of ``body`` to ``url``.
+
+        Only the headers given (and Host) are signed, so a proxy that rewrites ``Connection`` or
+        ``User-Agent`` does not break the signature. Raises :class:`SigningError`.
+        """
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        default_port = ":443" if url.startswith("https:") else ":80"
-        host = netloc.removesuffix(default_port)
-        request = AWSRequest(
-            method="POST", url=url, data=body, headers={"Host": host, "Content-Type": content_type}
-        )
-        SigV4Auth(self._resolve_credentials(), self.service, self._require_region()).add_auth(request)
+        parts = urlsplit(url)
+        default_port = ":443" if parts.scheme == "https" else ":80"
+        host = parts.netloc.removesuffix(default_port)
+        request = AWSRequest(method="POST", url=url, data=body, headers={"Host": host, **headers})
+        SigV4Auth(self._frozen_credentials(), self.service, self._require_region()).add_auth(request)
         return dict(request.headers.items())
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
@@ -152,7 +156,9 @@ class SignedHTTP:
             )
         return self._region
 
-    def _resolve_credentials(self) -> Any:
+    def _frozen_credentials(self) -> Any:
+        """One consistent key/secret/token, refreshed first when refreshable credentials expire
+        (reading the three fields one by one could mix two generations during a refresh)."""
         with self._lock:
             if self._credentials is None:
                 self._credentials = self._botocore_session().get_credentials()
@@ -160,7 +166,9 @@ class SignedHTTP:
                 raise SigningError(
                     "no_credentials", "no AWS credentials found by botocore's provider chain"
                 )
-            return self._credentials
+            credentials = self._credentials
+        frozen = getattr(credentials, "get_frozen_credentials", None)
+        return frozen() if callable(frozen) else credentials
 
     def _botocore_session(self) -> Any:
         if self._session is None:

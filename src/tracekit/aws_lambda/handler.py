@@ -120,8 +120,10 @@ def _finish(
                 )
                 _record_red(invocation, status)
             _close(invocation.stack, exc)
+        started = time.monotonic()
         budget = _flush_budget(context, timeout)
         _flush_traces(budget)
+        _flush_logs(max(0.0, budget - (time.monotonic() - started)))
         _flush_metrics(budget)
     except Exception as err:
         stats.report("lambda.finish", err)
@@ -282,6 +284,12 @@ def _enter_metrics(stack: ExitStack, context: Any, request_id: str, cold: bool) 
 
         dimensions = {names.FUNCTION: runtime.function_name(context=context)}
         metrics.add_count(names.COLD_START.name, 1, names.COLD_START.unit, dimensions=dimensions)
+
+
+def _flush_logs(budget: float) -> None:
+    """Records exported over OTLP (``tracekit.logs`` with ``otlp``), in what is left of the budget."""
+    if hooks.logs is not None and not hooks.logs.flush(budget):
+        stats.incr("lambda.flush_timeouts")
 
 
 def _flush_metrics(timeout: float) -> None:

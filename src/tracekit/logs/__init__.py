@@ -3,7 +3,8 @@
 Every line is one JSON object: ``timestamp`` (ISO-8601 UTC, ms), ``level``, ``message``, ``logger``,
 ``service``, ``xray_trace_id`` / ``trace_id`` / ``span_id`` when a span is current, the fields bound
 with ``bind_context`` (the Lambda decorator binds request id, function name and cold start), the
-call's own fields (sensitive keys redacted) and ``exception{type,message,stack}``.
+call's own fields (sensitive keys redacted) and ``exception{type,message,stack}``. The lines go to
+stdout; the same records can also be exported over OTLP (:mod:`tracekit.logs.otlp`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -29,12 +30,15 @@ from tracekit.logs.buffer import Record, RequestLog
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from tracekit.logs.otlp_export import Pipeline
+
 __all__ = [
     "TracekitHandler",
     "bind_context",
     "clear_context",
     "configure",
     "emit",
+    "flush",
     "get_logger",
     "request_finished",
     "request_scope",
@@ -69,6 +73,8 @@ class _Config:
     buffer_debug: bool
     buffer_size: int
     request_log: bool
+    stdout: bool = True
+    """Write the JSON lines (to ``stream``, else stdout); off when OTLP is the only output."""
 
     @property
     def min_level(self) -> int:
@@ -77,6 +83,8 @@ class _Config:
 
 
 _config: _Config | None = None
+_pipeline: Pipeline | None = None
+"""The OTLP logs pipeline, when exporting over OTLP is on."""
 _write_lock = threading.Lock()
 
 
@@ -106,6 +114,8 @@ def configure(
     buffer_size: int = 200,
     request_log: bool = False,
     redact_keys: Iterable[str] = (),
+    exporters: str | Sequence[str] | None = None,
+    otlp: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> None:
     """Set the level, service name and request behaviour; ``stdlib`` routes ``logging`` here too.
@@ -116,15 +126,20 @@ def configure(
     ``TRACEKIT_REDACT_KEYS``, comma-separated) extend the sensitive keys everywhere tracekit
     writes. ``request_log``: one ``request finished`` line per request, with ``duration_ms`` (for
     latency percentiles). With ``stdlib`` the root logger's handlers are replaced by one that writes
-    this JSON, so each record appears once.
+    this JSON, so each record appears once. ``exporters`` (``TRACEKIT_LOGS_EXPORTERS``): ``stdout``
+    and/or ``otlp``; ``otlp=True`` adds OTLP to the stdout lines (see :mod:`tracekit.logs.otlp`).
     """
     global _config, _threshold
     env = os.environ if env is None else env
     if buffer_size < 1:
         raise ConfigError("buffer_size", buffer_size, "an integer >= 1")
+    from tracekit.logs import otlp as _otlp
+
+    outputs = _otlp.exporters_from(env, exporters, otlp)
+    target = _otlp.target_from(env) if "otlp" in outputs else None
     from_env = (k.strip() for k in env.get("TRACEKIT_REDACT_KEYS", "").split(","))
     redaction.add_sensitive_keys([*redact_keys, *from_env])
-    _config = _Config(
+    config = _Config(
         level=_parse_level(level, env),
         service=service,
         stream=stream,
@@ -132,10 +147,60 @@ def configure(
         buffer_debug=buffer_debug,
         buffer_size=buffer_size,
         request_log=request_log,
+        stdout="stdout" in outputs,
     )
+    _replace_pipeline(_new_pipeline(target, service) if target is not None else None)
+    _config = config
     _threshold = _config.min_level
     if stdlib:
         _install_stdlib_handler(_config.level)
+
+
+def _new_pipeline(target: Any, service: str | None) -> Pipeline:
+    """The OTLP pipeline; a ``ConfigError`` when the OTLP exporter is not installed (a slim layer)."""
+    try:
+        from tracekit.logs.otlp_export import Pipeline
+    except ImportError as exc:
+        raise ConfigError("TRACEKIT_LOGS_EXPORTERS", "otlp",
+                          f"stdout only: the OTLP log exporter cannot be imported ({exc})") from None
+    return Pipeline(target, service or settings.service_name())
+
+
+def _replace_pipeline(pipeline: Pipeline | None) -> None:
+    """Swap in the new pipeline (None: no OTLP export); the old one is flushed and shut down."""
+    global _pipeline
+    old, _pipeline = _pipeline, pipeline
+    if old is not None:
+        try:
+            old.shutdown()
+        except Exception as exc:
+            stats.report("logs.otlp.shutdown", exc)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send the records waiting for OTLP export; True when done within ``timeout`` seconds.
+
+    The SDK's flush ignores its timeout (it exports on the calling thread, retries included), so it
+    runs on a helper thread: the Lambda decorator calls this right before the handler returns.
+    """
+    pipeline = _pipeline
+    if pipeline is None:
+        return True
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            pipeline.flush(timeout)
+        except Exception as exc:
+            stats.report("logs.otlp.flush", exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="tracekit-logs-flush", daemon=True).start()
+    if done.wait(timeout):
+        return True
+    stats.incr("logs.otlp.flush_timeouts")
+    return False
 
 
 def _parse_level(level: str | int | None, env: Mapping[str, str]) -> int:
@@ -174,7 +239,11 @@ def _parse_rate(rate: float | None, env: Mapping[str, str]) -> float:
 
 def _active() -> _Config:
     if _config is None:
-        configure(stdlib=False)
+        try:
+            configure(stdlib=False)
+        except ConfigError as exc:  # a bad OTLP setting must not cost the stdout lines
+            stats.report("logs.configure", exc)
+            configure(stdlib=False, otlp=False)
     assert _config is not None
     return _config
 
@@ -350,12 +419,23 @@ def _dispatch(
             return None
         record = _record(config, levelno, logger, event, created)
         if request.sampled:
-            return _encode(record)
+            return _output(config, record)
         request.keep(record)
         return None
     if levelno >= logging.ERROR and request is not None and request.buffer:
         request.release(_write_record)
-    return _encode(_record(config, levelno, logger, event, created))
+    return _output(config, _record(config, levelno, logger, event, created))
+
+
+def _output(config: _Config, record: Record) -> str | None:
+    """Hand ``record`` to the OTLP pipeline (when on); the line to write, None without stdout."""
+    pipeline = _pipeline
+    if pipeline is not None:
+        try:
+            pipeline.emit(record)
+        except Exception as exc:
+            stats.report("logs.otlp.emit", exc)
+    return _encode(record) if config.stdout else None
 
 
 def _record(
@@ -483,7 +563,9 @@ def _write(line: str) -> None:
 
 
 def _write_record(record: Record) -> None:
-    _write(_encode(record))
+    line = _output(_active(), record)
+    if line is not None:
+        _write(line)
 
 
 class _Sink:
@@ -544,4 +626,4 @@ def _install_stdlib_handler(level: int) -> None:
     root.setLevel(level)
 
 
-hooks.register_logs(hooks.LogHooks(request_started, request_finished, request_scope))
+hooks.register_logs(hooks.LogHooks(request_started, request_finished, request_scope, flush))

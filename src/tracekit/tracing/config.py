@@ -15,6 +15,8 @@ from tracekit._shared.settings import ConfigError, checked, http_url
 
 EXPORTERS = ("xray", "otlp", "console", "none")
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+SIGV4_MODES = ("auto", "xray", "logs", "off")
+"""``auto``: sign requests to ``*.amazonaws.com`` for the service in the host name."""
 DEFAULT_DAEMON = ("127.0.0.1", 2000)
 
 
@@ -29,6 +31,9 @@ class Config:
     otlp_endpoint: str | None = None
     otlp_protocol: str = "http/protobuf"
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    otlp_sigv4: str = "auto"
+    """SigV4-sign OTLP requests: ``auto`` (AWS hosts), ``xray``/``logs`` (always, as that service),
+    ``off``."""
     daemon_udp: tuple[str, int] = DEFAULT_DAEMON
     daemon_tcp: tuple[str, int] = DEFAULT_DAEMON
     xray_direct: bool = False
@@ -78,6 +83,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     )
     if headers_var:
         values["otlp_headers"] = settings.pairs(headers_var, env[headers_var])
+    values["otlp_sigv4"] = sigv4_mode(env, "traces")
     if "AWS_XRAY_DAEMON_ADDRESS" in env:
         udp, tcp = parse_daemon_address(env["AWS_XRAY_DAEMON_ADDRESS"])
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
@@ -87,7 +93,19 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     values["region"] = settings.region(env=env)
     values.update(_check_overrides(overrides))
-    return Config(**values)
+    cfg = Config(**values)
+    if cfg.otlp_sigv4 in ("xray", "logs") and cfg.otlp_protocol == "grpc" and "otlp" in cfg.exporters:
+        raise ConfigError("TRACEKIT_OTLP_SIGV4", cfg.otlp_sigv4,
+                          "'off' or 'auto' with OTLP over gRPC (AWS's OTLP endpoints are HTTP only)")
+    return cfg
+
+
+def sigv4_mode(env: Mapping[str, str], signal: str) -> str:
+    """``TRACEKIT_OTLP_<SIGNAL>_SIGV4``, else ``TRACEKIT_OTLP_SIGV4``, else ``auto``."""
+    for name in (f"TRACEKIT_OTLP_{signal.upper()}_SIGV4", "TRACEKIT_OTLP_SIGV4"):
+        if name in env:
+            return _choice(name, env[name], SIGV4_MODES)
+    return "auto"
 
 
 def parse_exporters(name: str, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -148,6 +166,8 @@ def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         result["exporters"] = parse_exporters("exporters", result["exporters"])
     if "otlp_protocol" in result:
         result["otlp_protocol"] = _choice("otlp_protocol", result["otlp_protocol"], OTLP_PROTOCOLS)
+    if "otlp_sigv4" in result:
+        result["otlp_sigv4"] = _choice("otlp_sigv4", result["otlp_sigv4"], SIGV4_MODES)
     if "context_missing" in result:
         result["context_missing"] = _context_missing(result["context_missing"])
     for name in ("daemon_udp", "daemon_tcp"):
@@ -171,7 +191,9 @@ def _address_override(name: str, value: object) -> tuple[str, int]:
     raise ConfigError(name, value, accepted)
 
 
-__all__ = ["Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "replace"]
+__all__ = [
+    "Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "replace", "sigv4_mode",
+]
 
 
 def _host_port(name: str, text: str, accepted: str) -> tuple[str, int]:

@@ -1,7 +1,8 @@
 """The OTLP side of ``tracekit.configure``: exporter, counting and redaction.
 
 Kept apart from the provider so that an X-Ray-only process (Lambda) never imports the SDK's export
-machinery.
+machinery. OTLP/HTTP to X-Ray's endpoint (``https://xray.<region>.amazonaws.com/v1/traces``) is
+SigV4-signed (:mod:`tracekit._shared.otlp_http`); ``TRACEKIT_OTLP_SIGV4`` forces or disables it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ def _otlp_exporter(cfg: _config.Config) -> SpanExporter:
 
         endpoint = cfg.otlp_endpoint or "http://localhost:4317"
         return GrpcExporter(endpoint=endpoint.removesuffix("/v1/traces"), headers=headers)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    from tracekit._shared import otlp_http
 
     endpoint = cfg.otlp_endpoint or "http://localhost:4318/v1/traces"
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=5)
+    session = otlp_http.session(
+        endpoint, cfg.otlp_sigv4, default_service="xray", region=cfg.region, name="otlp"
+    )
+    otlp_http.quiet_exporter_logs(trace_exporter.__name__)
+    return trace_exporter.OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=5, session=session)
 
 
 class CountingExporter(SpanExporter):
