@@ -20,11 +20,15 @@ from tracekit._shared.settings import ConfigError, boolean, http_url, listen_add
 Address = tuple[str, int]
 
 
+LOCAL_DB_ENV = "TRACEKIT_SIDECAR_LOCAL_DB"
+"""The one variable naming the local store, read by the sidecar (``--local-db``) and ``tracekit traces``."""
+
+
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$TRACEKIT_LOCAL_DB``, else ``$XDG_DATA_HOME/tracekit/traces.db`` (~/.local/share)."""
+    """``$TRACEKIT_SIDECAR_LOCAL_DB``, else ``$XDG_DATA_HOME/tracekit/traces.db`` (~/.local/share)."""
     env = os.environ if env is None else env
-    if env.get("TRACEKIT_LOCAL_DB"):
-        return Path(env["TRACEKIT_LOCAL_DB"])
+    if env.get(LOCAL_DB_ENV, "").strip():
+        return Path(env[LOCAL_DB_ENV])
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "tracekit" / "traces.db"
 
