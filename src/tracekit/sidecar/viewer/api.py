@@ -69,6 +69,8 @@ class Viewer:
         path = url.path
         if path in ("/", "/index.html"):
             return _static("index.html")
+        if path == "/favicon.ico":  # browsers ask; nothing to show
+            return 204, dict(SECURITY_HEADERS), b""
         if path.startswith("/static/") and path[len("/static/"):] in STATIC:
             return _static(path[len("/static/"):])
         if not path.startswith("/api/"):
@@ -113,7 +115,8 @@ class Viewer:
         )  # fmt: skip
         if where.annotation and "=" not in where.annotation:
             raise BadRequest(f"annotation={where.annotation!r} is not valid: expected key=value")
-        limit = int(_number(query, "limit") or 50)
+        given = _number(query, "limit")
+        limit = 50 if given is None else int(given)
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit={limit} is not valid: expected 1 to {MAX_PAGE}")
         after = _cursor(query.get("after"))
@@ -131,7 +134,8 @@ class Viewer:
         return {"services": sorted(names)}
 
     def _map(self, db: sqlite3.Connection, query: dict[str, str]) -> Any:
-        minutes = _number(query, "minutes") or 15.0
+        minutes = _number(query, "minutes")
+        minutes = 15.0 if minutes is None else minutes
         until = time.time()
         since = until - minutes * 60
         return {"since": since, "until": until, **service_map(store.documents_since(db, since, until))}

@@ -30,8 +30,9 @@ def service_map(documents: Iterable[Document]) -> dict[str, Any]:
             name = str(node.get("name", "?"))
             served.setdefault(name, []).append(node)
             kinds.setdefault(name, str(node.get("origin") or "service"))
-            if node.get("parent_id") not in by_id:
+            if node.get("parent_id") not in by_id:  # entered the system: a request from a client
                 calls.setdefault((CLIENT, name), []).append(node)
+                served.setdefault(CLIENT, []).append(node)
             continue
         if node.get("namespace") not in DOWNSTREAM:
             continue
@@ -47,9 +48,8 @@ def service_map(documents: Iterable[Document]) -> dict[str, Any]:
             served.setdefault(target, []).append(node)
         calls.setdefault((caller, target), []).append(node)
     return {
-        "nodes": [{"name": name, "kind": kind, **_stats(served.get(name, []))}
-                  for name, kind in sorted(kinds.items()) if name != CLIENT or any(
-                      src == CLIENT for src, _ in calls)],
+        "nodes": [{"name": name, "kind": kind, **_stats(served[name])}
+                  for name, kind in sorted(kinds.items()) if name in served],
         "edges": [{"source": src, "target": dst, **_stats(spans)} for (src, dst), spans in sorted(calls.items())],
     }  # fmt: skip
 
