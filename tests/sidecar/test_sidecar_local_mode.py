@@ -130,7 +130,7 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
     port = free_port(socket.SOCK_STREAM)
     env = {
         **os.environ,
-        "TRACEKIT_LOCAL_DB": str(tmp_path / "traces.db"),
+        "TRACEKIT_SIDECAR_LOCAL_DB": str(tmp_path / "traces.db"),
         "TRACEKIT_SIDECAR_UDP_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
         "TRACEKIT_SIDECAR_TCP_ADDRESS": f"127.0.0.1:{port}",
         "TRACEKIT_SIDECAR_ADMIN_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
