@@ -146,3 +146,4 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
     assert "shop POST /orders/3" in out and "ERROR" in out
     tree = out.split("== tracekit traces show")[1]
     assert "payments.charge [subsegment]" in tree and "card declined" in tree and "order_id=3" in tree
+    assert f"tracekit traces serve --db {tmp_path / 'traces.db'} --address" in out.splitlines()[-2]

@@ -268,3 +268,13 @@ def test_list_traces_reads_the_summary_rows(tmp_path: Path) -> None:
     (summary,) = list_traces(connect(tmp_path / "t.db"))
     assert (summary.root, summary.spans, summary.fault, summary.problem) == ("frontend", 7, True, True)
     store.close(5)
+
+
+def test_demo_ends_with_the_viewer_command_for_what_it_stored() -> None:
+    result = subprocess.run([sys.executable, "-m", "tracekit.cli", "demo", "--orders", "1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2].startswith("  tracekit traces serve --db ") and lines[-1] == "and open http://127.0.0.1:2020/"
+    (summary,) = list_traces(connect(Path(lines[-2].split("--db ", 1)[1])))
+    assert (summary.root, summary.spans) == ("demo-shop", 7)
