@@ -15,11 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from viewer_sample import send, shop_trace
-
 from tracekit.sidecar import ingest
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.sidecar.settings import Settings
+from viewer_sample import send, shop_trace
 
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -212,8 +212,10 @@ def test_traces_serve_shows_a_stored_database(tmp_path: Path) -> None:
     assert store.flush(5)
     store.close(5)
     env = {**os.environ, "TRACEKIT_SIDECAR_LOCAL_DB": str(db)}
-    proc = subprocess.Popen([sys.executable, "-m", "tracekit.cli", "traces", "serve", "--address",
-                             "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekit.cli", "traces", "serve", "--address", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -56,6 +56,7 @@ class Sidecar:
         if self.tail is not None:
             self.sink = self.tail
         self.sampling: ControlPlane | None = None
+        self.proxy: SamplingProxy
         if self.sender is not None:
             self.proxy = SamplingProxy(settings.tcp_address, upstream_backend(self.sender.http))
         else:

@@ -304,10 +304,10 @@ class TraceFilter:
     """``key=value``, exactly as recorded."""
     text: str | None = None
     """Part of any segment's or subsegment's name (case-insensitive)."""
-    since: float | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses, params = ["1"], []
+        clauses: list[str] = ["1"]
+        params: list[Any] = []
         if self.service:
             clauses.append("instr(services, ?) > 0")
             params.append(SEP + self.service + SEP)
@@ -326,9 +326,6 @@ class TraceFilter:
         if self.text:
             clauses.append("instr(lower(names), ?) > 0")
             params.append(self.text.lower())
-        if self.since is not None:
-            clauses.append("start >= ?")
-            params.append(self.since)
         return " AND ".join(clauses), params
 
 

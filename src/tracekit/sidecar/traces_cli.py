@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
         # SUPPRESS: given after the command it is set, else the parent's --db (or None) stays.
         sub.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=db_help)
         return sub

@@ -182,6 +182,8 @@ def waterfall(documents: list[Document]) -> dict[str, Any]:
     for doc in documents:
         index(doc)
     nodes = walk(documents)
+    starts = [float(n["start_time"]) for _, n in nodes if n.get("start_time") is not None]
+    ends = [float(n["end_time"]) for _, n in nodes if n.get("end_time") is not None]
     service: dict[Any, str] = {}
     spans = []
     for depth, node in nodes:
@@ -198,10 +200,8 @@ def waterfall(documents: list[Document]) -> dict[str, Any]:
             **{key: node.get(key) for key in DETAILS if node.get(key) is not None},
             "document": raw.get(node.get("id"), node),
         })  # fmt: skip
-    starts = [float(s["start"]) for s in spans if s["start"] is not None]
-    ends = [float(s["end"]) for s in spans if s["end"] is not None]
     start = min(starts, default=0.0)
-    return {"start": start, "end": max(ends + [start]), "spans": spans}
+    return {"start": start, "end": max([*ends, start]), "spans": spans}
 
 
 def _export(db: sqlite3.Connection, trace_id: str) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def service_map(documents: Iterable[Document]) -> dict[str, Any]:
     return {
         "nodes": [{"name": name, "kind": kind, **_stats(served[name])}
                   for name, kind in sorted(kinds.items()) if name in served],
-        "edges": [{"source": src, "target": dst, **_stats(spans)} for (src, dst), spans in sorted(calls.items())],
+        "edges": [{"source": src, "target": dst, **_stats(spans)}
+                  for (src, dst), spans in sorted(calls.items())],
     }  # fmt: skip
 
 
