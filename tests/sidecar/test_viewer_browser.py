@@ -102,6 +102,12 @@ def rows(page: Any) -> list[str]:
     return page.eval_on_selector_all("#trace-rows tr", "rows => rows.map(r => r.dataset.traceId)")
 
 
+def wait_rows(page: Any, expected: list[str]) -> None:
+    """Until the list shows exactly ``expected`` (a list still showing the last query must not pass)."""
+    page.wait_for_function("""ids => JSON.stringify(ids) === JSON.stringify(
+        [...document.querySelectorAll('#trace-rows tr')].map(r => r.dataset.traceId))""", arg=expected)
+
+
 def texts(page: Any, selector: str) -> list[str]:
     return page.eval_on_selector_all(selector, "es => es.map(e => e.textContent)")
 
@@ -178,13 +184,12 @@ def test_filters_narrow_the_list(page: Any, shop: Shop) -> None:
     page.wait_for_selector("#trace-rows tr")
     page.select_option("#f-status", "fault")
     page.click("#filters button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#trace-rows tr').length === 1")
-    assert rows(page) == [shop.ids[1]] and "status=fault" in page.url
+    wait_rows(page, [shop.ids[1]])
+    assert "status=fault" in page.url
     page.click("#f-reset")
     page.fill("#f-annotation", "customer=c-3")
     page.press("#f-annotation", "Enter")
-    page.wait_for_function("document.querySelectorAll('#trace-rows tr').length === 1")
-    assert rows(page) == [shop.ids[2]]
+    wait_rows(page, [shop.ids[2]])
     page.goto(shop.url + "#/traces?min_ms=500")
     page.wait_for_selector("#trace-empty:not([hidden])")
     page.goto(shop.url + "#/traces?q=postgres&service=frontend")
