@@ -1,6 +1,6 @@
 """What the viewer serves: its static files and the read-only JSON API under ``/api/``.
 
-    GET /api/status                   {"traces", "last_received", "db", "sampling"}
+    GET /api/status                   {"traces", "last_received", "emf_last", "db", "sampling"}
     GET /api/traces?...               newest first; filters service, status, min_ms, annotation
                                       (key=value), q (text in names); limit, after (paging cursor)
     GET /api/services                 service names in the store
@@ -104,7 +104,8 @@ class Viewer:
 
     def _status(self, db: sqlite3.Connection, query: dict[str, str]) -> Any:
         count, last = db.execute("SELECT COUNT(*), MAX(received) FROM traces").fetchone()
-        return {"traces": count, "last_received": last, "db": str(self.db_path),
+        (emf_last,) = db.execute("SELECT MAX(seq) FROM emf").fetchone()
+        return {"traces": count, "last_received": last, "emf_last": emf_last, "db": str(self.db_path),
                 "sampling": self._sampling is not None}
 
     def _traces(self, db: sqlite3.Connection, query: dict[str, str]) -> Any:
