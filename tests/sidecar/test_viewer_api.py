@@ -280,3 +280,27 @@ def test_demo_ends_with_the_viewer_command_for_what_it_stored() -> None:
     assert lines[-2].startswith("  tracekit traces serve --db ") and lines[-1] == "and open http://127.0.0.1:2020/"
     (summary,) = list_traces(connect(Path(lines[-2].split("--db ", 1)[1])))
     assert (summary.root, summary.spans) == ("demo-shop", 7)
+
+
+def test_documents_from_the_wild_are_listed_and_shown(tmp_path: Path) -> None:
+    """Nested values of the wrong type are left out of the summary and the view, never fatal."""
+    db = tmp_path / "t.db"
+    store = LocalStore(db, retention=10, max_bytes=1 << 20)
+    trace_id = "1-6b0705a8-00000000000000000000a11d"
+    wild = {"name": "wild", "id": "a11da11da11da11d", "trace_id": trace_id, "start_time": 100.0,
+            "end_time": 100.5, "annotations": ["not", "a", "map"], "http": {"response": "none",
+            "request": {"method": "GET", "url": "http://[broken/x"}},
+            "subsegments": ["text", 7, {"name": "no times", "id": "b0b0b0b0b0b0b0b0", "fault": True,
+                                        "start_time": "soon", "subsegments": {"not": "a list"}}]}
+    store.submit(json.dumps(wild).encode())
+    assert store.flush(5)
+    store.close(5)
+    (summary,) = list_traces(connect(db))
+    assert (summary.root, summary.spans, summary.fault) == ("wild", 2, True)
+    assert summary.duration_ms is None  # an entity without an end time is in progress
+    from tracekit.sidecar.viewer.api import Viewer
+
+    reply = Viewer(db).respond(f"/api/traces/{trace_id}")
+    assert reply is not None and reply[0] == 200
+    spans = json.loads(reply[2])["spans"]
+    assert [(s["name"], s["start"]) for s in spans] == [("wild", 100.0), ("no times", None)]

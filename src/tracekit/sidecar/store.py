@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue
-from tracekit.xray.tree import flatten, roots
+from tracekit.xray.tree import flatten, roots, seconds
 
 SCHEMA_VERSION = 3
 SEP = "\x1f"
@@ -246,14 +246,19 @@ def request_line(doc: dict[str, Any]) -> str | None:
     request = http.get("request") if isinstance(http, dict) else None
     if not isinstance(request, dict):
         return None
-    path = urlsplit(str(request.get("url", ""))).path
+    try:
+        path = urlsplit(str(request.get("url", ""))).path
+    except ValueError:  # e.g. "http://[not-ipv6/": show it as sent
+        path = str(request.get("url", ""))
     return f"{request.get('method', '')} {path}".strip() or None
 
 
 def _has_problem(doc: dict[str, Any]) -> bool:
     if doc.get("error") or doc.get("fault") or doc.get("throttle"):
         return True
-    return any(_has_problem(sub) for sub in doc.get("subsegments", ()) if isinstance(sub, dict))
+    subsegments = doc.get("subsegments")
+    return isinstance(subsegments, list) and any(
+        _has_problem(sub) for sub in subsegments if isinstance(sub, dict))
 
 
 def _summarize(db: sqlite3.Connection, trace_ids: Iterable[str]) -> None:
@@ -268,23 +273,31 @@ def _summarize(db: sqlite3.Connection, trace_ids: Iterable[str]) -> None:
 
 
 def summary_columns(documents: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """start, end, in_progress, root, request, status, services ... annotations of one trace."""
+    """start, end, in_progress, root, request, status, services ... annotations of one trace.
+
+    Tolerant of documents from the wild: a nested value of the wrong type is left out, never fatal
+    (the top-level ids and times were checked on arrival).
+    """
     nodes = flatten(documents)
-    root = min(roots(nodes), key=lambda n: float(n.get("start_time", 0.0)))
-    ends = [n.get("end_time") for n in nodes]
+    starts = [s for n in nodes if (s := seconds(n.get("start_time"))) is not None]
+    ends = [e for n in nodes if (e := seconds(n.get("end_time"))) is not None]
+    root = min(roots(nodes), key=lambda n: seconds(n.get("start_time")) or 0.0)
     services = sorted({str(n.get("name", "")) for n in nodes if n.get("type") != "subsegment"})
-    annotations = [f"{k}={v}" for n in nodes for k, v in (n.get("annotations") or {}).items()]
-    response = (root.get("http") or {}).get("response") or {}
+    annotations = [f"{k}={v}" for n in nodes for k, v in _mapping(n.get("annotations")).items()]
+    status = _mapping(_mapping(root.get("http")).get("response")).get("status")
     return (
-        min(float(n.get("start_time", 0.0)) for n in nodes),
-        max(float(e) for e in ends if e is not None) if any(e is not None for e in ends) else None,
-        int(any(n.get("in_progress") or n.get("end_time") is None for n in nodes)),
+        min(starts), max(ends) if ends else None,
+        int(any(n.get("in_progress") or seconds(n.get("end_time")) is None for n in nodes)),
         str(root.get("name", "?")), request_line(root),
-        response.get("status") if isinstance(response.get("status"), int) else None,
+        status if isinstance(status, int) and not isinstance(status, bool) else None,
         _packed(services), len(nodes),
         *(int(any(n.get(flag) for n in nodes)) for flag in ("error", "fault", "throttle")),
         _packed(str(n.get("name", "")) for n in nodes), _packed(annotations),
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _packed(values: Iterable[str]) -> str:

@@ -18,8 +18,10 @@ def flatten(documents: Iterable[Document]) -> list[Document]:
             node.setdefault("parent_id", parent_id)
             node.setdefault("type", "subsegment")
         nodes.append(node)
-        for sub in doc.get("subsegments", ()):
-            walk(sub, doc.get("id"))
+        subsegments = doc.get("subsegments")
+        for sub in subsegments if isinstance(subsegments, list) else ():
+            if isinstance(sub, dict):  # documents from the wild: anything else is not a node
+                walk(sub, doc.get("id"))
 
     for doc in documents:
         walk(doc, None)
@@ -65,8 +67,18 @@ def render(documents: Iterable[Document]) -> str:
     return "\n".join("  " * depth + _line(node, origin) for depth, node in nodes)
 
 
+def seconds(value: Any) -> float | None:
+    """An epoch-seconds field as a float, or None when missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _start(node: Document) -> float:
-    return float(node.get("start_time", 0.0))
+    return seconds(node.get("start_time")) or 0.0
 
 
 def _line(node: Document, origin: float) -> str:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tracekit.sidecar import store
 from tracekit.sidecar.viewer.servicemap import service_map
-from tracekit.xray.tree import Document, walk
+from tracekit.xray.tree import Document, seconds, walk
 
 Reply = tuple[int, dict[str, str], bytes]
 Overview = Callable[[], dict[str, Any]]
@@ -183,8 +183,8 @@ def waterfall(documents: list[Document]) -> dict[str, Any]:
     for doc in documents:
         index(doc)
     nodes = walk(documents)
-    starts = [float(n["start_time"]) for _, n in nodes if n.get("start_time") is not None]
-    ends = [float(n["end_time"]) for _, n in nodes if n.get("end_time") is not None]
+    starts = [s for _, n in nodes if (s := seconds(n.get("start_time"))) is not None]
+    ends = [e for _, n in nodes if (e := seconds(n.get("end_time"))) is not None]
     service: dict[Any, str] = {}
     spans = []
     for depth, node in nodes:
@@ -195,7 +195,7 @@ def waterfall(documents: list[Document]) -> dict[str, Any]:
             "id": node.get("id"), "parent_id": node.get("parent_id"), "depth": depth, "name": name,
             "kind": "segment" if segment else "subsegment", "service": service[node.get("id")],
             "namespace": node.get("namespace") or "local", "origin": node.get("origin"),
-            "start": node.get("start_time"), "end": node.get("end_time"),
+            "start": seconds(node.get("start_time")), "end": seconds(node.get("end_time")),
             "error": bool(node.get("error")), "fault": bool(node.get("fault")),
             "throttle": bool(node.get("throttle")),
             **{key: node.get(key) for key in DETAILS if node.get(key) is not None},

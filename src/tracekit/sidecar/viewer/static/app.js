@@ -203,6 +203,7 @@ async function showTrace(id) {
 function drawWaterfall(trace) {
   const total = Math.max(trace.end - trace.start, 1e-6);
   const rows = trace.spans.map((span, index) => {
+    span.start ??= trace.start; // a nested entity without a (numeric) start_time
     const end = span.end ?? trace.end;
     const bar = el("button", {
       type: "button",
