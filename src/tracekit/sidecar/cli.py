@@ -16,7 +16,8 @@ Prometheus metrics, retries, bounded memory and counted drops.
                        credentials); any other path gets 403; bodies over 64 KiB get 413.
                        A connection idle for 30 s is closed.
   HTTP  admin-address  GET /health (200 ok / 503 + JSON reason; an ECS container healthCheck)
-                       and GET /metrics (Prometheus text).
+                       and GET /metrics (Prometheus text); with --local also the trace
+                       viewer at / and its JSON under /api/.
 
 --local needs no AWS account: documents go to a SQLite file (see --local-db), the TCP port
 serves the local sampling control plane loaded from --sampling-dir, the admin address serves

@@ -87,7 +87,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("health_window", _positive(float), "/health is 503 after this long w/o upstream", "S"),
     Option("local", boolean, "local mode: store traces in SQLite, serve local sampling"),
     Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
-    Option("local_retention", _positive(int), "traces kept in local mode (oldest go)", "N"),
+    Option("local_retention", _positive(int), "traces (and EMF lines) kept in local mode; oldest go",
+           "N"),
     Option("sampling_dir", Path, "rule files for local sampling and --tail-sampling", "DIR"),
     Option("tail_sampling", boolean, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
            "after they end: the tail: policies, then the head rules (see sampling/README.md)"),
