@@ -1,7 +1,8 @@
 """The trace viewer in a real browser: headless Chromium (Debian's) driven by Playwright, against a
-local sidecar fed over UDP and TCP like an application would feed it.
+local sidecar fed over UDP and TCP like an application would feed it; the main views again in
+Debian's Firefox ESR (over WebDriver BiDi).
 
-One browser and one sidecar for the module; tests/run.sh installs chromium if it is missing.
+One Chromium and one sidecar for the module; tests/run.sh installs the browsers if they are missing.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def test_service_map_nodes_edges_and_click_to_filter(page: Any, shop: Shop) -> N
     assert {("client", "frontend"), ("frontend", "DynamoDB"), ("frontend", "orders"),
             ("orders", "postgres"), ("orders", "payments.example.com")} <= edges
     call = texts(page, "#edge-rows tr:has(td:text-is('frontend')):has(td:text-is('orders')) td")
-    assert int(call[2]) >= 3 and call[4].endswith("%") and call[5] == "90"
+    assert int(call[2]) >= 3 and call[4].endswith("%") and call[5] == "90.0"
     assert "has-fault" in page.get_attribute("#map .node[data-name='payments.example.com']", "class")
     page.focus("#map .node[data-name='orders']")
     page.keyboard.press("Enter")
@@ -252,6 +253,7 @@ def test_values_from_documents_are_text_never_markup(page: Any, shop: Shop) -> N
                                                    "message": "<a href=javascript:1>m</a>"}]}}],
     }
     send(shop.sidecar.udp.address(), None, [evil])
+    shop.ids.append(EVIL_TRACE)
     page.goto(shop.url)
     page.wait_for_selector(f"#trace-rows tr[data-trace-id='{EVIL_TRACE}']")
     assert page.inner_text(f"tr[data-trace-id='{EVIL_TRACE}'] td >> nth=1") == EVIL
@@ -272,3 +274,34 @@ def test_values_from_documents_are_text_never_markup(page: Any, shop: Shop) -> N
     assert EVIL in page.eval_on_selector_all("#map .node", "ns => ns.map(n => n.dataset.name)")
     page.click(f"#map .node[data-name='{EVIL}']")
     page.wait_for_selector(f"#trace-rows tr[data-trace-id='{EVIL_TRACE}']")
+
+
+def test_the_views_work_in_firefox_too(shop: Shop) -> None:
+    """Firefox ESR: the list, the waterfall's widths, details, escaping, the map and the metrics."""
+    from support.firefox import BINARY, Firefox
+
+    if not BINARY.exists():
+        pytest.fail(f"no {BINARY}: run tests/run.sh (it installs firefox-esr)")
+    firefox = Firefox()
+    try:
+        firefox.goto(shop.url)
+        assert set(shop.ids) <= set(firefox.json(
+            "[...document.querySelectorAll('#trace-rows tr')].map(r => r.dataset.traceId)"))
+        firefox.goto(shop.url + f"#/trace/{shop.ids[1]}")
+        widths = firefox.json("""[...document.querySelectorAll('#waterfall .bar')].map(b =>
+            b.getBoundingClientRect().width / b.parentNode.getBoundingClientRect().width)""")
+        assert widths == pytest.approx([d / 120 for d in (120, 5, 8, 90, 80, 30, 38)], abs=0.005)
+        cause = firefox.json("document.querySelectorAll('#waterfall .bar')[6].click() || "
+                             "document.querySelector('#details .cause').textContent")
+        assert "PaymentDeclined: card declined (remote)" in cause and "orders/pay.py:42" in cause
+        if EVIL_TRACE in shop.ids:  # the escaping test sent it
+            firefox.goto(shop.url + f"#/trace/{EVIL_TRACE}")
+            assert firefox.json("document.querySelector('#waterfall .name')?.textContent") == EVIL
+            assert firefox.json("String(window.__pwned)", timeout=0) == "undefined"
+        firefox.goto(shop.url + "#/map")
+        nodes = firefox.json("[...document.querySelectorAll('#map .node')].map(n => n.dataset.name)")
+        assert {"client", "frontend", "orders", "DynamoDB", "postgres", "payments.example.com"} <= set(nodes)
+        firefox.goto(shop.url + "#/metrics")
+        assert "OrderLatency" in firefox.json("document.querySelector('.metric figcaption')?.textContent")
+    finally:
+        firefox.close()

@@ -364,8 +364,7 @@ async function drawMap() {
   $("edge-rows").replaceChildren(...data.edges.map((e) => el("tr", {},
     el("td", {}, e.source), el("td", {}, e.target), el("td", { class: "num" }, e.requests),
     el("td", { class: "num" }, pct(e.error_rate)), el("td", { class: "num" }, pct(e.fault_rate)),
-    el("td", { class: "num" }, e.p50_ms ?? "—"), el("td", { class: "num" }, e.p90_ms ?? "—"),
-    el("td", { class: "num" }, e.p99_ms ?? "—"))));
+    ...[e.p50_ms, e.p90_ms, e.p99_ms].map((v) => el("td", { class: "num" }, v === null ? "—" : v.toFixed(1))))));
   say(`${data.nodes.length} nodes, ${data.edges.length} edges`);
 }
 
