@@ -140,3 +140,21 @@ def test_two_writers_opening_a_new_file_agree(tmp_path: Path) -> None:
     assert second.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     first.close()
     second.close()
+
+
+def test_the_sidecar_refuses_such_a_store_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "traces.db"
+    old_store(db, version=99, rows=20)
+    result = subprocess.run(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--local", "--local-db", str(db),
+         "--udp-address", "127.0.0.1:0", "--tcp-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
+         "--otlp-address", "off", "--emf-address", "off"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "schema version 99" in json.loads(line)["message"]
+    assert count(db) == 20
