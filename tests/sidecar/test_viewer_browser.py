@@ -249,8 +249,10 @@ def test_values_from_documents_are_text_never_markup(page: Any, shop: Shop) -> N
                   {"trace_id": shop.ids[0], "id": "0000000100000001"}],
         "subsegments": [{"name": "<svg onload=window.__pwned=5>", "id": "e1e1e1e1e1e1e1e1",
                          "namespace": "remote", "start_time": now, "end_time": now + 0.005,
-                         "cause": {"exceptions": [{"type": "<i>X</i>",
-                                                   "message": "<a href=javascript:1>m</a>"}]}}],
+                         "cause": {"exceptions": [{"type": "<i>X</i>", "stack": "not a list",
+                                                   "message": "<a href=javascript:1>m</a>"}]}},
+                        {"name": "wild", "id": "e2e2e2e2e2e2e2e2", "start_time": now, "end_time": now + 0.001,
+                         "links": {"not": "a list"}, "annotations": "text", "cause": {"exceptions": 3}}],
     }
     send(shop.sidecar.udp.address(), None, [evil])
     shop.ids.append(EVIL_TRACE)
@@ -267,6 +269,8 @@ def test_values_from_documents_are_text_never_markup(page: Any, shop: Shop) -> N
     assert links == [f"#/trace/{shop.ids[0]}"]  # the javascript: one stayed text
     page.click("#waterfall .bar >> nth=1")
     assert "<i>X</i>: <a href=javascript:1>m</a>" in page.inner_text("#details .cause")
+    page.click("#waterfall .bar >> nth=2")  # values of the wrong type are left out, not fatal
+    assert page.inner_text("#details h3") == "wild"
     injected = "a[href^='javascript' i], img, script:not([src]), svg svg, i, b"
     assert page.eval_on_selector_all(injected, "es => es.length") == 0
     page.goto(shop.url + "#/map")

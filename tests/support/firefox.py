@@ -7,6 +7,7 @@ Expressions are evaluated in the page and return JSON text, which :meth:`Firefox
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -24,6 +25,7 @@ class Firefox:
         from websockets.sync.client import connect
 
         self._home = tempfile.mkdtemp(prefix="tracekit-firefox-")
+        self._connection = contextlib.ExitStack()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -36,7 +38,8 @@ class Firefox:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._ws = connect(f"ws://127.0.0.1:{port}/session", open_timeout=2, max_size=None)
+                self._ws = self._connection.enter_context(
+                    connect(f"ws://127.0.0.1:{port}/session", open_timeout=2, max_size=None))
                 break
             except OSError:
                 if time.monotonic() > deadline or self._proc.poll() is not None:
@@ -75,9 +78,7 @@ class Firefox:
             time.sleep(0.1)
 
     def close(self) -> None:
-        ws = getattr(self, "_ws", None)
-        if ws is not None:
-            ws.close()
+        self._connection.close()
         self._proc.terminate()
         try:
             self._proc.wait(10)

@@ -132,8 +132,9 @@ class Sidecar:
         if self.sender is not None:
             info["region"] = self.sender.http.region
             info["endpoint"] = self.sender.http.base_url()
-        if isinstance(self.sink, LocalStore):
-            info["db"] = str(self.sink.path)
+        if self.settings.local:
+            info["db"] = str(self.db_path)
+            info["viewer"] = f"http://{_fmt(self.admin.address())}/"
         return info
 
     def run(self) -> int:

@@ -249,15 +249,17 @@ function showDetails(span, bar) {
       id: span.id, parent: span.parent_id, started: clock(span.start), duration: end, status: statusOf(span),
     }),
   ];
-  if (span.annotations) parts.push(el("h4", {}, "Annotations"), keyValues(span.annotations));
+  if (span.annotations && typeof span.annotations === "object") {
+    parts.push(el("h4", {}, "Annotations"), keyValues(span.annotations));
+  }
   for (const key of ["http", "aws", "sql", "metadata"]) {
     if (span[key]) parts.push(el("h4", {}, key), el("pre", { class: `detail-${key}` }, json(span[key])));
   }
   if (span.cause) parts.push(el("h4", {}, "Cause"), cause(span.cause));
-  if (span.links) {
+  if (Array.isArray(span.links)) {
     parts.push(el("h4", {}, "Linked traces"),
       el("ul", { class: "links" }, ...span.links.map((link) =>
-        el("li", {}, traceLink(link.trace_id), link.id ? ` span ${link.id}` : ""))));
+        el("li", {}, traceLink(link?.trace_id), link?.id ? ` span ${link.id}` : ""))));
   }
   parts.push(el("details", { class: "raw" }, el("summary", {}, "Raw X-Ray document"),
     el("pre", {}, json(span.document))));
@@ -273,10 +275,11 @@ function keyValues(object) {
 
 function cause(value) {
   if (typeof value !== "object") return el("p", {}, `same exception as ${value}`);
-  const items = (value.exceptions || []).map((exc) =>
+  const list = (items) => (Array.isArray(items) ? items : []); // documents from the wild
+  const items = list(value.exceptions).map((exc) =>
     el("li", {},
       el("strong", {}, `${exc.type ?? "Exception"}: `), exc.message ?? "", exc.remote ? " (remote)" : "",
-      el("ol", { class: "stack" }, ...(exc.stack || []).map((frame) =>
+      el("ol", { class: "stack" }, ...list(exc.stack).map((frame) =>
         el("li", {}, `${frame.path ?? "?"}:${frame.line ?? "?"} in ${frame.label ?? "?"}`)))));
   return el("div", { class: "cause" },
     value.working_directory ? el("p", {}, `working directory ${value.working_directory}`) : null,
