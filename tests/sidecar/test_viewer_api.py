@@ -237,6 +237,10 @@ def test_traces_serve_shows_a_stored_database(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+    missing = subprocess.run([sys.executable, "-m", "tracekit.cli", "traces", "serve", "--db",
+                              str(tmp_path / "none.db")], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "tracekit sidecar --local" in missing.stderr
+    assert len(missing.stderr.splitlines()) == 1 and not (tmp_path / "none.db").exists()
 
 
 def test_static_assets_are_served_with_a_strict_content_security_policy(

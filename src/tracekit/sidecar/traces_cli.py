@@ -111,23 +111,22 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Serve the viewer until SIGINT/SIGTERM; an empty or missing store is shown as empty."""
+    """Serve the viewer until SIGINT/SIGTERM; 1 without a store, 2 on a bad address or store."""
     import signal
     import threading
 
     from tracekit._shared.settings import format_address, listen_address
-    from tracekit.sidecar.store import StoreError, connect
     from tracekit.sidecar.viewer.server import ViewerServer
 
     try:
         address = listen_address(args.address)
     except ValueError as exc:
         return _fail(args, f"--address={args.address!r} is not valid: expected {exc}")
+    db = _open(args)
+    if isinstance(db, int):
+        return db
+    db.close()
     path = _path(args)
-    try:
-        connect(path).close()
-    except (StoreError, OSError) as exc:
-        return _fail(args, str(exc))
     try:
         server = ViewerServer(address, path)
     except OSError as exc:
