@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,22 +25,21 @@ class Firefox:
 
         self._home = tempfile.mkdtemp(prefix="tracekit-firefox-")
         self._connection = contextlib.ExitStack()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         self._proc = subprocess.Popen(
             [str(binary), "--headless", "--no-remote", "--profile", self._home,
-             f"--remote-debugging-port={port}", "about:blank"],
+             "--remote-debugging-port=0", "about:blank"],
             env={"HOME": self._home, "PATH": "/usr/bin:/bin"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        server = Path(self._home) / "WebDriverBiDiServer.json"  # where port 0 became a real one
         deadline = time.monotonic() + timeout
         while True:
             try:
+                port = json.loads(server.read_text())["ws_port"]
                 self._ws = self._connection.enter_context(
                     connect(f"ws://127.0.0.1:{port}/session", open_timeout=2, max_size=None))
                 break
-            except OSError:
+            except (OSError, ValueError, KeyError):  # not written or not listening yet
                 if time.monotonic() > deadline or self._proc.poll() is not None:
                     self.close()
                     raise
