@@ -98,11 +98,18 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} cannot be opened as a tracekit store: {exc}") from None
+    try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         _prepare(db, path)
+    except StoreError:
+        db.close()
+        raise
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a tracekit store: {exc}") from None
+        db.close()
+        raise StoreError(f"{path} cannot be opened as a tracekit store: {exc}") from None
     return db
 
 
