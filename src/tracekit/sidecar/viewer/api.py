@@ -51,6 +51,10 @@ class BadRequest(ValueError):
     """A query parameter that is not accepted: answered 400 with the message."""
 
 
+class NotFound(Exception):
+    """No such trace or endpoint: answered 404 with the message (a KeyError from a bug stays a 500)."""
+
+
 class Viewer:
     """Answers the viewer's requests from the store at ``db_path`` (opened per request, read-only
     use) and, when given, the sampling control plane's ``overview``."""
@@ -80,7 +84,7 @@ class Viewer:
             return _json(200, self._api(path[len("/api/"):].strip("/"), query))
         except BadRequest as exc:
             return _json(400, {"error": str(exc)})
-        except LookupError as exc:
+        except NotFound as exc:
             return _json(404, {"error": str(exc)})
         except store.StoreError as exc:
             return _json(503, {"error": str(exc)})
@@ -91,11 +95,11 @@ class Viewer:
         try:
             if parts[0] == "traces" and len(parts) in (2, 3):
                 if not TRACE_ID.match(parts[1]) or parts[2:] not in ([], ["export"]):
-                    raise LookupError(f"no such trace or page: /api/{route}")
+                    raise NotFound(f"no such trace or page: /api/{route}")
                 return (_export if parts[2:] else _trace)(db, parts[1])
             handler = self._routes.get(route)
             if handler is None:
-                raise LookupError(f"no API at /api/{route}: see /api/status")
+                raise NotFound(f"no API at /api/{route}: see /api/status")
             return handler(db, query)
         finally:
             db.close()
@@ -164,7 +168,7 @@ class Viewer:
 def _trace(db: sqlite3.Connection, trace_id: str) -> dict[str, Any]:
     documents = store.trace_documents(db, trace_id)
     if not documents:
-        raise LookupError(f"trace {trace_id} is not in the store")
+        raise NotFound(f"trace {trace_id} is not in the store")
     return {"trace_id": trace_id, **waterfall(documents),
             "emf": [{"document": doc, "values": emf_values(doc)}
                     for doc in store.emf_lines(db, trace_id=trace_id)]}
@@ -209,7 +213,7 @@ def _export(db: sqlite3.Connection, trace_id: str) -> dict[str, Any]:
     """``{"Traces": [{"Id", "Duration", "Segments": [{"Id", "Document"}]}]}`` like BatchGetTraces."""
     documents = store.trace_documents(db, trace_id)
     if not documents:
-        raise LookupError(f"trace {trace_id} is not in the store")
+        raise NotFound(f"trace {trace_id} is not in the store")
     view = waterfall(documents)
     return {"Traces": [{
         "Id": trace_id, "Duration": round(view["end"] - view["start"], 6), "LimitExceeded": False,
