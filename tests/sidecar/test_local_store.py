@@ -101,7 +101,8 @@ def test_a_file_that_is_not_a_store_is_named_in_one_line(
     db.write_text("these are my notes, not a database\n" * 100)
     assert tracekit_main(["traces", "list", "--db", str(db)]) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "cannot be opened as a tracekit store: file is not a database" in err
+    assert len(err.splitlines()) == 1
+    assert "cannot be opened as a tracekit store: file is not a database" in err
     assert db.read_text().startswith("these are my notes")
 
 
