@@ -128,7 +128,8 @@ def test_cli_local_mode_end_to_end(tmp_path: Path) -> None:
     """``tracekit sidecar --local``: an OTLP span is stored and shown by ``tracekit traces``."""
     otlp, emf, udp, admin = free_port(), free_port(), free_port(), free_port()
     db = tmp_path / "traces.db"
-    env = {**os.environ, "TRACEKIT_SIDECAR_EMF_ADDRESS": f"127.0.0.1:{emf}", "TRACEKIT_LOCAL_DB": str(db)}
+    env = {**os.environ, "TRACEKIT_SIDECAR_EMF_ADDRESS": f"127.0.0.1:{emf}",
+           "TRACEKIT_SIDECAR_LOCAL_DB": str(db)}
     cli = [sys.executable, "-m", "tracekit.cli"]
     proc = subprocess.Popen(
         [*cli, "sidecar", "--local", "--otlp-address", f"127.0.0.1:{otlp}",

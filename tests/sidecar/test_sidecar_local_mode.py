@@ -130,7 +130,7 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
     port = free_port(socket.SOCK_STREAM)
     env = {
         **os.environ,
-        "TRACEKIT_LOCAL_DB": str(tmp_path / "traces.db"),
+        "TRACEKIT_SIDECAR_LOCAL_DB": str(tmp_path / "traces.db"),
         "TRACEKIT_SIDECAR_UDP_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
         "TRACEKIT_SIDECAR_TCP_ADDRESS": f"127.0.0.1:{port}",
         "TRACEKIT_SIDECAR_ADMIN_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
@@ -146,3 +146,4 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
     assert "shop POST /orders/3" in out and "ERROR" in out
     tree = out.split("== tracekit traces show")[1]
     assert "payments.charge [subsegment]" in tree and "card declined" in tree and "order_id=3" in tree
+    assert f"tracekit traces serve --db {tmp_path / 'traces.db'} --address" in out.splitlines()[-2]

@@ -191,6 +191,27 @@ class ControlPlane:
         self.load_rules(ruleset.rules)
         return ruleset
 
+    def overview(self) -> dict[str, Any]:
+        """Every rule with its statistics of the last ``SUMMARY_WINDOW`` s and its running boost
+        (for the local viewer); the API needs three calls and pages for the same."""
+        with self._lock:
+            now = self._clock()
+            records = sorted((self._record(n) for (n,) in self._db.execute("SELECT name FROM rules")),
+                             key=_record_order)
+            counts = {r: (n, s, b) for r, n, s, b in self._db.execute(
+                "SELECT rule, SUM(requests), SUM(sampled), SUM(borrowed) FROM stats WHERE ts >= ? "
+                "GROUP BY rule", (now - SUMMARY_WINDOW,))}
+            boosts = {r: (rate, until) for r, rate, until in self._db.execute(
+                "SELECT rule, rate, until FROM boosts WHERE until > ?", (now,))}
+        rules = []
+        for record in records:
+            name = record["SamplingRule"]["RuleName"]
+            requests, sampled, borrowed = counts.get(name, (0, 0, 0))
+            rate, until = boosts.get(name, (None, None))
+            rules.append({**record, "RequestCount": requests, "SampledCount": sampled,
+                          "BorrowCount": borrowed, "BoostRate": rate, "BoostUntil": until})
+        return {"window_seconds": SUMMARY_WINDOW, "rules": rules}
+
     def throttle_next(self, operation_path: str, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``/Operation`` with ThrottledException (429)."""
         with self._lock:

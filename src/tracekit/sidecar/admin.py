@@ -1,4 +1,5 @@
-"""The admin HTTP port: ``/health`` (for ECS healthChecks) and ``/metrics`` (Prometheus)."""
+"""The admin HTTP port: ``/health`` (for ECS healthChecks), ``/metrics`` (Prometheus) and, in local
+mode, the trace viewer at ``/`` (:mod:`tracekit.sidecar.viewer`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 from tracekit._shared import stats
 from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
+from tracekit.sidecar.viewer.api import Viewer
+from tracekit.sidecar.viewer.server import answer
 
 LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code",
             "decided": "decision", "kept_by": "rule"}
@@ -86,13 +89,16 @@ def _family(key: str) -> tuple[str, str, str]:
 
 
 class AdminServer(HTTPListener):
-    """Serves ``/health`` (200 or 503 with a JSON reason) and ``/metrics``."""
+    """Serves ``/health`` (200 or 503 with a JSON reason), ``/metrics`` and the ``viewer`` if given."""
 
     name = "admin"
 
-    def __init__(self, address: tuple[str, int], health: Health, registry: Any) -> None:
+    def __init__(
+        self, address: tuple[str, int], health: Health, registry: Any, viewer: Viewer | None = None
+    ) -> None:
         self.health = health
         self.registry = registry
+        self.viewer = viewer
         self._server = BoundedHTTPServer(address, _Handler, "admin", self, max_connections=16)
 
 
@@ -113,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
             self._reply(200, CONTENT_TYPE_LATEST, generate_latest(admin.registry))
-        else:
+        elif admin.viewer is None or not answer(self, admin.viewer):
             self._reply(404, "text/plain", b"not found: try /health or /metrics\n")
 
     def _reply(self, status: int, content_type: str, body: bytes) -> None:
@@ -125,3 +131,4 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Health probes every few seconds would flood the logs."""
+

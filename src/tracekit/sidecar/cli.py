@@ -16,11 +16,13 @@ Prometheus metrics, retries, bounded memory and counted drops.
                        credentials); any other path gets 403; bodies over 64 KiB get 413.
                        A connection idle for 30 s is closed.
   HTTP  admin-address  GET /health (200 ok / 503 + JSON reason; an ECS container healthCheck)
-                       and GET /metrics (Prometheus text).
+                       and GET /metrics (Prometheus text); with --local also the trace
+                       viewer at / and its JSON under /api/.
 
 --local needs no AWS account: documents go to a SQLite file (see --local-db), the TCP port
-serves the local sampling control plane loaded from --sampling-dir, and
-`tracekit traces list` / `tracekit traces show TRACE_ID` read what was stored.
+serves the local sampling control plane loaded from --sampling-dir, the admin address serves
+the trace viewer at / (trace list, waterfall, service map, EMF metrics, sampling rules), and
+`tracekit traces list|show|serve` read what was stored.
 
 --tail-sampling holds the traces of applications that defer their sampling decision
 (OTEL_TRACES_SAMPLER=xray_deferred) until they end (--tail-idle, --tail-max-wait), then keeps
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from tracekit.sidecar import ingest, logs
     from tracekit.sidecar.runtime import Sidecar
     from tracekit.sidecar.settings import resolve
+    from tracekit.sidecar.store import StoreError
 
     logs.configure("info")
     logger = logging.getLogger("tracekit.sidecar")
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         logs.configure(settings.log_level)
         sidecar = Sidecar(settings)
         ingest.attach(sidecar)
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         logger.error("tracekit sidecar: %s", exc)
         return 2
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 Needs no AWS account: a daemon-protocol UDP listener and an OTLP/HTTP listener run in this process
 on 127.0.0.1, tracekit sends to both, and the two views of the same trace are printed side by side
-with a check that their trace and span ids agree.
+with a check that their trace and span ids agree. The X-Ray documents are then kept in a new local
+store, and the command that shows them in the trace viewer is printed last.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import contextlib
 import gzip
 import json
 import socket
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -127,7 +130,25 @@ def run(args: argparse.Namespace) -> int:
     tracekit.shutdown()
     udp.sock.close()
     otlp.shutdown()
+    if udp.documents:
+        from tracekit.sidecar.traces_cli import DEFAULT_VIEWER_ADDRESS
+
+        path = _keep(udp.documents)
+        print(f"\nthe X-Ray documents are stored in {path}; to see them in the trace viewer run\n"
+              f"  tracekit traces serve --db {path}\nand open http://{DEFAULT_VIEWER_ADDRESS}/")
     return 0 if same else 1
+
+
+def _keep(documents: list[dict[str, Any]]) -> Path:
+    """The documents in a new local store (a temporary directory: the user's store stays as it is)."""
+    from tracekit.sidecar.store import LocalStore
+
+    path = Path(tempfile.mkdtemp(prefix="tracekit-demo-")) / "traces.db"
+    store = LocalStore(path, retention=1000, max_bytes=16 << 20)
+    for document in documents:
+        store.submit(json.dumps(document).encode())
+    store.close(5.0)
+    return path
 
 
 def _checkout(number: int) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from tracekit._shared import stats
 from tracekit.sidecar.pipeline import Listener
 from tracekit.xray.transports import SegmentSink
+
+if TYPE_CHECKING:
+    from tracekit.sidecar.store import EmfStore
 
 Address = tuple[str, int]
 
@@ -43,15 +46,27 @@ class IngestSettings(Protocol):
 
 
 def attach(sidecar: Any) -> None:
-    """Add the receivers that ``sidecar.settings`` asks for to a ``Sidecar`` before it starts."""
+    """Add the receivers that ``sidecar.settings`` asks for to a ``Sidecar`` before it starts.
+
+    In local mode the EMF lines are kept in the sidecar's store too, for the viewer.
+    """
+    from tracekit.sidecar.store import EmfStore
+
     sender = sidecar.sender
-    region = sender.http.region if sender is not None else sidecar.settings.region
-    for listener in listeners(sidecar.settings, sidecar.sink, region):
+    settings = sidecar.settings
+    region = sender.http.region if sender is not None else settings.region
+    emf_store = None
+    if settings.local and settings.emf_address is not None:
+        emf_store = EmfStore(sidecar.db_path, settings.local_retention, settings.memory_limit * 1024 * 1024)
+    for listener in listeners(settings, sidecar.sink, region, emf_store):
         sidecar.add(listener)
 
 
-def listeners(settings: IngestSettings, sink: SegmentSink, region: str | None) -> list[Listener]:
-    """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs.
+def listeners(
+    settings: IngestSettings, sink: SegmentSink, region: str | None, emf_store: EmfStore | None = None
+) -> list[Listener]:
+    """The OTLP and EMF receivers that ``settings`` asks for, feeding ``sink`` and CloudWatch Logs
+    (in local mode: stdout and ``emf_store``).
 
     A receiver whose port is taken is left out with a warning (counted as ``errors.sidecar.<name>.
     bind``): the X-Ray daemon ports, the sidecar's main job, must not fail because of them.
@@ -60,7 +75,7 @@ def listeners(settings: IngestSettings, sink: SegmentSink, region: str | None) -
     share = settings.shutdown_timeout / 3  # the sidecar then closes the shared sink with the rest
     wanted: tuple[tuple[str, Address | None, Callable[[Address], Listener]], ...] = (
         ("otlp", settings.otlp_address, lambda a: _otlp(settings, a, sink, region, share)),
-        ("emf", settings.emf_address, lambda a: _emf(settings, a, region, share)),
+        ("emf", settings.emf_address, lambda a: _emf(settings, a, region, share, emf_store)),
     )
     for name, address, build in wanted:
         if address is None:
@@ -91,14 +106,17 @@ def _otlp(
     )  # fmt: skip
 
 
-def _emf(settings: IngestSettings, address: Address, region: str | None, share: float) -> Listener:
+def _emf(
+    settings: IngestSettings, address: Address, region: str | None, share: float,
+    emf_store: EmfStore | None,
+) -> Listener:
     from tracekit.sidecar.emf_receiver import EmfReceiver, LineShipper
 
     shipper: LineShipper
     if settings.local:
         import sys
 
-        shipper = StreamLines(sys.stdout)
+        shipper = StreamLines(sys.stdout, emf_store)
     else:
         from tracekit.logs.cwlogs import LogsShipper
 
@@ -111,16 +129,20 @@ def _emf(settings: IngestSettings, address: Address, region: str | None, share: 
 
 
 class StreamLines:
-    """Local mode has no CloudWatch: valid EMF lines are printed (to stdout), one per line."""
+    """Local mode has no CloudWatch: valid EMF lines are printed (to stdout), one per line, and
+    kept in ``store`` (when given) for the viewer."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, store: EmfStore | None = None) -> None:
         self._stream = stream
+        self._store = store
         self._lock = threading.Lock()
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool:
         with self._lock:  # one connection thread per client: keep lines whole
             self._stream.write(message + "\n")
-        return True
+        return self._store.submit(message) if self._store is not None else True
 
     def close(self, timeout: float) -> None:
         self._stream.flush()
+        if self._store is not None:
+            self._store.close(timeout)

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracekit._shared import stats
@@ -19,15 +20,17 @@ from tracekit.sidecar.admin import (
     StatsCollector,
 )
 from tracekit.sidecar.pipeline import Listener, Service
-from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
+from tracekit.sidecar.proxy import SamplingProxy, upstream_backend
 from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
 from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
+from tracekit.sidecar.viewer.api import Viewer
 from tracekit.xray.sender import SegmentSender
 from tracekit.xray.transports import SegmentSink
 
 if TYPE_CHECKING:
+    from tracekit.sampling.controlplane import ControlPlane
     from tracekit.sidecar.tail_sampling import TailSampler
 
 logger = logging.getLogger("tracekit.sidecar")
@@ -60,9 +63,15 @@ class Sidecar:
         self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
         if self.tail is not None:
             self.sink = self.tail
-        self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
+        self.sampling: ControlPlane | None = None
+        self.proxy: SamplingProxy
+        if self.sender is not None:
+            self.proxy = SamplingProxy(settings.tcp_address, upstream_backend(self.sender.http))
+        else:
+            self.sampling = local_control_plane(settings)
+            self.proxy = SamplingProxy(settings.tcp_address, self.sampling.handle)
         self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
-        self.admin = AdminServer(settings.admin_address, self.health, self.registry)
+        self.admin = AdminServer(settings.admin_address, self.health, self.registry, self._viewer())
         self.listeners: list[Listener] = [self.udp, self.proxy]
         self.services: list[Service] = [s for s in (self.telemetry, self.tail) if s is not None]
 
@@ -73,7 +82,7 @@ class Sidecar:
     def _build_sink(self) -> SegmentSink:
         s = self.settings
         if s.local:
-            return LocalStore(s.local_db or default_db_path(), s.local_retention, s.memory_limit * MB)
+            return LocalStore(self.db_path, s.local_retention, s.memory_limit * MB)
         region = s.region or ecs_region()
         if not region:
             raise ConfigError(
@@ -101,10 +110,15 @@ class Sidecar:
             inner.close(0.0)  # the sidecar will not start: stop the sink's thread now
             raise
 
-    def _sampling_backend(self) -> Backend:
-        if self.sender is not None:
-            return upstream_backend(self.sender.http)
-        return local_sampling_backend(self.settings)
+    def _viewer(self) -> Viewer | None:
+        """Local mode serves the trace viewer on the admin address."""
+        if not self.settings.local:
+            return None
+        return Viewer(self.db_path, self.sampling.overview if self.sampling else None)
+
+    @property
+    def db_path(self) -> Path:
+        return self.settings.local_db or default_db_path()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -126,8 +140,9 @@ class Sidecar:
         if self.sender is not None:
             info["region"] = self.sender.http.region
             info["endpoint"] = self.sender.http.base_url()
-        if isinstance(self.sink, LocalStore):
-            info["db"] = str(self.sink.path)
+        if self.settings.local:
+            info["db"] = str(self.db_path)
+            info["viewer"] = f"http://{_fmt(self.admin.address())}/"
         return info
 
     def run(self) -> int:
@@ -205,7 +220,7 @@ class Sidecar:
         return gauges
 
 
-def local_sampling_backend(settings: Settings) -> Backend:
+def local_control_plane(settings: Settings) -> ControlPlane:
     """The [sampling] control plane (in memory) seeded from ``sampling_dir`` when it exists."""
     from tracekit.sampling.controlplane import ControlPlane
 
@@ -214,7 +229,7 @@ def local_sampling_backend(settings: Settings) -> Backend:
         plane.load_dir(settings.sampling_dir)
     else:
         logger.warning("no %s: local sampling serves only the Default rule", settings.sampling_dir)
-    return plane.handle
+    return plane
 
 
 SUMMARY_GROUPS = ("rejected", "dropped", "unprocessed", "retries")

@@ -20,11 +20,15 @@ from tracekit._shared.settings import ConfigError, boolean, http_url, listen_add
 Address = tuple[str, int]
 
 
+LOCAL_DB_ENV = "TRACEKIT_SIDECAR_LOCAL_DB"
+"""The one variable naming the local store, read by the sidecar (``--local-db``) and ``tracekit traces``."""
+
+
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$TRACEKIT_LOCAL_DB``, else ``$XDG_DATA_HOME/tracekit/traces.db`` (~/.local/share)."""
+    """``$TRACEKIT_SIDECAR_LOCAL_DB``, else ``$XDG_DATA_HOME/tracekit/traces.db`` (~/.local/share)."""
     env = os.environ if env is None else env
-    if env.get("TRACEKIT_LOCAL_DB"):
-        return Path(env["TRACEKIT_LOCAL_DB"])
+    if env.get(LOCAL_DB_ENV, "").strip():
+        return Path(env[LOCAL_DB_ENV])
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "tracekit" / "traces.db"
 
@@ -83,7 +87,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("health_window", _positive(float), "/health is 503 after this long w/o upstream", "S"),
     Option("local", boolean, "local mode: store traces in SQLite, serve local sampling"),
     Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
-    Option("local_retention", _positive(int), "traces kept in local mode (oldest go)", "N"),
+    Option("local_retention", _positive(int), "traces (and EMF lines) kept in local mode; oldest go",
+           "N"),
     Option("sampling_dir", Path, "rule files for local sampling and --tail-sampling", "DIR"),
     Option("tail_sampling", boolean, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
            "after they end: the tail: policies, then the head rules (see sampling/README.md)"),

@@ -18,31 +18,38 @@ def flatten(documents: Iterable[Document]) -> list[Document]:
             node.setdefault("parent_id", parent_id)
             node.setdefault("type", "subsegment")
         nodes.append(node)
-        for sub in doc.get("subsegments", ()):
-            walk(sub, doc.get("id"))
+        subsegments = doc.get("subsegments")
+        for sub in subsegments if isinstance(subsegments, list) else ():
+            if isinstance(sub, dict):  # documents from the wild: anything else is not a node
+                walk(sub, doc.get("id"))
 
     for doc in documents:
         walk(doc, None)
     return nodes
 
 
-def render(documents: Iterable[Document]) -> str:
-    """An indented tree: name, duration, status marks, annotations; children by start time."""
+def roots(nodes: list[Document]) -> list[Document]:
+    """The nodes whose parent is not among ``nodes`` (all of them if parents form a loop)."""
+    ids = {n.get("id") for n in nodes}
+    return [n for n in nodes if n.get("parent_id") not in ids] or nodes
+
+
+def walk(documents: Iterable[Document]) -> list[tuple[int, Document]]:
+    """Every node once with its depth, depth-first: roots and children by start time."""
     nodes = flatten(documents)
     ids = {n.get("id") for n in nodes}
     children: dict[str | None, list[Document]] = {}
     for node in nodes:
         parent = node.get("parent_id")
         children.setdefault(parent if parent in ids else None, []).append(node)
-    origin = min((n.get("start_time", 0.0) for n in nodes), default=0.0)
-    lines: list[str] = []
+    out: list[tuple[int, Document]] = []
     shown: set[int] = set()
 
     def emit(node: Document, depth: int) -> None:
         if id(node) in shown:  # documents from the wild may name themselves or loop as parents
             return
         shown.add(id(node))
-        lines.append("  " * depth + _line(node, origin))
+        out.append((depth, node))
         for child in sorted(children.get(node.get("id"), []), key=_start):
             emit(child, depth + 1)
 
@@ -50,11 +57,28 @@ def render(documents: Iterable[Document]) -> str:
         emit(root, 0)
     for node in nodes:  # a parent loop has no root: show its members at the top level
         emit(node, 0)
-    return "\n".join(lines)
+    return out
+
+
+def render(documents: Iterable[Document]) -> str:
+    """An indented tree: name, duration, status marks, annotations; children by start time."""
+    nodes = walk(documents)
+    origin = min((_start(n) for _, n in nodes), default=0.0)
+    return "\n".join("  " * depth + _line(node, origin) for depth, node in nodes)
+
+
+def seconds(value: Any) -> float | None:
+    """An epoch-seconds field as a float, or None when missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _start(node: Document) -> float:
-    return float(node.get("start_time", 0.0))
+    return seconds(node.get("start_time")) or 0.0
 
 
 def _line(node: Document, origin: float) -> str:
