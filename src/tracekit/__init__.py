@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tracekit.tracing.api import record_exception as record_exception
     from tracekit.tracing.api import span as span
     from tracekit.tracing.api import trace as trace
+    from tracekit.tracing.instrument import instrument as instrument
     from tracekit.tracing.provider import configure as configure
     from tracekit.tracing.provider import force_flush as force_flush
     from tracekit.tracing.provider import shutdown as shutdown
@@ -44,6 +45,7 @@ _EXPORTS = {
     "record_exception": "tracekit.tracing.api",
     "current_trace_id": "tracekit.tracing.api",
     "current_trace_header": "tracekit.tracing.api",
+    "instrument": "tracekit.tracing.instrument",
     "configure": "tracekit.tracing.provider",
     "force_flush": "tracekit.tracing.provider",
     "shutdown": "tracekit.tracing.provider",

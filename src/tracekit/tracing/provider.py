@@ -67,6 +67,10 @@ def configure(
         _state["provider"] = provider
         _state["tracer"] = provider.get_tracer("tracekit", settings.VERSION)
         _install_globals(provider)
+        if cfg.instrument:
+            from tracekit.tracing import instrument
+
+            instrument.enable(cfg.instrument)
         return provider
 
 
@@ -176,7 +180,9 @@ def _xray_processor(cfg: _config.Config) -> SpanProcessor:
     from tracekit.xray.transports import ApiSink, SegmentSink, UdpSink
 
     sink: SegmentSink = ApiSink(cfg.region, cfg.endpoint_url) if cfg.xray_direct else UdpSink(cfg.daemon_udp)
-    return XRaySpanProcessor(sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
+    return XRaySpanProcessor(
+        sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all, sql_query=cfg.sql_query
+    )
 
 
 def _default_sampler(cfg: _config.Config) -> Sampler:

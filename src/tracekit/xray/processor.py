@@ -37,12 +37,14 @@ class XRaySpanProcessor(SpanProcessor):
         *,
         max_queue: int = 2048,
         annotate_all: bool = False,
+        sql_query: bool = False,
         max_pending: int = 4096,
         pending_seconds: float = 30.0,
     ) -> None:
         self._transport = transport
         self._max_queue = max_queue
         self._annotate_all = annotate_all
+        self._sql_query = sql_query
         self._max_pending = max_pending
         self._pending_seconds = pending_seconds
         self._queue: deque[ReadableSpan] = deque()
@@ -149,7 +151,9 @@ class XRaySpanProcessor(SpanProcessor):
         """``span``'s document with every waiting descendant nested inside it."""
         assert span.context is not None
         span_id = span.context.span_id
-        doc = to_document(span, annotate_all=self._annotate_all, standalone=standalone)
+        doc = to_document(
+            span, annotate_all=self._annotate_all, standalone=standalone, sql_query=self._sql_query
+        )
         kids = self._waiting.pop(span_id, None)
         if kids:
             self._waiting_count -= len(kids)

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
@@ -29,6 +30,9 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 """Span attribute listing which attribute keys are indexed X-Ray annotations."""
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
+AWS_PARAMS_ATTR = "aws.xray.aws_params"
+"""A JSON object merged into the ``aws`` block: the call parameters the X-Ray SDK records
+(``tracing/aws_calls.py``)."""
 
 MAX_NAME = 200
 MAX_ANNOTATION_KEY = 500
@@ -103,9 +107,21 @@ _CONSUMED = frozenset(
         "aws.local.service",
         "peer.service",
         ANNOTATIONS_ATTR,
+        AWS_PARAMS_ATTR,
         "aws.xray.sampling_rule_name",
+        "db.system",
+        "db.system.name",
+        "db.user",
+        "db.statement",
+        "db.query.text",
+        "db.name",
+        "db.namespace",
+        "net.peer.name",
+        "net.peer.port",
     ]
 )
+_AWS_CALL_DETAIL = ("aws.", "rpc.", "db.", "messaging.", "server.", "cloud.", "retry_attempts")
+"""What the botocore instrumentation adds beside the ``aws`` block; the X-Ray SDK records none of it."""
 
 
 def is_local_root(span: ReadableSpan) -> bool:
@@ -130,8 +146,11 @@ def _real_parent_id(span: ReadableSpan) -> int | None:
     return None if parent.span_id == ids.synthetic_parent_id(context.trace_id) else parent.span_id
 
 
-def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True) -> Document:
-    """Translate one span. ``standalone`` adds what a document sent on its own needs."""
+def to_document(
+    span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True, sql_query: bool = False
+) -> Document:
+    """Translate one span. ``standalone`` adds what a document sent on its own needs; ``sql_query``
+    keeps a database call's statement (``sql.sanitized_query``)."""
     attrs = _plain_attributes(span)
     context = span.context
     assert context is not None
@@ -156,10 +175,16 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
         namespace = _namespace(span, attrs)
         if namespace:
             doc["namespace"] = namespace
-    _add_http(doc, attrs)
+    _add_http(doc, attrs, client=span.kind is SpanKind.CLIENT)
+    if attrs.get("rpc.system") != "aws-api":  # its DynamoDB spans carry db.* too
+        _add_sql(doc, attrs, sql_query)
     _add_status(doc, span, attrs)
     _add_cause(doc, span)
     _add_aws(doc, span, attrs, segment)
+    if doc.get("namespace") == "aws":
+        attrs = {k: v for k, v in attrs.items() if not k.startswith(_AWS_CALL_DETAIL)}
+        if "cause" in doc:
+            doc["fault"] = True  # the X-Ray SDK records an AWS error with add_exception: a fault
     _add_annotations_and_metadata(doc, attrs, annotate_all)
     if segment:
         _add_resource(doc, span)
@@ -200,12 +225,24 @@ def _name(span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool
         candidates.append(resource.get("service.name"))
     candidates.append(attrs.get("rpc.service"))
     if span.kind is SpanKind.CLIENT:
-        candidates += [attrs.get("http.host"), attrs.get("server.address"), attrs.get("net.peer.name")]
+        candidates += [attrs.get("http.host"), attrs.get("server.address"), attrs.get("net.peer.name"),
+                       _url_host(attrs)]
     candidates.append(span.name)
     for value in candidates:
         if isinstance(value, str) and value and not value.startswith("unknown_service"):
             return sanitize_name(value)
     return sanitize_name(span.name) or "span"
+
+
+def _url_host(attrs: Mapping[str, AttributeValue]) -> str | None:
+    """An HTTP client call is named by the host it calls, as the X-Ray SDK names it."""
+    url = _first(attrs, ("url.full", "http.url"))
+    if not isinstance(url, str):
+        return None
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)  # the same few names (service, routes) come back all the time
@@ -243,12 +280,16 @@ def _status_code(attrs: Mapping[str, AttributeValue]) -> int | None:
         return None
 
 
-def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
+def _add_http(doc: Document, attrs: Mapping[str, AttributeValue], client: bool = False) -> None:
     request: dict[str, Any] = {}
     for key, field in _HTTP_REQUEST.items():
         value = attrs.get(key)
         if value is not None and field not in request:
             request[field] = value
+    if client:  # outbound: what the X-Ray SDK records, the URL without its query
+        request.pop("user_agent", None)
+        if isinstance(request.get("url"), str):
+            request["url"] = request["url"].split("?", 1)[0]
     if "url" not in request:
         scheme, host, target = (_first(attrs, keys) for keys in _URL_PARTS)
         if host and target is not None:
@@ -276,6 +317,30 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
         if response:
             http["response"] = response
         doc["http"] = http
+
+
+def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: bool) -> None:
+    """The ``sql`` block of a database call: URL (never a password), type, user; the query if asked."""
+    system = _first(attrs, ("db.system", "db.system.name"))
+    if not isinstance(system, str):
+        return
+    name = _first(attrs, ("db.name", "db.namespace"))
+    host = _first(attrs, ("net.peer.name", "server.address"))
+    port = _first(attrs, ("net.peer.port", "server.port"))
+    user = attrs.get("db.user")
+    sql: dict[str, Any] = {"database_type": system}
+    if host:
+        authority = f"{user}@{host}" if user else str(host)
+        authority += f":{port}" if port else ""
+        sql["url"] = f"{system}://{authority}/{name or ''}"
+    elif name:
+        sql["url"] = str(name)
+    if user:
+        sql["user"] = user
+    query = _first(attrs, ("db.statement", "db.query.text"))
+    if with_query and isinstance(query, str):
+        sql["sanitized_query"] = query
+    doc["sql"] = sql
 
 
 def _add_status(doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> None:
@@ -350,6 +415,9 @@ def _add_aws(
             value = attrs.get(key)
             if value is not None and field not in aws:
                 aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
+    params = _loads(attrs.get(AWS_PARAMS_ATTR))
+    if isinstance(params, dict):
+        aws.update(params)
     if segment:
         resource = _resource(span)
         for key, value in resource.aws.items():
