@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tracekit import metrics as metrics
     from tracekit import sampling as sampling
     from tracekit import wsgi as wsgi
+    from tracekit import xray_sdk as xray_sdk
     from tracekit._shared.settings import ConfigError as ConfigError
     from tracekit._shared.stats import stats as stats
     from tracekit.aws_lambda import lambda_handler as lambda_handler
@@ -55,7 +56,7 @@ _EXPORTS = {
     "lambda_handler": "tracekit.aws_lambda",
 }
 _SUBMODULES = frozenset(
-    ("asgi", "aws_lambda", "fastapi", "flask", "logs", "metrics", "sampling", "wsgi")
+    ("asgi", "aws_lambda", "fastapi", "flask", "logs", "metrics", "sampling", "wsgi", "xray_sdk")
 )
 
 __all__ = sorted((*_EXPORTS, *_SUBMODULES))

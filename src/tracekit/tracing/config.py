@@ -43,6 +43,8 @@ class Config:
     instrument: tuple[str, ...] = ()
     """Libraries whose calls are traced (``TRACEKIT_INSTRUMENT``: ``botocore,requests``, ``all``)."""
     sql_query: bool = False
+    xray_sdk_bridge: bool = False
+    """Record the X-Ray SDK's ``xray_recorder`` into tracekit (``TRACEKIT_XRAY_SDK_BRIDGE``)."""
     """Keep database statements in X-Ray's ``sql.sanitized_query`` (``TRACEKIT_SQL_QUERY``)."""
     sampling_rules: str | None = None
     """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
@@ -91,6 +93,10 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["instrument"] = instrument_names("TRACEKIT_INSTRUMENT", env["TRACEKIT_INSTRUMENT"])
     if "TRACEKIT_SQL_QUERY" in env:
         values["sql_query"] = checked("TRACEKIT_SQL_QUERY", env["TRACEKIT_SQL_QUERY"], settings.boolean)
+    if "TRACEKIT_XRAY_SDK_BRIDGE" in env:
+        values["xray_sdk_bridge"] = checked(
+            "TRACEKIT_XRAY_SDK_BRIDGE", env["TRACEKIT_XRAY_SDK_BRIDGE"], settings.boolean
+        )
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     values["region"] = settings.region(env=env)

@@ -130,3 +130,27 @@ def _options(name: str) -> dict[str, Any]:
 
         return aws_calls.instrumentor_options()
     return {}
+
+
+def bridge_xray_sdk() -> bool:
+    """Install the X-Ray SDK bridge (``tracing/xray_sdk_bridge.py``); never raises."""
+    try:
+        from tracekit.tracing import xray_sdk_bridge
+    except ImportError as exc:
+        stats.incr("xray_sdk.missing")
+        stats.warn_once_per_interval("xray_sdk.missing", "tracekit: X-Ray SDK bridge not installed: %s "
+                                     "(pip install 'tracekit-aws[xray-sdk]')", exc)
+        return False
+    try:
+        return xray_sdk_bridge.install()
+    except Exception as exc:
+        stats.report("xray_sdk.install", exc)
+        return False
+
+
+def unbridge_xray_sdk() -> None:
+    try:
+        from tracekit.tracing import xray_sdk_bridge
+    except ImportError:
+        return
+    xray_sdk_bridge.uninstall()

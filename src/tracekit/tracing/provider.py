@@ -67,10 +67,12 @@ def configure(
         _state["provider"] = provider
         _state["tracer"] = provider.get_tracer("tracekit", settings.VERSION)
         _install_globals(provider)
-        if cfg.instrument:
+        if cfg.instrument or cfg.xray_sdk_bridge:
             from tracekit.tracing import instrument
 
             instrument.enable(cfg.instrument)
+            if cfg.xray_sdk_bridge:
+                instrument.bridge_xray_sdk()
         return provider
 
 

@@ -30,6 +30,9 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 """Span attribute listing which attribute keys are indexed X-Ray annotations."""
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
+SDK_ENTITY_ATTR = "aws.xray.sdk_entity"
+"""A JSON object of what the X-Ray SDK recorded on an entity (bridge, ``tracing/xray_sdk_bridge.py``):
+its fields take the place of those worked out from the span."""
 AWS_PARAMS_ATTR = "aws.xray.aws_params"
 """A JSON object merged into the ``aws`` block: the call parameters the X-Ray SDK records
 (``tracing/aws_calls.py``)."""
@@ -108,6 +111,7 @@ _CONSUMED = frozenset(
         "peer.service",
         ANNOTATIONS_ATTR,
         AWS_PARAMS_ATTR,
+        SDK_ENTITY_ATTR,
         "aws.xray.sampling_rule_name",
         "db.system",
         "db.system.name",
@@ -188,6 +192,9 @@ def to_document(
     _add_annotations_and_metadata(doc, attrs, annotate_all)
     if segment:
         _add_resource(doc, span)
+    recorded = _loads(attrs.get(SDK_ENTITY_ATTR)) if SDK_ENTITY_ATTR in attrs else None
+    if isinstance(recorded, dict):
+        _merge_sdk_entity(doc, recorded, segment)
     if span.links:
         doc["links"] = [
             {"trace_id": ids.to_xray_trace_id(link.context.trace_id),
@@ -195,6 +202,36 @@ def to_document(
             for link in span.links
         ]
     return doc
+
+
+def _merge_sdk_entity(doc: Document, recorded: dict[str, Any], segment: bool) -> None:
+    """What the X-Ray SDK recorded wins over what the span implies: it is what the SDK would send."""
+    if isinstance(recorded.get("name"), str):
+        doc["name"] = sanitize_name(recorded["name"])
+    if not segment and recorded.get("namespace") in ("aws", "remote", "local"):
+        doc["namespace"] = recorded["namespace"]
+    for flag in ("error", "fault", "throttle"):
+        doc.pop(flag, None)
+        if recorded.get(flag):
+            doc[flag] = True
+    if "cause" in recorded:
+        doc["cause"] = recorded["cause"]
+    for block in ("http", "annotations", "metadata", "aws", "sql"):
+        value = recorded.get(block)
+        if not isinstance(value, dict) or not value or (block == "sql" and segment):
+            continue
+        merged = doc.setdefault(block, {})
+        for key, inner in value.items():
+            if block == "aws" and key == "xray":
+                continue  # tracekit sends the document: its sdk block stays
+            if isinstance(inner, dict) and isinstance(merged.get(key), dict) and block != "annotations":
+                merged[key] = {**merged[key], **inner}
+            else:
+                merged[key] = inner
+    if isinstance(recorded.get("user"), str):
+        doc["user"] = recorded["user"]
+    if segment and isinstance(recorded.get("origin"), str):
+        doc["origin"] = recorded["origin"]
 
 
 def _plain_attributes(span: ReadableSpan) -> dict[str, AttributeValue]:
