@@ -35,7 +35,8 @@ class PaymentsServer:
 
             def do_GET(self) -> None:
                 owner.requests.append(dict(self.headers))
-                status = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/status/") else 200
+                path = self.path.split("?", 1)[0]
+                status = int(path.rsplit("/", 1)[-1]) if path.startswith("/status/") else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -154,3 +154,15 @@ def unbridge_xray_sdk() -> None:
     except ImportError:
         return
     xray_sdk_bridge.uninstall()
+
+
+def disable() -> None:
+    """Undo every instrumentation enabled here (tests; a process normally keeps them)."""
+    with _lock:
+        for name in sorted(_enabled):
+            spec = INSTRUMENTATIONS[name]
+            try:
+                getattr(importlib.import_module(spec.module), spec.instrumentor)().uninstrument()
+            except Exception as exc:
+                stats.report(f"instrument.{name}", exc)
+        _enabled.clear()

@@ -1,0 +1,171 @@
+"""tracekit.instrument / TRACEKIT_INSTRUMENT: outbound calls become X-Ray subsegments shaped like the
+X-Ray SDK's patchers (migration-and-aws-facts.md §1), carry the trace, and never break the call."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+import tracekit
+from support.xray_schema import validate_document
+from tracekit._shared import stats
+from tracekit.tracing import aws_calls, config, instrument, propagation, provider
+
+
+@pytest.fixture
+def traced(xray_daemon: Any) -> Iterator[Any]:
+    """tracekit sending to a stand-in daemon, every trace sampled; instrumentations undone after."""
+    stats.reset()
+    yield lambda *names, **kw: tracekit.configure(
+        service="orders", exporters=["xray"], daemon_udp=("127.0.0.1", xray_daemon.port),
+        sampler=ALWAYS_ON, instrument=list(names), **kw)
+    instrument.disable()
+    provider.shutdown()
+
+
+def sent(daemon: Any) -> dict[str, Any]:
+    """The one segment sent for the ``handler`` span, validated; its subsegments by order."""
+    tracekit.force_flush()
+    docs = daemon.wait_for(1)
+    assert len(docs) == 1, docs
+    validate_document(docs[0])
+    return docs[0]
+
+
+def test_aws_calls_are_named_and_described_as_the_x_ray_sdk_does(traced: Any, xray_daemon: Any,
+                                                                  moto: str) -> None:
+    ddb = boto3.client("dynamodb", endpoint_url=moto)
+    sqs = boto3.client("sqs", endpoint_url=moto)
+    ddb.create_table(TableName="orders", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    headers: list[dict[str, Any]] = []
+    sqs.meta.events.register("before-send", lambda request, **_: headers.append(dict(request.headers)))
+    traced("botocore")
+    with tracekit.span("handler"):
+        ddb.get_item(TableName="orders", Key={"id": {"S": "1"}}, ConsistentRead=True)
+        with pytest.raises(ClientError):
+            ddb.get_item(TableName="missing", Key={"id": {"S": "1"}})
+        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": "a", "MessageBody": "1"},
+                                                        {"Id": "b", "MessageBody": "2"}])
+        sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=5)
+    get, missing, batch, receive = sent(xray_daemon)["subsegments"]
+    assert (get["name"], get["namespace"], get["http"]) == ("dynamodb", "aws", {"response": {"status": 200}})
+    assert {k: v for k, v in get["aws"].items() if k != "request_id"} == {
+        "operation": "GetItem", "region": "us-east-1", "table_name": "orders", "consistent_read": True}
+    assert get["aws"]["request_id"] and "metadata" not in get and "sql" not in get
+    assert missing["http"] == {"response": {"status": 400}}
+    assert (missing["error"], missing["fault"], missing["aws"]["table_name"]) == (True, True, "missing")
+    assert missing["cause"]["exceptions"][0]["remote"] is True
+    assert batch["name"] == "sqs" and batch["aws"]["queue_url"] == queue
+    assert (batch["aws"]["message_count"], batch["aws"]["successful_count"]) == (2, 2)
+    assert receive["aws"]["message_count"] == 2 and receive["aws"]["max_number_of_messages"] == 5
+    # the X-Ray header went out with each call, naming the call's own subsegment as parent
+    sent_header = propagation.parse_header(headers[0]["X-Amzn-Trace-Id"].decode())
+    assert sent_header is not None and sent_header.sampled is True
+    assert f"{sent_header.parent:016x}" == batch["id"]
+
+
+def test_http_clients_are_remote_subsegments_named_by_host(traced: Any, xray_daemon: Any,
+                                                           payments: Any) -> None:
+    traced("requests", "httpx", "urllib")
+    import urllib.request
+
+    with tracekit.span("handler"):
+        requests.get(f"{payments.url}/status/200?token=secret", timeout=5)
+        httpx.get(f"{payments.url}/status/404", timeout=5)
+        urllib.request.urlopen(f"{payments.url}/status/200", timeout=5).read()
+        requests.get(f"{payments.url}/status/429", timeout=5)
+        requests.get(f"{payments.url}/status/503", timeout=5)
+    ok, not_found, by_urllib, throttled, failed = sent(xray_daemon)["subsegments"]
+    for doc in (ok, not_found, by_urllib, throttled, failed):
+        assert (doc["name"], doc["namespace"]) == ("127.0.0.1", "remote")
+        assert doc["http"]["request"]["method"] == "GET" and set(doc["http"]) == {"request", "response"}
+    assert ok["http"]["request"]["url"] == f"{payments.url}/status/200"  # no query string
+    assert ok["http"]["response"] == {"status": 200} and not {"error", "fault"} & set(ok)
+    assert not_found["error"] is True and "fault" not in not_found
+    assert (throttled["error"], throttled["throttle"]) == (True, True)
+    assert failed["fault"] is True
+    # X-Ray and W3C headers on each call, parent = that call's subsegment
+    headers = payments.requests[0]
+    assert headers["X-Amzn-Trace-Id"].split(";")[1] == f"Parent={ok['id']}"
+    assert headers["traceparent"].split("-")[2] == ok["id"]
+
+
+def test_sql_block_without_the_query_unless_asked(traced: Any, xray_daemon: Any, tmp_path: Any) -> None:
+    for with_query in (False, True):
+        traced("sqlite3", sql_query=with_query)
+        xray_daemon.clear()
+        with tracekit.span("handler"):
+            db = sqlite3.connect(str(tmp_path / "orders.db"))
+            db.cursor().execute("SELECT 1 WHERE 1 = ?", (1,))
+        call = sent(xray_daemon)["subsegments"][0]
+        assert call["namespace"] == "remote" and call["sql"]["database_type"] == "sqlite"
+        assert call["sql"].get("sanitized_query") == ("SELECT 1 WHERE 1 = ?" if with_query else None)
+        assert "SELECT" not in str(call.get("metadata"))
+        instrument.disable()
+        provider.shutdown()
+
+
+def test_names_are_checked_and_missing_packages_give_one_line(traced: Any, caplog: Any,
+                                                              monkeypatch: Any) -> None:
+    with pytest.raises(tracekit.ConfigError, match=r"TRACEKIT_INSTRUMENT='botocore,reqests'.*requests"):
+        config.load({"TRACEKIT_INSTRUMENT": "botocore,reqests"})
+    with pytest.raises(tracekit.ConfigError, match="botocore, requests, httpx"):
+        tracekit.instrument("flask")
+    assert config.load({"TRACEKIT_INSTRUMENT": "none"}).instrument == ()
+    assert config.load({"TRACEKIT_INSTRUMENT": " Boto3 , requests"}).instrument == ("botocore", "requests")
+    monkeypatch.setitem(instrument.INSTRUMENTATIONS, "redis", instrument.Instrumentation(
+        "opentelemetry.instrumentation.not_installed", "X", "instrument-sql"))
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        assert tracekit.instrument("redis", "psycopg") == []  # psycopg: the library is not installed
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "redis not traced" in lines[0] and "tracekit-aws[instrument-sql]" in lines[0]
+    assert "psycopg not traced" in lines[1] and "\n" not in lines[1]
+    assert stats.stats()["instrument.missing"] == 2
+    assert tracekit.instrument() == sorted(instrument.enabled())  # all: what is there, silently
+    assert "botocore" in instrument.enabled() and "psycopg" not in instrument.enabled()
+
+
+def test_a_failing_hook_or_header_never_breaks_the_call(traced: Any, xray_daemon: Any, moto: str,
+                                                        monkeypatch: Any) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("injected")
+
+    traced("botocore")
+    monkeypatch.setattr(aws_calls, "request_fields", broken)
+    monkeypatch.setattr(aws_calls, "response_fields", broken)
+    monkeypatch.setattr(propagation.XRayPropagator, "inject", broken)
+    sqs = boto3.client("sqs", endpoint_url=moto)
+    with tracekit.span("handler"):
+        assert sqs.list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    call = sent(xray_daemon)["subsegments"][0]
+    assert (call["name"], call["aws"]["operation"]) == ("sqs", "ListQueues")
+    counts = stats.stats()
+    assert counts["errors.instrument.botocore.request"] == counts["errors.instrument.botocore.response"] == 1
+    assert counts["errors.instrument.botocore.inject"] == 1
+
+
+def test_nothing_is_imported_until_asked() -> None:
+    code = ("import sys, tracekit; tracekit.configure(exporters='none'); import boto3, requests; "
+            "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.instrumentation', "
+            "'aws_xray_sdk'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    code = code.replace("exporters='none'", "exporters='none', instrument='requests'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "opentelemetry.instrumentation.requests" in out.stdout
+    assert "botocore" not in out.stdout and "aws_xray_sdk" not in out.stdout
