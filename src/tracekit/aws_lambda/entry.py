@@ -3,6 +3,8 @@
 The wrapper script saves the configured handler in ``TRACEKIT_ORIGINAL_HANDLER``. The runtime imports
 this module and asks it for ``handler``; only then is the original imported (still during init, so
 its import errors are init errors, as without tracekit) and wrapped with :func:`instrument`.
+AWS SDK calls are traced too (the botocore instrumentation, as ADOT's wrapper does) unless
+``TRACEKIT_INSTRUMENT`` says otherwise (``none``, or its own list, which tracekit applies).
 """
 
 from __future__ import annotations
@@ -48,11 +50,21 @@ def load_original(spec: str | None = None) -> Callable[..., Any]:
     return original
 
 
+def trace_aws_calls() -> None:
+    """Instrument botocore when the function imports it (a function without boto3 pays nothing)."""
+    if os.environ.get("TRACEKIT_INSTRUMENT", "").strip():
+        return  # an explicit choice: tracekit.configure applies it
+    from tracekit.tracing import instrument as outbound
+
+    outbound.enable_on_import("botocore")
+
+
 def __getattr__(name: str) -> Any:
     if name != "handler":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from tracekit.aws_lambda.handler import instrument
 
+    trace_aws_calls()
     wrapped = instrument(load_original())
     globals()["handler"] = wrapped
     return wrapped

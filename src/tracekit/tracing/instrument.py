@@ -79,15 +79,27 @@ def instrument(*names: str) -> list[str]:
     return enable(parse("tracekit.instrument", names or ("all",)))
 
 
-def enable(names: Iterable[str]) -> list[str]:
-    """Instrument ``names`` (already parsed); idempotent, thread-safe, never raises."""
+def enable(names: Iterable[str], *, quiet: bool = False) -> list[str]:
+    """Instrument ``names`` (already parsed); idempotent, thread-safe, never raises. ``quiet``: a
+    default rather than the user's choice, so what is missing is skipped without a word."""
     names = tuple(names)
-    explicit = names != ("all",)
+    every = names == ("all",)
     with _lock:
-        for name in names if explicit else INSTRUMENTATIONS:
-            if name not in _enabled and _enable_one(name, INSTRUMENTATIONS[name], explicit):
+        for name in INSTRUMENTATIONS if every else names:
+            if name not in _enabled and _enable_one(name, INSTRUMENTATIONS[name], not (every or quiet)):
                 _enabled.add(name)
         return sorted(_enabled)
+
+
+def enable_on_import(name: str) -> None:
+    """Instrument ``name`` once its library is first imported (at once if it already is): a process
+    that never uses the library never loads it or its instrumentation (Lambda cold starts)."""
+    try:
+        from wrapt import register_post_import_hook
+    except ImportError:
+        stats.incr("instrument.skipped")
+        return
+    register_post_import_hook(lambda _module: enable((name,), quiet=True), name)
 
 
 def enabled() -> list[str]:
@@ -98,7 +110,9 @@ def enabled() -> list[str]:
 def _enable_one(name: str, spec: Instrumentation, explicit: bool) -> bool:
     try:
         module = importlib.import_module(spec.module)
-    except ImportError:
+    except ImportError as exc:
+        if exc.name and not spec.module.startswith(exc.name):
+            return _missing(name, explicit, f"{exc.name} is not installed")
         return _missing(name, explicit, f"{spec.package} is not installed "
                                         f"(pip install 'tracekit-aws[{spec.extra}]')")
     from opentelemetry.instrumentation.dependencies import DependencyConflictError
