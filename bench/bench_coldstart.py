@@ -74,12 +74,12 @@ TRACEKIT_LOGGERS = {
 BOTO3_INIT = 'import boto3\nsqs = boto3.client("sqs")\n'
 """A function that uses the AWS SDK makes its clients at init."""
 AWS_CALLS_TRACED = "from tracekit.aws_lambda import entry\nentry.trace_aws_calls()\n"
-"""What the layer's exec wrapper does before importing the function: botocore instrumented on import."""
+"""What the layer's exec wrapper does once the function's module is loaded: botocore instrumented."""
 TRACEKIT_BOTO3 = BOTO3_INIT + TRACEKIT_LOGGERS["tracekit"] + TRACEKIT_HANDLER
 STACKS = {
     **{name: (log + TRACEKIT_HANDLER, "handler(event, context)") for name, log in TRACEKIT_LOGGERS.items()},
     "tracekit+boto3": (TRACEKIT_BOTO3, "handler(event, context)"),
-    "tracekit+boto3-traced": (AWS_CALLS_TRACED + TRACEKIT_BOTO3, "handler(event, context)"),
+    "tracekit+boto3-traced": (TRACEKIT_BOTO3 + AWS_CALLS_TRACED, "handler(event, context)"),
     "powertools": (
         """
 from aws_lambda_powertools import Logger, Metrics, Tracer

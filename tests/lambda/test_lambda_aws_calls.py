@@ -1,5 +1,5 @@
 """The layer's exec wrapper traces AWS SDK calls by default (opt out: ``TRACEKIT_INSTRUMENT=none``),
-loading botocore's instrumentation only when the function imports botocore."""
+loading botocore's instrumentation only for a function whose module loaded botocore."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from tracekit.tracing import instrument
 SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "six", "urllib3")
 """What Lambda's Python runtime ships besides the runtime client: the AWS SDK."""
 
+NO_SDK = '''
+import sys
+
+def handler(event, context):
+    loaded = (m for m in sys.modules if m.startswith(("opentelemetry.instrumentation", "wrapt")))
+    return {"loaded": sorted(loaded)}
+'''
 HANDLER = '''
 import sys
 import boto3
@@ -61,6 +68,13 @@ def test_wrapped_function_traces_its_aws_calls(
     validate_document(doc)
     calls = [s for s in doc.get("subsegments", ()) if s.get("namespace") == "aws"]
     assert [(c["name"], c["aws"]["operation"]) for c in calls] == [("sqs", "ListQueues")]
+
+    (task / "plain.py").write_text(NO_SDK)
+    function = start_function(task, "plain.handler", wrapper=opt_dir / "tracekit-instrument",
+                              python_path=f"{task}:{opt_dir / 'python'}:{var_runtime_with_sdk}",
+                              python_args=("-S",))
+    kind, body, _ = function.invoke({}, "Root=1-5759e988-bd862e3fe1be46a994272794;Sampled=1")
+    assert (kind, body) == ("response", {"loaded": []}), function.output()
 
 
 @pytest.fixture

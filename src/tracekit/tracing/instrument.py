@@ -91,17 +91,6 @@ def enable(names: Iterable[str], *, quiet: bool = False) -> list[str]:
         return sorted(_enabled)
 
 
-def enable_on_import(name: str) -> None:
-    """Instrument ``name`` once its library is first imported (at once if it already is): a process
-    that never uses the library never loads it or its instrumentation (Lambda cold starts)."""
-    try:
-        from wrapt import register_post_import_hook
-    except ImportError:
-        stats.incr("instrument.skipped")
-        return
-    register_post_import_hook(lambda _module: enable((name,), quiet=True), name)
-
-
 def enabled() -> list[str]:
     """The names instrumented so far in this process."""
     return sorted(_enabled)

@@ -113,18 +113,12 @@ _CONSUMED = frozenset(
         AWS_PARAMS_ATTR,
         SDK_ENTITY_ATTR,
         "aws.xray.sampling_rule_name",
-        "db.system",
-        "db.system.name",
-        "db.user",
-        "db.statement",
-        "db.query.text",
-        "db.name",
-        "db.namespace",
-        "net.peer.name",
-        "net.peer.port",
     ]
 )
-_AWS_CALL_DETAIL = ("aws.", "rpc.", "db.", "messaging.", "server.", "cloud.", "retry_attempts")
+_SQL_KEYS = frozenset(("db.system", "db.system.name", "db.user", "db.statement", "db.query.text", "db.name",
+                       "db.namespace", "net.peer.name", "net.peer.port"))
+"""What a database call's ``sql`` block takes (the statement is dropped unless asked for)."""
+_AWS_CALL_DETAIL = ("aws.", "rpc.", "db.", "net.", "messaging.", "server.", "cloud.", "retry_attempts")
 """What the botocore instrumentation adds beside the ``aws`` block; the X-Ray SDK records none of it."""
 
 
@@ -180,8 +174,9 @@ def to_document(
         if namespace:
             doc["namespace"] = namespace
     _add_http(doc, attrs, client=span.kind is SpanKind.CLIENT)
-    if attrs.get("rpc.system") != "aws-api":  # its DynamoDB spans carry db.* too
-        _add_sql(doc, attrs, sql_query)
+    # a database call's subsegment (not the AWS SDK's: its DynamoDB spans carry db.* too)
+    if not segment and attrs.get("rpc.system") != "aws-api" and _add_sql(doc, attrs, sql_query):
+        attrs = {k: v for k, v in attrs.items() if k not in _SQL_KEYS}
     _add_status(doc, span, attrs)
     _add_cause(doc, span)
     _add_aws(doc, span, attrs, segment)
@@ -356,11 +351,11 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue], client: bool =
         doc["http"] = http
 
 
-def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: bool) -> None:
+def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: bool) -> bool:
     """The ``sql`` block of a database call: URL (never a password), type, user; the query if asked."""
     system = _first(attrs, ("db.system", "db.system.name"))
     if not isinstance(system, str):
-        return
+        return False
     name = _first(attrs, ("db.name", "db.namespace"))
     host = _first(attrs, ("net.peer.name", "server.address"))
     port = _first(attrs, ("net.peer.port", "server.port"))
@@ -378,6 +373,7 @@ def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: boo
     if with_query and isinstance(query, str):
         sql["sanitized_query"] = query
     doc["sql"] = sql
+    return True
 
 
 def _add_status(doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> None:
