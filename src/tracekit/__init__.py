@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from tracekit.tracing.api import annotate as annotate
     from tracekit.tracing.api import current_trace_header as current_trace_header
     from tracekit.tracing.api import current_trace_id as current_trace_id
+    from tracekit.tracing.api import instrument as instrument
     from tracekit.tracing.api import record_exception as record_exception
     from tracekit.tracing.api import span as span
     from tracekit.tracing.api import trace as trace
-    from tracekit.tracing.instrument import instrument as instrument
     from tracekit.tracing.provider import configure as configure
     from tracekit.tracing.provider import force_flush as force_flush
     from tracekit.tracing.provider import shutdown as shutdown
@@ -46,7 +46,7 @@ _EXPORTS = {
     "record_exception": "tracekit.tracing.api",
     "current_trace_id": "tracekit.tracing.api",
     "current_trace_header": "tracekit.tracing.api",
-    "instrument": "tracekit.tracing.instrument",
+    "instrument": "tracekit.tracing.api",
     "configure": "tracekit.tracing.provider",
     "force_flush": "tracekit.tracing.provider",
     "shutdown": "tracekit.tracing.provider",

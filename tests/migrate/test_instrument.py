@@ -4,6 +4,7 @@ X-Ray SDK's patchers (migration-and-aws-facts.md §1), carry the trace, and neve
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -169,3 +170,15 @@ def test_nothing_is_imported_until_asked() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "opentelemetry.instrumentation.requests" in out.stdout
     assert "botocore" not in out.stdout and "aws_xray_sdk" not in out.stdout
+
+
+def test_instrument_alone_configures_tracekit_from_the_environment(xray_daemon: Any, payments: Any) -> None:
+    code = (f"import tracekit, requests; tracekit.instrument('requests'); "
+            f"requests.get('{payments.url}/status/200', timeout=5)")
+    env = {**os.environ, "AWS_XRAY_DAEMON_ADDRESS": xray_daemon.address, "OTEL_SERVICE_NAME": "checkout",
+           "OTEL_TRACES_SAMPLER": "always_on"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    (doc,) = xray_daemon.wait_for(1)
+    validate_document(doc)
+    assert doc["name"] == "checkout" and doc["http"]["request"]["url"] == f"{payments.url}/status/200"
+    assert payments.requests[0]["X-Amzn-Trace-Id"].startswith(f"Root={doc['trace_id']};Parent={doc['id']}")

@@ -69,16 +69,6 @@ def parse(name: str, value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def instrument(*names: str) -> list[str]:
-    """Trace calls made with these libraries (``tracekit.instrument("botocore", "requests")``).
-
-    No names, or ``"all"``: every instrumentation whose package and library are installed. Returns
-    the names now instrumented. Spans are recorded once tracekit is configured (explicitly or on
-    first use); calls outside any trace start one.
-    """
-    return enable(parse("tracekit.instrument", names or ("all",)))
-
-
 def enable(names: Iterable[str], *, quiet: bool = False) -> list[str]:
     """Instrument ``names`` (already parsed); idempotent, thread-safe, never raises. ``quiet``: a
     default rather than the user's choice, so what is missing is skipped without a word."""
