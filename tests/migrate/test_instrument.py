@@ -182,3 +182,42 @@ def test_instrument_alone_configures_tracekit_from_the_environment(xray_daemon: 
     validate_document(doc)
     assert doc["name"] == "checkout" and doc["http"]["request"]["url"] == f"{payments.url}/status/200"
     assert payments.requests[0]["X-Amzn-Trace-Id"].startswith(f"Root={doc['trace_id']};Parent={doc['id']}")
+
+
+def test_s3_sns_and_step_functions_keep_the_x_ray_sdk_names_and_fields(traced: Any, xray_daemon: Any,
+                                                                      moto: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto)
+    sns = boto3.client("sns", endpoint_url=moto)
+    sfn = boto3.client("stepfunctions", endpoint_url=moto)
+    s3.create_bucket(Bucket="receipts")
+    topic = sns.create_topic(Name="orders")["TopicArn"]
+    traced("botocore")
+    with tracekit.span("handler"):
+        s3.put_object(Bucket="receipts", Key="o-1.json", Body=b"{}")
+        s3.copy_object(Bucket="receipts", Key="o-2.json", CopySource="receipts/o-1.json")
+        sns.publish(TopicArn=topic, Message="paid")
+        sfn.list_state_machines()
+    put, copy, publish, machines = sent(xray_daemon)["subsegments"]
+    assert (put["name"], put["aws"]["bucket_name"], put["aws"]["key"]) == ("s3", "receipts", "o-1.json")
+    assert (copy["aws"]["bucket"], copy["aws"]["copy_source"]) == ("receipts", "receipts/o-1.json")
+    assert (publish["name"], publish["aws"]["topic_arn"]) == ("sns", topic)
+    assert (machines["name"], machines["aws"]["operation"]) == ("states", "ListStateMachines")
+
+
+def test_per_operation_fields_follow_the_x_ray_sdk_whitelist() -> None:
+    assert aws_calls.snake_case("QueueOwnerAWSAccountId") == "queue_owner_aws_account_id"
+    assert aws_calls.request_fields("dynamodb", "BatchGetItem", {"RequestItems": {"a": {}, "b": {}}}) == {
+        "table_names": ["a", "b"]}
+    assert aws_calls.response_fields("dynamodb", "ListTables", {"TableNames": ["a", "b", "c"]}) == {
+        "table_count": 3}
+    assert aws_calls.request_fields("sqs", "SendMessage", {
+        "QueueUrl": "q", "DelaySeconds": 2, "MessageBody": "secret body",
+        "MessageAttributes": {"kind": {}}}) == {"queue_url": "q", "delay_seconds": 2,
+                                                 "message_attribute_names": ["kind"]}
+    assert aws_calls.response_fields("lambda", "Invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
+                                                          "Payload": b"..."}) == {
+        "status_code": 200, "function_error": "Unhandled"}
+    headers = {"ResponseMetadata": {"HTTPHeaders": {"x-amz-id-2": "a2l"}}}
+    assert aws_calls.response_fields("s3", "GetObject", headers) == {"id_2": "a2l"}  # moto sends none
+    error = {"Error": {"Code": "Throttling"}, "ResponseMetadata": {"HTTPHeaders": {}}}
+    assert aws_calls.response_fields("sqs", "ReceiveMessage", error) == {}  # as the SDK: none on error
