@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -43,6 +44,8 @@ def only_document(daemon: Any) -> dict[str, Any]:
 def test_sdk_entities_and_tracekit_spans_nest_both_ways(bridged: Any) -> None:
     @xray_recorder.capture("price_order")
     def price() -> int:
+        assert xray_recorder.get_trace_entity() is xray_recorder.current_subsegment()
+        assert xray_recorder.current_subsegment().name == "price_order"
         with tracekit.span("lookup_discount"):
             xray_recorder.current_subsegment().put_annotation("discount", 5)  # the tracekit span
             tracekit.annotate("tier", "gold")
@@ -60,6 +63,18 @@ def test_sdk_entities_and_tracekit_spans_nest_both_ways(bridged: Any) -> None:
     (lookup,) = priced["subsegments"]
     assert lookup["name"] == "lookup_discount"
     assert lookup["annotations"] == {"discount": 5, "tier": "gold"}
+
+
+def test_sdk_code_in_worker_threads_keeps_its_parent(bridged: Any) -> None:
+    @xray_recorder.capture("fetch_line")
+    def fetch(n: int) -> int:
+        xray_recorder.current_subsegment().put_annotation("line", n)
+        return n
+
+    with xray_recorder.in_segment("batch"), ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(fetch, [1, 2, 3])) == [1, 2, 3]  # the SDK alone: context missing here
+    doc = only_document(bridged)
+    assert sorted(s["annotations"]["line"] for s in doc["subsegments"]) == [1, 2, 3]
 
 
 def test_begin_and_end_calls_metadata_http_and_status(bridged: Any) -> None:
