@@ -221,3 +221,18 @@ def test_per_operation_fields_follow_the_x_ray_sdk_whitelist() -> None:
     assert aws_calls.response_fields("s3", "GetObject", headers) == {"id_2": "a2l"}  # moto sends none
     error = {"Error": {"Code": "Throttling"}, "ResponseMetadata": {"HTTPHeaders": {}}}
     assert aws_calls.response_fields("sqs", "ReceiveMessage", error) == {}  # as the SDK: none on error
+
+
+def test_an_instrumentation_that_fails_to_install_leaves_the_library_working(
+    traced: Any, payments: Any, monkeypatch: Any
+) -> None:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    def broken(self: Any, **kwargs: Any) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(RequestsInstrumentor, "_instrument", broken)
+    traced()
+    assert tracekit.instrument("requests") == []
+    assert stats.stats()["errors.instrument.requests"] == 1
+    assert requests.get(f"{payments.url}/status/200", timeout=5).status_code == 200
