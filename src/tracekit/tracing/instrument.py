@@ -6,6 +6,8 @@ Each name maps to one contrib package, installed with a tracekit extra (``instru
 package or library gives one warning line and a count (``instrument.missing``), never an exception:
 the application runs, untraced. An unknown name is a configuration mistake: ``ConfigError``.
 Their spans become X-Ray subsegments shaped like the X-Ray SDK's patchers (``xray/segments.py``).
+The X-Ray SDK bridge (``xray_sdk_bridge.py``) is installed from here too, for the same reason: its
+optional dependency is imported only when asked for, and a missing one is one line, not an error.
 """
 
 from __future__ import annotations
