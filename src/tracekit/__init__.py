@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tracekit import metrics as metrics
     from tracekit import sampling as sampling
     from tracekit import wsgi as wsgi
+    from tracekit import xray_sdk as xray_sdk
     from tracekit._shared.settings import ConfigError as ConfigError
     from tracekit._shared.stats import stats as stats
     from tracekit.aws_lambda import lambda_handler as lambda_handler
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from tracekit.tracing.api import annotate as annotate
     from tracekit.tracing.api import current_trace_header as current_trace_header
     from tracekit.tracing.api import current_trace_id as current_trace_id
+    from tracekit.tracing.api import instrument as instrument
     from tracekit.tracing.api import record_exception as record_exception
     from tracekit.tracing.api import span as span
     from tracekit.tracing.api import trace as trace
@@ -43,6 +45,7 @@ _EXPORTS = {
     "record_exception": "tracekit.tracing.api",
     "current_trace_id": "tracekit.tracing.api",
     "current_trace_header": "tracekit.tracing.api",
+    "instrument": "tracekit.tracing.api",
     "configure": "tracekit.tracing.provider",
     "force_flush": "tracekit.tracing.provider",
     "shutdown": "tracekit.tracing.provider",
@@ -52,7 +55,7 @@ _EXPORTS = {
     "lambda_handler": "tracekit.aws_lambda",
 }
 _SUBMODULES = frozenset(
-    ("asgi", "aws_lambda", "fastapi", "flask", "logs", "metrics", "sampling", "wsgi")
+    ("asgi", "aws_lambda", "fastapi", "flask", "logs", "metrics", "sampling", "wsgi", "xray_sdk")
 )
 
 __all__ = sorted((*_EXPORTS, *_SUBMODULES, "__version__"))

@@ -3,12 +3,16 @@
 The wrapper script saves the configured handler in ``TRACEKIT_ORIGINAL_HANDLER``. The runtime imports
 this module and asks it for ``handler``; only then is the original imported (still during init, so
 its import errors are init errors, as without tracekit) and wrapped with :func:`instrument`.
+AWS SDK calls are traced too (the botocore instrumentation, as ADOT's wrapper does) when the function
+imports boto3/botocore, unless ``TRACEKIT_INSTRUMENT`` says otherwise (``none``, or its own list,
+which tracekit applies).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -48,11 +52,23 @@ def load_original(spec: str | None = None) -> Callable[..., Any]:
     return original
 
 
+def trace_aws_calls() -> None:
+    """Instrument botocore if the function's module loaded it: clients made at init are covered (the
+    patch is on botocore's classes), and a function without the AWS SDK pays nothing. Never raises."""
+    if os.environ.get("TRACEKIT_INSTRUMENT", "").strip() or "botocore" not in sys.modules:
+        return  # an explicit choice (tracekit.configure applies it), or no AWS SDK in this function
+    from tracekit.tracing import instrument as outbound
+
+    outbound.enable(("botocore",), quiet=True)
+
+
 def __getattr__(name: str) -> Any:
     if name != "handler":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from tracekit.aws_lambda.handler import instrument
 
-    wrapped = instrument(load_original())
+    original = load_original()
+    trace_aws_calls()
+    wrapped = instrument(original)
     globals()["handler"] = wrapped
     return wrapped

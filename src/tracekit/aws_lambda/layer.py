@@ -29,6 +29,9 @@ ARCHITECTURES = {
 """Lambda architecture -> (uv ``--python-platform``, pip ``--platform``)."""
 EXCLUDED = ("boto3", "botocore", "s3transfer", "jmespath")
 """Provided by the Lambda Python runtime; nothing tracekit imports on the Lambda path needs them."""
+LAYER_EXTRAS = ("instrument-aws",)
+"""Extras the layer carries: its exec wrapper traces AWS SDK calls by default (the botocore
+instrumentation; botocore itself comes with the runtime)."""
 SLIM_OMITS = ("opentelemetry-exporter-otlp", "prometheus-client")
 """Left out of ``--slim`` layers: OTLP export and Prometheus serving, rarely wanted in a function."""
 _STRIP_DIRS = ("__pycache__", "tests", "test")
@@ -104,14 +107,15 @@ def package(
 
 
 def runtime_requirements() -> list[str]:
-    """tracekit's own dependencies (no extras), as installed."""
+    """tracekit's own dependencies and those of ``LAYER_EXTRAS``, as installed."""
     from importlib.metadata import PackageNotFoundError, requires
 
     try:
         found = requires(DISTRIBUTION) or []
     except PackageNotFoundError as exc:
         raise RuntimeError(f"{DISTRIBUTION} is not installed: build from an environment that has it") from exc
-    return [req.split(";")[0].strip() for req in found if "extra ==" not in req]
+    wanted = tuple(f'extra == "{extra}"' for extra in LAYER_EXTRAS)
+    return [req.split(";")[0].strip() for req in found if "extra ==" not in req or req.endswith(wanted)]
 
 
 def _install(site: Path, requirements: list[str], python: str, arch: str) -> None:

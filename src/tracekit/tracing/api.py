@@ -20,6 +20,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import REDACTED, is_sensitive, redact
+from tracekit.tracing import instrument as outbound
 from tracekit.tracing import propagation, provider
 from tracekit.xray import ids
 from tracekit.xray.segments import (
@@ -129,6 +130,18 @@ def record_exception(exc: BaseException) -> None:
     current = _current("record_exception")
     if current is not None:
         _fail(current, exc)
+
+
+def instrument(*names: str) -> list[str]:
+    """Trace calls made with these libraries: ``tracekit.instrument("botocore", "requests")``.
+
+    No names, or ``"all"``: every instrumentation whose package and library are installed. Returns
+    the names instrumented so far. An unknown name raises ``ConfigError``; a missing package logs one
+    line. Configures tracekit with defaults first, as any tracekit call does.
+    """
+    selected = outbound.parse("tracekit.instrument", names or ("all",))
+    provider.get_tracer()
+    return outbound.enable(selected)
 
 
 def current_trace_id() -> str | None:

@@ -45,6 +45,12 @@ class Config:
     max_queue: int = 2048
     """Finished spans waiting for export; more are dropped and counted."""
     annotate_all: bool = False
+    instrument: tuple[str, ...] = ()
+    """Libraries whose calls are traced (``TRACEKIT_INSTRUMENT``: ``botocore,requests``, ``all``)."""
+    sql_query: bool = False
+    xray_sdk_bridge: bool = False
+    """Record the X-Ray SDK's ``xray_recorder`` into tracekit (``TRACEKIT_XRAY_SDK_BRIDGE``)."""
+    """Keep database statements in X-Ray's ``sql.sanitized_query`` (``TRACEKIT_SQL_QUERY``)."""
     sampling_rules: str | None = None
     """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
     centralized rules cannot be reached; default: 1 trace per second and 5%."""
@@ -89,6 +95,14 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
     if "AWS_XRAY_CONTEXT_MISSING" in env:
         values["context_missing"] = _context_missing(env["AWS_XRAY_CONTEXT_MISSING"])
+    if "TRACEKIT_INSTRUMENT" in env:
+        values["instrument"] = instrument_names("TRACEKIT_INSTRUMENT", env["TRACEKIT_INSTRUMENT"])
+    if "TRACEKIT_SQL_QUERY" in env:
+        values["sql_query"] = checked("TRACEKIT_SQL_QUERY", env["TRACEKIT_SQL_QUERY"], settings.boolean)
+    if "TRACEKIT_XRAY_SDK_BRIDGE" in env:
+        values["xray_sdk_bridge"] = checked(
+            "TRACEKIT_XRAY_SDK_BRIDGE", env["TRACEKIT_XRAY_SDK_BRIDGE"], settings.boolean
+        )
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     values["region"] = settings.region(env=env)
@@ -116,6 +130,13 @@ def parse_exporters(name: str, value: str | list[str] | tuple[str, ...]) -> tupl
     if not names or any(n not in EXPORTERS for n in names) or ("none" in names and len(names) > 1):
         raise ConfigError(name, value, accepted + " ('none' alone)")
     return () if "none" in names else names
+
+
+def instrument_names(name: str, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"botocore,requests"``, ``all`` or ``none``: checked here, imported only when applied."""
+    from tracekit.tracing import instrument
+
+    return instrument.parse(name, value)
 
 
 def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
@@ -173,6 +194,8 @@ def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("daemon_udp", "daemon_tcp"):
         if result.get(name) is not None:
             result[name] = _address_override(name, result[name])
+    if result.get("instrument") is not None:
+        result["instrument"] = instrument_names("instrument", result["instrument"])
     queue = result.get("max_queue")
     if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool) or queue < 1):
         raise ConfigError("max_queue", queue, "a whole number of spans, at least 1")

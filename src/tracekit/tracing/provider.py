@@ -67,6 +67,12 @@ def configure(
         _state["provider"] = provider
         _state["tracer"] = provider.get_tracer("tracekit", settings.VERSION)
         _install_globals(provider)
+        if cfg.instrument or cfg.xray_sdk_bridge:
+            from tracekit.tracing import instrument
+
+            instrument.enable(cfg.instrument)
+            if cfg.xray_sdk_bridge:
+                instrument.bridge_xray_sdk()
         return provider
 
 
@@ -183,7 +189,9 @@ def _xray_processor(cfg: _config.Config) -> SpanProcessor:
         sink = SegmentSender(cfg.region, cfg.endpoint_url, workers=1)
     else:
         sink = UdpSink(cfg.daemon_udp)
-    return XRaySpanProcessor(sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
+    return XRaySpanProcessor(
+        sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all, sql_query=cfg.sql_query
+    )
 
 
 def _default_sampler(cfg: _config.Config) -> Sampler:

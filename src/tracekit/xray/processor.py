@@ -28,6 +28,10 @@ _GATHER_SECONDS = 0.02
 span, which under load is most of the worker's CPU. Documents leave at most this much later."""
 
 
+_HELP_WAIT = 0.1
+"""How long a caller that finds the queue full waits for the worker's drain before dropping."""
+
+
 class XRaySpanProcessor(SpanProcessor):
     """An OTel span processor that emits sampled spans as X-Ray documents."""
 
@@ -37,12 +41,14 @@ class XRaySpanProcessor(SpanProcessor):
         *,
         max_queue: int = 2048,
         annotate_all: bool = False,
+        sql_query: bool = False,
         max_pending: int = 4096,
         pending_seconds: float = 30.0,
     ) -> None:
         self._transport = transport
         self._max_queue = max_queue
         self._annotate_all = annotate_all
+        self._sql_query = sql_query
         self._max_pending = max_pending
         self._pending_seconds = pending_seconds
         self._queue: deque[ReadableSpan] = deque()
@@ -68,13 +74,13 @@ class XRaySpanProcessor(SpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled or self._stopped:
             return
-        if len(self._queue) >= self._max_queue:
+        if len(self._queue) >= self._max_queue and not self._help(wait=_HELP_WAIT):
             stats.incr("spans.dropped.queue_full")
             return
         self._queue.append(span)
         try:
             if len(self._queue) >= self._max_queue // 2:
-                self._help()
+                self._help(wait=0.0)
             elif self._thread is None:
                 self._start_thread()  # RuntimeError when the process is out of threads
             if not self._wake.is_set():
@@ -82,15 +88,18 @@ class XRaySpanProcessor(SpanProcessor):
         except Exception as exc:
             stats.report("xray.worker_start", exc)
 
-    def _help(self) -> None:
+    def _help(self, *, wait: float) -> bool:
         """The worker is behind (a CPU-bound request thread keeps the GIL from it): the caller
-        sends the queue itself, as the X-Ray SDK always does, rather than let spans be dropped."""
-        if self._lock.acquire(blocking=False):
-            try:
-                stats.incr("xray.caller_drains")
-                self._drain_locked(final=False)
-            finally:
-                self._lock.release()
+        sends the queue itself, as the X-Ray SDK always does, rather than let spans be dropped.
+        With the queue full it waits up to ``wait`` seconds for the worker to finish a drain."""
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
+            stats.incr("xray.caller_drains")
+            self._drain_locked(final=False)
+        finally:
+            self._lock.release()
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything queued or waiting for a parent, now, on the calling thread."""
@@ -164,7 +173,9 @@ class XRaySpanProcessor(SpanProcessor):
         """``span``'s document with every waiting descendant nested inside it."""
         assert span.context is not None
         span_id = span.context.span_id
-        doc = to_document(span, annotate_all=self._annotate_all, standalone=standalone)
+        doc = to_document(
+            span, annotate_all=self._annotate_all, standalone=standalone, sql_query=self._sql_query
+        )
         kids = self._waiting.pop(span_id, None)
         if kids:
             self._waiting_count -= len(kids)

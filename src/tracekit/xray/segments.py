@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
@@ -29,6 +30,12 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 """Span attribute listing which attribute keys are indexed X-Ray annotations."""
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
+SDK_ENTITY_ATTR = "aws.xray.sdk_entity"
+"""A JSON object of what the X-Ray SDK recorded on an entity (bridge, ``tracing/xray_sdk_bridge.py``):
+its fields take the place of those worked out from the span."""
+AWS_PARAMS_ATTR = "aws.xray.aws_params"
+"""A JSON object merged into the ``aws`` block: the call parameters the X-Ray SDK records
+(``tracing/aws_calls.py``)."""
 
 ROUTE_ANNOTATION = "http_route"
 """The annotation holding a server span's route template (``http.route``)."""
@@ -106,9 +113,16 @@ _CONSUMED = frozenset(
         "aws.local.service",
         "peer.service",
         ANNOTATIONS_ATTR,
+        AWS_PARAMS_ATTR,
+        SDK_ENTITY_ATTR,
         "aws.xray.sampling_rule_name",
     ]
 )
+_SQL_KEYS = frozenset(("db.system", "db.system.name", "db.user", "db.statement", "db.query.text", "db.name",
+                       "db.namespace", "net.peer.name", "net.peer.port"))
+"""What a database call's ``sql`` block takes (the statement is dropped unless asked for)."""
+_AWS_CALL_DETAIL = ("aws.", "rpc.", "db.", "net.", "messaging.", "server.", "cloud.", "retry_attempts")
+"""What the botocore instrumentation adds beside the ``aws`` block; the X-Ray SDK records none of it."""
 
 
 def is_local_root(span: ReadableSpan) -> bool:
@@ -133,8 +147,11 @@ def _real_parent_id(span: ReadableSpan) -> int | None:
     return None if parent.span_id == ids.synthetic_parent_id(context.trace_id) else parent.span_id
 
 
-def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True) -> Document:
-    """Translate one span. ``standalone`` adds what a document sent on its own needs."""
+def to_document(
+    span: ReadableSpan, *, annotate_all: bool = False, standalone: bool = True, sql_query: bool = False
+) -> Document:
+    """Translate one span. ``standalone`` adds what a document sent on its own needs; ``sql_query``
+    keeps a database call's statement (``sql.sanitized_query``)."""
     attrs = _plain_attributes(span)
     context = span.context
     assert context is not None
@@ -159,13 +176,23 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
         namespace = _namespace(span, attrs)
         if namespace:
             doc["namespace"] = namespace
-    _add_http(doc, attrs)
+    _add_http(doc, attrs, client=span.kind is SpanKind.CLIENT)
+    # a database call's subsegment (not the AWS SDK's: its DynamoDB spans carry db.* too)
+    if not segment and attrs.get("rpc.system") != "aws-api" and _add_sql(doc, attrs, sql_query):
+        attrs = {k: v for k, v in attrs.items() if k not in _SQL_KEYS}
     _add_status(doc, span, attrs)
     _add_cause(doc, span)
     _add_aws(doc, span, attrs, segment)
+    if doc.get("namespace") == "aws":
+        attrs = {k: v for k, v in attrs.items() if not k.startswith(_AWS_CALL_DETAIL)}
+        if "cause" in doc:
+            doc["fault"] = True  # the X-Ray SDK records an AWS error with add_exception: a fault
     _add_annotations_and_metadata(doc, attrs, annotate_all)
     if segment:
         _add_resource(doc, span)
+    recorded = _loads(attrs.get(SDK_ENTITY_ATTR)) if SDK_ENTITY_ATTR in attrs else None
+    if isinstance(recorded, dict):
+        _merge_sdk_entity(doc, recorded, segment)
     if span.links:
         doc["links"] = [
             {"trace_id": ids.to_xray_trace_id(link.context.trace_id),
@@ -173,6 +200,36 @@ def to_document(span: ReadableSpan, *, annotate_all: bool = False, standalone: b
             for link in span.links
         ]
     return doc
+
+
+def _merge_sdk_entity(doc: Document, recorded: dict[str, Any], segment: bool) -> None:
+    """What the X-Ray SDK recorded wins over what the span implies: it is what the SDK would send."""
+    if isinstance(recorded.get("name"), str):
+        doc["name"] = sanitize_name(recorded["name"])
+    if not segment and recorded.get("namespace") in ("aws", "remote", "local"):
+        doc["namespace"] = recorded["namespace"]
+    for flag in ("error", "fault", "throttle"):
+        doc.pop(flag, None)
+        if recorded.get(flag):
+            doc[flag] = True
+    if "cause" in recorded:
+        doc["cause"] = recorded["cause"]
+    for block in ("http", "annotations", "metadata", "aws", "sql"):
+        value = recorded.get(block)
+        if not isinstance(value, dict) or not value or (block == "sql" and segment):
+            continue
+        merged = doc.setdefault(block, {})
+        for key, inner in value.items():
+            if block == "aws" and key == "xray":
+                continue  # tracekit sends the document: its sdk block stays
+            if isinstance(inner, dict) and isinstance(merged.get(key), dict) and block != "annotations":
+                merged[key] = {**merged[key], **inner}
+            else:
+                merged[key] = inner
+    if isinstance(recorded.get("user"), str):
+        doc["user"] = recorded["user"]
+    if segment and isinstance(recorded.get("origin"), str):
+        doc["origin"] = recorded["origin"]
 
 
 def _plain_attributes(span: ReadableSpan) -> dict[str, AttributeValue]:
@@ -203,12 +260,24 @@ def _name(span: ReadableSpan, attrs: Mapping[str, AttributeValue], segment: bool
         candidates.append(resource.get("service.name"))
     candidates.append(attrs.get("rpc.service"))
     if span.kind is SpanKind.CLIENT:
-        candidates += [attrs.get("http.host"), attrs.get("server.address"), attrs.get("net.peer.name")]
+        candidates += [attrs.get("http.host"), attrs.get("server.address"), attrs.get("net.peer.name"),
+                       _url_host(attrs)]
     candidates.append(span.name)
     for value in candidates:
         if isinstance(value, str) and value and not value.startswith("unknown_service"):
             return sanitize_name(value)
     return sanitize_name(span.name) or "span"
+
+
+def _url_host(attrs: Mapping[str, AttributeValue]) -> str | None:
+    """An HTTP client call is named by the host it calls, as the X-Ray SDK names it."""
+    url = _first(attrs, ("url.full", "http.url"))
+    if not isinstance(url, str):
+        return None
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)  # the same few names (service, routes) come back all the time
@@ -246,12 +315,16 @@ def _status_code(attrs: Mapping[str, AttributeValue]) -> int | None:
         return None
 
 
-def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
+def _add_http(doc: Document, attrs: Mapping[str, AttributeValue], client: bool = False) -> None:
     request: dict[str, Any] = {}
     for key, field in _HTTP_REQUEST.items():
         value = attrs.get(key)
         if value is not None and field not in request:
             request[field] = value
+    if client:  # outbound: what the X-Ray SDK records, the URL without its query
+        request.pop("user_agent", None)
+        if isinstance(request.get("url"), str):
+            request["url"] = request["url"].split("?", 1)[0]
     if "url" not in request:
         scheme, host, target = (_first(attrs, keys) for keys in _URL_PARTS)
         if host and target is not None:
@@ -279,6 +352,31 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue]) -> None:
         if response:
             http["response"] = response
         doc["http"] = http
+
+
+def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: bool) -> bool:
+    """The ``sql`` block of a database call: URL (never a password), type, user; the query if asked."""
+    system = _first(attrs, ("db.system", "db.system.name"))
+    if not isinstance(system, str):
+        return False
+    name = _first(attrs, ("db.name", "db.namespace"))
+    host = _first(attrs, ("net.peer.name", "server.address"))
+    port = _first(attrs, ("net.peer.port", "server.port"))
+    user = attrs.get("db.user")
+    sql: dict[str, Any] = {"database_type": system}
+    if host:
+        authority = f"{user}@{host}" if user else str(host)
+        authority += f":{port}" if port else ""
+        sql["url"] = f"{system}://{authority}/{name or ''}"
+    elif name:
+        sql["url"] = str(name)
+    if user:
+        sql["user"] = user
+    query = _first(attrs, ("db.statement", "db.query.text"))
+    if with_query and isinstance(query, str):
+        sql["sanitized_query"] = query
+    doc["sql"] = sql
+    return True
 
 
 def _add_status(doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> None:
@@ -353,6 +451,9 @@ def _add_aws(
             value = attrs.get(key)
             if value is not None and field not in aws:
                 aws[field] = value[0] if isinstance(value, (list, tuple)) and value else value
+    params = _loads(attrs.get(AWS_PARAMS_ATTR))
+    if isinstance(params, dict):
+        aws.update(params)
     if segment:
         resource = _resource(span)
         for key, value in resource.aws.items():
