@@ -6,8 +6,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tracekit import __version__
+from tracekit._shared.settings import ConfigError
 
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -18,10 +20,19 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tracekit.aws_lambda.layer",
     "tracekit.metrics.cli",
 )
+USER_ERRORS = (ConfigError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+"""Bad input a command can meet anywhere (a bad value, a path that cannot be read): one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line that points to ``--help`` (sub-commands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tracekit",
         description="Traces, metrics and logs for Python on AWS: X-Ray native, OpenTelemetry inside.",
     )
@@ -39,9 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    result = handler(args)
-    return int(result or 0)
+    try:
+        return int(handler(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"{_command(parser, args)}: {_message(exc)}", file=sys.stderr)
+        return 2
 
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``tracekit sampling cost``: the words that chose the command that failed."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command(chosen, args)
+    return parser.prog
+
+
+def _message(exc: Exception) -> str:
+    """``traffic.yaml: No such file or directory`` rather than ``[Errno 2] ...``."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -76,9 +76,10 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 0 and text.strip().endswith(
         "1,296,000 traces/month: $1.20/month at $1.00 per million after 100,000 free")
     profile.write_text("requests:\n  - {service: a, share: 0.9}\n  - {path: /x, share: 0.2, x: 1}\n")
-    code, text = run(capsys, "cost", str(RULES_DIR), "--rps", "1", "--profile", str(profile))
-    assert (code, text.strip()) == (1, f"error: {profile}: requests[1].x: unknown key "
-                                       "(accepted: service, service_type, host, method, path, share)")
+    assert main(["sampling", "cost", str(RULES_DIR), "--rps", "1", "--profile", str(profile)]) == 2
+    assert capsys.readouterr().err == (
+        f"tracekit sampling cost: {profile}: requests[1].x=1 is not valid: expected only the keys "
+        "service, service_type, host, method, path, share\n")
 
 
 def test_import_sdk_local_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -87,6 +87,28 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
     assert json.loads(bad.stderr)["level"] == "error"  # a JSON log line like all the others
 
 
+def local_sidecar(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``tracekit sidecar --local`` on free ports that fails to start, as from a shell."""
+    ports = [f"127.0.0.1:{free_port(kind)}" for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)]
+    return subprocess.run(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--local", "--local-db",
+         str(tmp_path / "t.db"), "--udp-address", ports[0], "--tcp-address", ports[1],
+         "--admin-address", "127.0.0.1:0", "--otlp-address", "off", "--emf-address", "off", *extra],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_bad_sampling_rules_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
+    rules = tmp_path / "sampling"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text("rules:\n  - name: x\n    priority: -3\n")
+    result = local_sidecar(tmp_path, "--sampling-dir", str(rules))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["level"] == "error" and line["message"].startswith("tracekit sidecar: --sampling-dir")
+    assert f"{rules / 'rules.yaml'}:2: ReservoirSize: is required" in line["message"]
+
+
 @pytest.mark.parametrize("command", [["sidecar"], ["traces", "list"], ["traces", "show"]])
 def test_help_documents_every_setting(command: list[str]) -> None:
     out = subprocess.run(

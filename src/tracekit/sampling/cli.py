@@ -305,11 +305,7 @@ def _cost(args: argparse.Namespace) -> int:
     ruleset = _load(args)
     if ruleset is None:
         return 1
-    try:
-        mix = cost.load_profile(args.profile) if args.profile else cost.DEFAULT_MIX
-    except ValueError as exc:
-        _emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
-        return 1
+    mix = cost.load_profile(args.profile) if args.profile else cost.DEFAULT_MIX
     estimate = cost.estimate(ruleset.ordered(), mix, args.rps, args.price_per_million,
                              args.free_traces)
     _emit(args, estimate.to_json(), estimate.text())

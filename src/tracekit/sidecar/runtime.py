@@ -50,12 +50,16 @@ class Sidecar:
         self.sink: SegmentSink = self._build_sink()
         declared = UDP_COUNTERS + (UPSTREAM_COUNTERS if self.sender is not None else ())
         self.registry.register(StatsCollector(self._gauges, declared))
-        self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
-        if self.tail is not None:
-            self.sink = self.tail
-        self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
-        self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
-        self.admin = AdminServer(settings.admin_address, self.health, self.registry)
+        try:
+            self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
+            if self.tail is not None:
+                self.sink = self.tail
+            self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
+            self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
+            self.admin = AdminServer(settings.admin_address, self.health, self.registry)
+        except BaseException:
+            self.sink.close(0.0)  # the sidecar will not start: stop the sink's thread now
+            raise
         self.listeners: list[Listener] = [self.udp, self.proxy]
         self.services: list[Service] = [s for s in (self.telemetry, self.tail) if s is not None]
 
@@ -88,11 +92,7 @@ class Sidecar:
     def _tail_sampler(self, inner: SegmentSink) -> TailSampler:
         from tracekit.sidecar import tail_sampling
 
-        try:
-            return tail_sampling.from_settings(self.settings, inner)
-        except ConfigError:
-            inner.close(0.0)  # the sidecar will not start: stop the sink's thread now
-            raise
+        return tail_sampling.from_settings(self.settings, inner)
 
     def _sampling_backend(self) -> Backend:
         if self.sender is not None:
@@ -201,10 +201,16 @@ class Sidecar:
 def local_sampling_backend(settings: Settings) -> Backend:
     """The [sampling] control plane (in memory) seeded from ``sampling_dir`` when it exists."""
     from tracekit.sampling.controlplane import ControlPlane
+    from tracekit.sampling.rules import RuleFileError
 
     plane = ControlPlane()
     if settings.sampling_dir.exists():
-        plane.load_dir(settings.sampling_dir)
+        try:
+            plane.load_dir(settings.sampling_dir)
+        except RuleFileError as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            raise ConfigError("--sampling-dir", str(settings.sampling_dir),
+                              f"rule files without problems ({problems})") from None
     else:
         logger.warning("no %s: local sampling serves only the Default rule", settings.sampling_dir)
     return plane.handle

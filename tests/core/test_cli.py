@@ -1,0 +1,64 @@
+"""The ``tracekit`` command line as a user meets it: bad input is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = str(ROOT / "sampling")
+
+
+def tracekit(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``tracekit ARGV`` in a fresh interpreter, as from a shell."""
+    return subprocess.run([sys.executable, "-m", "tracekit.cli", *argv], capture_output=True,
+                          text=True, timeout=60, cwd=cwd)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], prefix: str, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(prefix + ": "), lines[0]
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_traffic_file(tmp_path: Path) -> None:
+    missing = tmp_path / "traffic.yaml"
+    result = tracekit("sampling", "cost", RULES, "--rps", "5", "--profile", str(missing))
+    assert_one_line_error(result, "tracekit sampling cost", str(missing), "No such file")
+    assert result.stdout == ""
+
+
+def test_emf_validate_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "emf.jsonl"
+    result = tracekit("emf-validate", str(missing))
+    assert_one_line_error(result, "tracekit emf-validate", str(missing), "No such file")
+
+
+def test_a_directory_given_as_a_file(tmp_path: Path) -> None:
+    assert_one_line_error(tracekit("emf-validate", str(tmp_path)), "tracekit emf-validate",
+                          str(tmp_path), "directory")
+
+
+def test_malformed_traffic_file_names_the_field(tmp_path: Path) -> None:
+    traffic = tmp_path / "traffic.yaml"
+    traffic.write_text("requests:\n  - {service: a, share: 0.9}\n  - {path: /x, share: 0.2, x: 1}\n")
+    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--profile", str(traffic))
+    assert_one_line_error(result, "tracekit sampling cost", f"{traffic}: requests[1].x", "share")
+    traffic.write_text("requests: [\n")
+    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--profile", str(traffic))
+    assert_one_line_error(result, "tracekit sampling cost", str(traffic), "YAML")
+
+
+@pytest.mark.parametrize("argv", [["sampling", "cost", "--rps"], ["demo", "--orders", "x"],
+                                  ["emf-validate", "--nope"]])
+def test_usage_errors_are_one_line(argv: list[str]) -> None:
+    result = tracekit(*argv)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("tracekit") and "(see tracekit" in result.stderr
