@@ -138,3 +138,16 @@ def test_serve_command_with_boto3(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_validate_without_paths_reads_sampling_dir(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sampling").mkdir()
+    (tmp_path / "sampling" / "rules.yaml").write_text((RULES_DIR / "rules.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    code, out = run(capsys, "validate")
+    assert code == 0 and out.startswith("ok: 4 rules")
+    (tmp_path / "sampling" / "rules.yaml").unlink()
+    code, out = run(capsys, "validate")
+    assert code == 1 and "sampling" in out

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     top.set_defaults(handler=lambda args: _help(top))
     sub = top.add_subparsers(dest="sampling_command", metavar="COMMAND")
     _add(sub, "validate", _validate, "check rule files against every constraint of the X-Ray API",
-         aws=False, files_required=True)
+         aws=False)
     plan = _add(sub, "plan", _plan, "show the create/update/delete steps that make X-Ray match")
     apply = _add(sub, "apply", _apply, "perform the plan (idempotent; retries throttling)")
     drift = _add(sub, "drift", _drift, "exit 2 when the live rules differ from the files (for CI)")
@@ -55,10 +55,10 @@ def register(subparsers: Any) -> None:
 
 
 def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
-         files: bool = True, files_required: bool = False) -> argparse.ArgumentParser:
+         files: bool = True) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text + ".")
     if files:
-        parser.add_argument("paths", nargs="+" if files_required else "*", metavar="FILE",
+        parser.add_argument("paths", nargs="*", metavar="FILE",
                             help="rule files or directories (default: sampling/)")
     if aws:
         parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
