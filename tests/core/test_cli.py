@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tracekit.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = str(ROOT / "sampling")
@@ -30,7 +34,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], prefix: str,
 
 def test_missing_traffic_file(tmp_path: Path) -> None:
     missing = tmp_path / "traffic.yaml"
-    result = tracekit("sampling", "cost", RULES, "--rps", "5", "--profile", str(missing))
+    result = tracekit("sampling", "cost", RULES, "--rps", "5", "--traffic", str(missing))
     assert_one_line_error(result, "tracekit sampling cost", str(missing), "No such file")
     assert result.stdout == ""
 
@@ -49,10 +53,10 @@ def test_a_directory_given_as_a_file(tmp_path: Path) -> None:
 def test_malformed_traffic_file_names_the_field(tmp_path: Path) -> None:
     traffic = tmp_path / "traffic.yaml"
     traffic.write_text("requests:\n  - {service: a, share: 0.9}\n  - {path: /x, share: 0.2, x: 1}\n")
-    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--profile", str(traffic))
+    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--traffic", str(traffic))
     assert_one_line_error(result, "tracekit sampling cost", f"{traffic}: requests[1].x", "share")
     traffic.write_text("requests: [\n")
-    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--profile", str(traffic))
+    result = tracekit("sampling", "cost", RULES, "--rps", "1", "--traffic", str(traffic))
     assert_one_line_error(result, "tracekit sampling cost", str(traffic), "YAML")
 
 
@@ -62,3 +66,19 @@ def test_usage_errors_are_one_line(argv: list[str]) -> None:
     result = tracekit(*argv)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("tracekit") and "(see tracekit" in result.stderr
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_parsers(sub)
+
+
+def test_profile_means_an_aws_profile_everywhere() -> None:
+    profiles = [(parser.prog, action.help) for parser in all_parsers(build_parser())
+                for action in parser._actions if "--profile" in action.option_strings]
+    assert len(profiles) >= 5
+    assert all("AWS" in str(text) for _, text in profiles), profiles
+    assert "tracekit sampling cost" not in {prog for prog, _ in profiles}

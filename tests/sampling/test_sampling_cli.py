@@ -62,7 +62,7 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
   - {service: lb, method: GET, path: /health, share: 0.2}
   - {service: shop, method: GET, path: /api/payment/x, share: 0.1}
 """)
-    code, data = run(capsys, "cost", str(RULES_DIR), "--rps", "100", "--profile", str(profile),
+    code, data = run(capsys, "cost", str(RULES_DIR), "--rps", "100", "--traffic", str(profile),
                      "--json")
     assert code == 0
     per_rule = {r["rule"]: r["traces_per_second"] for r in data["rules"]}
@@ -76,7 +76,7 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 0 and text.strip().endswith(
         "1,296,000 traces/month: $1.20/month at $1.00 per million after 100,000 free")
     profile.write_text("requests:\n  - {service: a, share: 0.9}\n  - {path: /x, share: 0.2, x: 1}\n")
-    assert main(["sampling", "cost", str(RULES_DIR), "--rps", "1", "--profile", str(profile)]) == 2
+    assert main(["sampling", "cost", str(RULES_DIR), "--rps", "1", "--traffic", str(profile)]) == 2
     assert capsys.readouterr().err == (
         f"tracekit sampling cost: {profile}: requests[1].x=1 is not valid: expected only the keys "
         "service, service_type, host, method, path, share\n")

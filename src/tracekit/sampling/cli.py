@@ -76,7 +76,7 @@ def _add_cost(sub: Any) -> None:
         "are per account per second (X-Ray centralized sampling).")
     cost.add_argument("paths", nargs="*", metavar="FILE", help="rule files (default: sampling/)")
     cost.add_argument("--rps", type=float, required=True, help="total requests per second")
-    cost.add_argument("--profile", metavar="FILE",
+    cost.add_argument("--traffic", metavar="FILE",
                       help="traffic mix (YAML/JSON: requests: [{service, method, path, host, "
                       "service_type, share}]); default: all traffic hits the Default rule")
     cost.add_argument("--price-per-million", type=float, default=PRICE_PER_MILLION,
@@ -305,7 +305,7 @@ def _cost(args: argparse.Namespace) -> int:
     ruleset = _load(args)
     if ruleset is None:
         return 1
-    mix = cost.load_profile(args.profile) if args.profile else cost.DEFAULT_MIX
+    mix = cost.load_traffic(args.traffic) if args.traffic else cost.DEFAULT_MIX
     estimate = cost.estimate(ruleset.ordered(), mix, args.rps, args.price_per_million,
                              args.free_traces)
     _emit(args, estimate.to_json(), estimate.text())
