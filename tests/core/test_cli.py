@@ -82,3 +82,25 @@ def test_profile_means_an_aws_profile_everywhere() -> None:
     assert len(profiles) >= 5
     assert all("AWS" in str(text) for _, text in profiles), profiles
     assert "tracekit sampling cost" not in {prog for prog, _ in profiles}
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["sampling", "cost", RULES, "--rps", "-5"], "--rps"),
+    (["sampling", "cost", RULES, "--rps", "0"], "--rps"),
+    (["sampling", "cost", RULES, "--rps", "nan"], "--rps"),
+    (["sampling", "cost", RULES, "--rps", "1", "--free-traces", "-1"], "--free-traces"),
+    (["sampling", "cost", RULES, "--rps", "1", "--price-per-million", "-2"], "--price-per-million"),
+    (["demo", "--orders", "0"], "--orders"),
+])
+def test_negative_or_zero_counts_and_rates_are_refused(argv: list[str], flag: str) -> None:
+    result = tracekit(*argv)
+    assert_one_line_error(result, f"tracekit {argv[0]}" + (" cost" if argv[0] == "sampling" else ""),
+                          f"argument {flag}", repr(argv[-1]))
+    assert "positive" in result.stderr or "non-negative" in result.stderr
+    assert result.stdout == ""
+
+
+def test_sidecar_counts_use_the_same_check() -> None:
+    result = tracekit("sidecar", "--workers", "0")
+    assert result.returncode == 2
+    assert "--workers='0' is not valid: expected a positive integer" in result.stderr

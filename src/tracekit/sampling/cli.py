@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tracekit._shared.settings import positive
+
 DEFAULT_PATHS = ["sampling"]
 PRICE_PER_MILLION = 5.00
 """USD per million traces recorded: AWS X-Ray list price (us-east-1) at the time of writing."""
@@ -75,14 +77,14 @@ def _add_cost(sub: Any) -> None:
         description="Estimate traces recorded per month per rule for a request rate. Reservoirs "
         "are per account per second (X-Ray centralized sampling).")
     cost.add_argument("paths", nargs="*", metavar="FILE", help="rule files (default: sampling/)")
-    cost.add_argument("--rps", type=float, required=True, help="total requests per second")
+    cost.add_argument("--rps", type=positive(float), required=True, help="total requests per second")
     cost.add_argument("--traffic", metavar="FILE",
                       help="traffic mix (YAML/JSON: requests: [{service, method, path, host, "
                       "service_type, share}]); default: all traffic hits the Default rule")
-    cost.add_argument("--price-per-million", type=float, default=PRICE_PER_MILLION,
+    cost.add_argument("--price-per-million", type=positive(float, zero=True), default=PRICE_PER_MILLION,
                       help=f"USD per million traces recorded (default {PRICE_PER_MILLION:.2f}, "
                       "the X-Ray list price)")
-    cost.add_argument("--free-traces", type=int, default=FREE_TRACES,
+    cost.add_argument("--free-traces", type=positive(int, zero=True), default=FREE_TRACES,
                       help=f"free traces per month (default {FREE_TRACES:,}, the free tier)")
     cost.add_argument("--json", action="store_true", help="machine-readable output")
     cost.set_defaults(handler=_cost)

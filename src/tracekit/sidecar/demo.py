@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tracekit._shared.settings import positive
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -27,7 +29,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--orders", type=int, default=2, help="how many example orders to trace")
+    parser.add_argument("--orders", type=positive(int), default=2, help="how many example orders to trace")
     parser.set_defaults(handler=run)
 
 
