@@ -26,8 +26,9 @@ def flatten(documents: Iterable[Document]) -> list[Document]:
     return nodes
 
 
-def render(documents: Iterable[Document]) -> str:
-    """An indented tree: name, duration, status marks, annotations; children by start time."""
+def render(documents: Iterable[Document], show_ids: bool = False) -> str:
+    """An indented tree: name, duration, status marks, annotations (``show_ids``: and each node's id);
+    children by start time."""
     nodes = flatten(documents)
     ids = {n.get("id") for n in nodes}
     children: dict[str | None, list[Document]] = {}
@@ -42,7 +43,7 @@ def render(documents: Iterable[Document]) -> str:
         if id(node) in shown:  # documents from the wild may name themselves or loop as parents
             return
         shown.add(id(node))
-        lines.append("  " * depth + _line(node, origin))
+        lines.append("  " * depth + _line(node, origin) + (f"  id={node.get('id')}" if show_ids else ""))
         for child in sorted(children.get(node.get("id"), []), key=_start):
             emit(child, depth + 1)
 
