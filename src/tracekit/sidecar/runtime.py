@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tracekit._shared import stats
@@ -199,9 +200,10 @@ class Sidecar:
 
 
 def local_sampling_backend(settings: Settings) -> Backend:
-    """The [sampling] control plane (in memory) seeded from ``sampling_dir`` when it exists."""
+    """The [sampling] control plane (in memory) seeded from ``sampling_dir``; without one, its
+    Default rule keeps every trace: local development wants to see them all."""
     from tracekit.sampling.controlplane import ControlPlane
-    from tracekit.sampling.rules import RuleFileError
+    from tracekit.sampling.rules import DEFAULT_RULE, RuleFileError
 
     plane = ControlPlane()
     if settings.sampling_dir.exists():
@@ -212,7 +214,9 @@ def local_sampling_backend(settings: Settings) -> Backend:
             raise ConfigError("--sampling-dir", str(settings.sampling_dir),
                               f"rule files without problems ({problems})") from None
     else:
-        logger.warning("no %s: local sampling serves only the Default rule", settings.sampling_dir)
+        plane.load_rules([replace(DEFAULT_RULE, fixed_rate=1.0)])
+        logger.info("no %s: local sampling keeps every trace (--sampling-dir DIR applies rules)",
+                    settings.sampling_dir)
     return plane.handle
 
 
