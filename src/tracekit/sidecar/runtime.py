@@ -6,15 +6,16 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
 from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
 from tracekit.sidecar.pipeline import Listener, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
-from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
+from tracekit.sidecar.settings import OPTIONS, Address, Settings, default_db_path, ecs_region
 from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from tracekit.sidecar.tail_sampling import TailSampler
 
 logger = logging.getLogger("tracekit.sidecar")
+L = TypeVar("L")
 MB = 1024 * 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -55,9 +57,12 @@ class Sidecar:
             self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
             if self.tail is not None:
                 self.sink = self.tail
-            self.proxy = SamplingProxy(settings.tcp_address, self._sampling_backend())
-            self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
-            self.admin = AdminServer(settings.admin_address, self.health, self.registry)
+            backend = self._sampling_backend()
+            self.proxy = _listen("tcp_address", lambda a: SamplingProxy(a, backend), settings)
+            self.udp = _listen("udp_address", lambda a: UdpListener(a, self.sink, settings.receive_buffer),
+                               settings)
+            self.admin = _listen("admin_address", lambda a: AdminServer(a, self.health, self.registry),
+                                 settings)
         except BaseException:
             self.sink.close(0.0)  # the sidecar will not start: stop the sink's thread now
             raise
@@ -218,6 +223,22 @@ def local_sampling_backend(settings: Settings) -> Backend:
         logger.info("no %s: local sampling keeps every trace (--sampling-dir DIR applies rules)",
                     settings.sampling_dir)
     return plane.handle
+
+
+class ListenError(OSError):
+    """A port the sidecar needs cannot be bound: names that address alone and what moves it."""
+
+
+def _listen(name: str, bind: Callable[[Address], L], settings: Settings) -> L:
+    address: Address = getattr(settings, name)
+    try:
+        return bind(address)
+    except OSError as exc:
+        option = next(opt for opt in OPTIONS if opt.name == name)
+        raise ListenError(
+            f"cannot listen on {_fmt(address)} ({option.help}): {exc.strerror or exc}; "
+            f"{option.flag} HOST:PORT or {option.env} moves it"
+        ) from None
 
 
 SUMMARY_GROUPS = ("rejected", "dropped", "unprocessed", "retries")
