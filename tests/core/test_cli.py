@@ -104,3 +104,13 @@ def test_sidecar_counts_use_the_same_check() -> None:
     result = tracekit("sidecar", "--workers", "0")
     assert result.returncode == 2
     assert "--workers='0' is not valid: expected a positive integer" in result.stderr
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    lines = tmp_path / "emf.jsonl"
+    lines.write_text("not json\n" * 50_000)
+    result = subprocess.run(
+        f"{sys.executable} -m tracekit.cli emf-validate {lines} | head -1", shell=True,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.stdout.startswith(f"{lines}:1: not JSON") and result.stderr == ""
