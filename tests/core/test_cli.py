@@ -114,3 +114,9 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert result.stdout.startswith(f"{lines}:1: not JSON") and result.stderr == ""
+
+
+@pytest.mark.parametrize("value", ["-1", "65536", "x"])
+def test_serve_refuses_a_port_out_of_range(value: str) -> None:
+    result = tracekit("sampling", "serve", "--port", value)
+    assert_one_line_error(result, "tracekit sampling serve", "argument --port", "port", repr(value))

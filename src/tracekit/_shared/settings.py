@@ -132,6 +132,13 @@ def listen_address(text: str) -> Address:
     return host.strip("[]"), int(port)
 
 
+def port(text: str) -> int:
+    """A port to listen on, 0-65535 (0: any free port); an argparse ``type`` too."""
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise ValueError("a port 0-65535")
+    return int(text)
+
+
 def family_of(host: str) -> socket.AddressFamily:
     """IPv6 for a host with colons (``::1``, from ``[::1]:2000``), else IPv4."""
     return socket.AF_INET6 if ":" in host else socket.AF_INET

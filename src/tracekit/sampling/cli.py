@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracekit._shared.settings import positive
+from tracekit._shared.settings import port, positive
 
 DEFAULT_PATHS = ["sampling"]
 PRICE_PER_MILLION = 5.00
@@ -95,7 +95,7 @@ def _add_serve(sub: Any) -> None:
         "serve", help="run a local X-Ray sampling control plane (boto3/SDK compatible)",
         description="Serve the X-Ray sampling API on HTTP, backed by SQLite.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=2000, help="port (default 2000, the daemon's)")
+    serve.add_argument("--port", type=port, default=2000, help="port (default 2000, the daemon's)")
     serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     serve.add_argument("--rules", metavar="DIR", dest="paths", action="append",
                        help="seed from these rule files (repeatable)")
