@@ -1,6 +1,8 @@
 """``tracekit sampling ...``: validate, plan, apply, export, drift, explain, cost, import, serve.
 
-Exit codes: 0 fine, 1 error (bad files, failed API call), 2 drift found (``drift`` only).
+Exit codes: 0 fine, 1 error (rule files with problems, failed API call), 2 drift found
+(``drift``) or bad input (a usage error, a bad value, a file that cannot be read: one line on
+stderr).
 boto3 and PyYAML are imported inside the handlers.
 """
 
