@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from tracekit.tracing.provider import force_flush as force_flush
     from tracekit.tracing.provider import shutdown as shutdown
 
-__version__ = "0.1.0"
-"""The one place the version is written (pyproject.toml reads it from here)."""
+from tracekit._shared.settings import VERSION as __version__
 
 _EXPORTS = {
     "trace": "tracekit.tracing.api",
@@ -56,7 +55,7 @@ _SUBMODULES = frozenset(
     ("asgi", "aws_lambda", "fastapi", "flask", "logs", "metrics", "sampling", "wsgi")
 )
 
-__all__ = sorted((*_EXPORTS, *_SUBMODULES))
+__all__ = sorted((*_EXPORTS, *_SUBMODULES, "__version__"))
 
 
 def __getattr__(name: str) -> Any:

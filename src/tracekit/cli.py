@@ -9,8 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from tracekit import __version__
-from tracekit._shared.settings import ConfigError
+from tracekit._shared.settings import VERSION, ConfigError
 
 # (module, attribute): each ``register(subparsers)`` adds its commands; imports stay inside commands.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -20,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tracekit.sampling.cli",
     "tracekit.aws_lambda.layer",
     "tracekit.metrics.cli",
+    "tracekit.dashboards.cli",
 )
 USER_ERRORS = (ConfigError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 """Bad input a command can meet anywhere (a bad value, a path that cannot be read): one line, exit 2."""
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracekit",
         description="Traces, metrics and logs for Python on AWS: X-Ray native, OpenTelemetry inside.",
     )
-    parser.add_argument("--version", action="version", version=f"tracekit {__version__}")
+    parser.add_argument("--version", action="version", version=f"tracekit {VERSION}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
-from tracekit.tracing.ids import (
+from tracekit.xray.ids import (
     XRayIdGenerator,
     from_span_id,
     from_xray_trace_id,

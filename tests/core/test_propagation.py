@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from tracekit.tracing import ids
 from tracekit.tracing.propagation import (
     HEADER,
     MAX_HEADER_LEN,
@@ -31,6 +30,7 @@ from tracekit.tracing.propagation import (
     parse_header,
 )
 from tracekit.tracing.provider import XRayParentBased
+from tracekit.xray import ids
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 ROOT_INT = 0x5759E988BD862E3FE1BE46A994272793

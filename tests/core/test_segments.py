@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from support.xray_schema import validate_document
@@ -89,7 +90,7 @@ def test_server_span_is_a_segment_with_http_and_resource() -> None:
 
 
 def test_root_only_header_parent_is_not_a_parent_id() -> None:
-    from tracekit.tracing.ids import synthetic_parent_id
+    from tracekit.xray.ids import synthetic_parent_id
 
     span = make_span(SpanKind.SERVER, parent=ctx(synthetic_parent_id(TRACE), remote=True))
     assert "parent_id" not in doc_of(span)
@@ -234,7 +235,7 @@ def test_nan_and_objects_do_not_break_serialisation() -> None:
 @pytest.mark.parametrize("kind", [SpanKind.CONSUMER, SpanKind.INTERNAL, SpanKind.CLIENT])
 def test_first_span_under_a_root_only_header_is_a_segment(kind: SpanKind) -> None:
     """An SQS consumer or a job under ``Root=...`` alone has no parent to be a subsegment of."""
-    from tracekit.tracing.ids import synthetic_parent_id
+    from tracekit.xray.ids import synthetic_parent_id
 
     doc = doc_of(make_span(kind, parent=ctx(synthetic_parent_id(TRACE), remote=True)))
     assert doc["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
@@ -291,3 +292,38 @@ def test_platform_block_follows_cloud_platform(
     aws = doc_of(make_span(SpanKind.SERVER, resource=resource))["aws"]
     assert aws[block] == expected
     assert {"ecs", "eks", "ec2"} & set(aws) == {block}
+
+
+def test_route_template_is_an_annotation_while_the_segment_carries_the_service_name() -> None:
+    span = make_span(
+        SpanKind.SERVER, name="/orders/{id}",
+        attributes={"http.request.method": "GET", "http.route": "/orders/{id}", "url.path": "/orders/7"},
+    )
+    doc = doc_of(span)
+    assert doc["name"] == "orders"
+    assert doc["annotations"] == {"http_route": "/orders/{id}"}  # filter: annotation.http_route = "..."
+    assert "http.route" not in doc.get("metadata", {}).get("default", {})
+
+
+def test_log_groups_set_as_strings_in_otel_resource_attributes_fill_cloudwatch_logs(
+    monkeypatch: pytest.MonkeyPatch, xray_daemon: Any
+) -> None:
+    """``OTEL_RESOURCE_ATTRIBUTES`` has no lists: several groups are joined with ``&`` (as for ADOT)."""
+    import tracekit
+    from tracekit.tracing import provider
+
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/ecs/shop:*"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "aws.log.group.names=/aws/lambda/orders&app-logs")
+    tracekit.configure(service="orders", exporters=["xray"], daemon_udp=("127.0.0.1", xray_daemon.port),
+                       sampler=ALWAYS_ON)
+    try:
+        with tracekit.span("work"):
+            pass
+        tracekit.force_flush()
+        doc = xray_daemon.wait_for(1)[0]
+    finally:
+        provider.shutdown()
+    validate_document(doc)
+    assert doc["aws"]["cloudwatch_logs"] == [{"log_group": "/aws/lambda/orders"}, {"log_group": "app-logs"}]
+    by_arn = doc_of(make_span(SpanKind.SERVER, resource={"aws.log.group.arns": arn}))
+    assert by_arn["aws"]["cloudwatch_logs"] == [{"log_group": "/aws/ecs/shop", "arn": arn}]

@@ -86,7 +86,7 @@ def test_decorated_handler_under_awslambdaric(
     first = daemon.wait_for(1)[0]
     assert first["trace_id"] == ROOT_A and first["parent_id"] == PARENT_A
     assert first["type"] == "subsegment" and first["name"] == "app.handler"
-    assert first["annotations"] == {"ColdStart": True}
+    assert first["annotations"] == {"ColdStart": True, "http_route": "/orders/{id}"}
     assert first["aws"]["request_id"] and "fault" not in first
     assert first["http"] == {"request": {"method": "GET", "url": "https://api.example.com/orders/7",
                                          "client_ip": "203.0.113.9", "x_forwarded_for": True},

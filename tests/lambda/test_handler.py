@@ -310,6 +310,36 @@ def test_logs_carry_the_request_id_and_cold_start(lambda_env: UdpReceiver) -> No
     assert placed[0]["function_name"] == "orders" and placed[0]["xray_trace_id"] == ROOT
 
 
+def test_function_identity_comes_from_the_context_when_the_environment_lacks_it(
+    lambda_env: UdpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler run by a test or a local emulator: the context object is all there is."""
+    from tracekit import logs
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_VERSION")
+    context = _context("req-1")
+    context.function_name, context.function_version = "orders-fn", "12"
+    stream = io.StringIO()
+    logs.configure(stream=stream, stdlib=False)
+
+    @tracekit.lambda_handler
+    def handle(event: Any, context: Any) -> None:
+        logs.get_logger("orders").info("placing order")
+
+    try:
+        handle({}, context)
+    finally:
+        logs.configure(stdlib=False)
+    tracekit.force_flush()
+    attributes = lambda_env.wait_for(1)[0]["metadata"]["default"]
+    assert attributes["faas.name"] == "orders-fn" and attributes["faas.version"] == "12"
+    assert attributes["cloud.resource_id"] == context.invoked_function_arn
+    [line] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert line["function_name"] == "orders-fn"
+    assert line["function_arn"] == context.invoked_function_arn
+
+
 def test_metrics_flush_every_invocation_and_count_a_failed_cold_start(
     lambda_env: UdpReceiver, tmp_path: Path
 ) -> None:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import tracekit.logs as logs
 from tracekit._shared import stats as _stats
 from tracekit._shared.settings import ConfigError
-from tracekit.tracing.ids import to_xray_trace_id
+from tracekit.xray.ids import to_xray_trace_id
 
 Lines = Callable[[], list[dict[str, Any]]]
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

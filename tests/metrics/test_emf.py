@@ -18,7 +18,7 @@ import tracekit.metrics as metrics
 from tracekit._shared import stats as _stats
 from tracekit.metrics import emf
 from tracekit.metrics.model import Batch, Series
-from tracekit.tracing.ids import to_xray_trace_id
+from tracekit.xray.ids import to_xray_trace_id
 
 
 def test_split_at_100_metrics_per_document(capture: Capture) -> None:

@@ -322,11 +322,35 @@ def _prometheus_workload(registry: CollectorRegistry) -> None:
 
 
 def _check_exposition(text: str) -> None:
-    assert 'RequestCount_total{Method="GET",Route="/items/{id}"} 2.0' in text
-    assert 'ServerErrors_total{Method="GET",Route="/items/{id}"} 1.0' in text
-    assert 'Latency_seconds_count{Method="GET",Route="/items/{id}"} 2.0' in text
-    assert 'Latency_seconds_sum{Method="GET",Route="/items/{id}"} 0.2' in text
+    assert 'request_count_total{method="GET",route="/items/{id}"} 2.0' in text
+    assert 'server_errors_total{method="GET",route="/items/{id}"} 1.0' in text
+    assert 'latency_seconds_count{method="GET",route="/items/{id}"} 2.0' in text
+    assert 'latency_seconds_sum{method="GET",route="/items/{id}"} 0.2' in text
     assert "queue_depth 7.0" in text
+
+
+def test_prometheus_scrape_shows_values_recorded_since_the_last_flush_in_prometheus_names() -> None:
+    from prometheus_client import generate_latest
+
+    registry = CollectorRegistry()
+    metrics.configure("Prom/Test", outputs=[PrometheusOutput(registry)], flush_interval=3600, env={})
+    try:
+        metrics.count("Orders", 2)
+        metrics.observe("Latency", 250.0)
+        metrics.observe("PayloadSize", 2048, unit="Bytes")
+        metrics.gauge("HTTPQueueDepth", 3)
+        text = generate_latest(registry).decode()  # no flush: the scrape itself must see them
+        assert "orders_total 2.0" in text
+        assert "latency_seconds_sum 0.25" in text
+        assert "payload_size_bytes_count 1.0" in text
+        assert "http_queue_depth 3.0" in text
+        samples = [line for line in text.splitlines() if not line.startswith("#")]
+        assert not [line for line in samples if "Orders" in line or "Latency" in line]
+        metrics.count("Orders")
+        assert "orders_total 3.0" in generate_latest(registry).decode()  # counted once each
+    finally:
+        metrics.shutdown()
+    assert "orders_total" not in generate_latest(registry).decode()  # unregistered at shutdown
 
 
 def test_prometheus_on_flask() -> None:

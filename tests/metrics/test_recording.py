@@ -133,14 +133,35 @@ def test_record_request_red_metrics(capture: Capture) -> None:
 
 def test_record_request_is_cheap_and_a_noop_when_unconfigured() -> None:
     metrics.shutdown()
+    _stats.reset()
     start = time.perf_counter()
     for _ in range(10_000):
         metrics.record_request("/x", "GET", 200, 1.0)
-        metrics.count("x")
     assert (time.perf_counter() - start) / 10_000 < 20e-6
     assert metrics.flush() is True
+    assert _stats.stats() == {}
     with metrics.scope() as scope:
         scope.add_dimension("a", "b")
+
+
+def test_metrics_recorded_before_configure_are_refused_once_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics.shutdown()
+    _stats.reset()
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        start = time.perf_counter()
+        for _ in range(10_000):
+            metrics.count("Orders")
+        metrics.observe("Latency", 3.0)
+        assert (time.perf_counter() - start) / 10_000 < 20e-6
+    assert _stats.stats()["metrics.dropped.not_configured"] == 10_001
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
+    assert len(warnings) == 1
+    assert "'Orders'" in warnings[0] and "metrics.configure(namespace=" in warnings[0]
+    assert "AWS_EMF_NAMESPACE" in warnings[0]
+    assert metrics.flush() is False  # something recorded was not delivered
+    assert metrics.flush() is True  # nothing since
 
 
 def test_record_request_bad_values_never_raise(capture: Capture) -> None:

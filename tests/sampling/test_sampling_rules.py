@@ -201,3 +201,17 @@ def test_tail_policy_decisions() -> None:
     assert [capped.keep(500) for _ in range(4)] == ["5xx", "5xx", None, None]
     now[0] += 1
     assert capped.keep(599) == "5xx"
+
+
+def test_bad_rule_files_raise_the_config_error_of_every_bad_value(tmp_path: Path) -> None:
+    import tracekit
+    from tracekit.tracing import provider
+
+    tail = write(tmp_path, "t.yaml", "tail:\n  - Name: e\n    StatusCodes: 600-700\n")
+    with pytest.raises(tracekit.ConfigError) as info:
+        tracekit.configure(sampling_rules=str(tail), exporters="none")
+    provider.shutdown()
+    assert isinstance(info.value, RuleFileError)
+    assert str(info.value) == (f"{tail}:3: StatusCodes: '600-700' is not a range (accepted: "
+                               "'LOW-HIGH' with 100 <= LOW <= HIGH <= 599, e.g. '500-599')")
+    assert info.value.name == f"{tail}:3: StatusCodes" and info.value.accepted.startswith("'LOW-HIGH'")

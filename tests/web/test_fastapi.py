@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -227,6 +228,21 @@ def test_plain_starlette_app_gets_route_templates(traced: Traced, serve: Any) ->
         assert client.get("/missing").status_code == 404
     assert sorted(s.name for s in traced.wait_server_spans(2)) == ["/users/{name}", "GET"]
     assert len(traced.documents(2)) == 2
+
+
+def test_instrument_again_with_other_options_warns_once_in_one_line(
+    traced: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        assert tracekit.fastapi.instrument(app) is app  # the same options: nothing to say
+        assert not caplog.records
+        tracekit.fastapi.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+        tracekit.fastapi.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+    [message] = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
+    assert "\n" not in message and "already instrumented" in message
+    assert "capture_headers" in message and "record_metrics" in message and "excluded_urls" not in message
+    assert _stats.stats()["fastapi.reinstrumented"] == 2
 
 
 def test_tracing_failures_never_reach_the_application(

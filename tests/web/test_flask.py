@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -103,6 +104,13 @@ def test_segment_is_named_by_route_template_with_http_request_and_response(trace
     assert response.headers["X-Amzn-Trace-Id"] == f"Root={doc['trace_id']}"
 
 
+def test_route_template_reaches_the_segment_as_an_annotation(traced: Traced) -> None:
+    make_app().test_client().get("/orders/42")
+    doc = traced.segment()
+    assert doc["name"] == SERVICE
+    assert doc["annotations"]["http_route"] == "/orders/<order_id>"
+
+
 def test_forwarded_for_names_the_client(traced: Traced) -> None:
     make_app().test_client().get("/orders/1", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
     request = traced.segment()["http"]["request"]
@@ -185,6 +193,31 @@ def test_streamed_body_is_covered_counted_and_parents_its_spans(traced: Traced) 
     assert all(s["end_time"] <= doc["end_time"] for s in children)
 
 
+def test_plain_test_client_ends_each_span_without_closing_the_response(traced: Traced) -> None:
+    app = make_app()
+    app.test_client_class = FlaskClient  # unbuffered, responses never closed: as most tests use it
+    client = app.test_client()
+    responses = [client.get(f"/orders/{n}") for n in range(3)]
+    assert all(r.status_code == 200 for r in responses)
+    assert len(traced.server_spans()) == 3  # ended before the client returned, not at exit
+    docs = traced.documents(3)
+    assert sorted(d["http"]["response"]["content_length"] for d in docs) == sorted(
+        len(r.data) for r in responses
+    )
+
+
+def test_plain_test_client_streamed_body_ends_the_span_when_it_is_read(traced: Traced) -> None:
+    app = make_app()
+    app.test_client_class = FlaskClient
+    response = app.test_client().get("/stream")
+    assert traced.server_spans() == []  # the body is still being produced
+    assert response.data == b"part0;part1;part2;"
+    doc = traced.segment()
+    assert doc["http"]["response"]["content_length"] == len(response.data)
+    assert [s["name"] for s in doc["subsegments"]] == ["chunk-0", "chunk-1", "chunk-2"]
+    assert all(s["end_time"] <= doc["end_time"] for s in doc["subsegments"])
+
+
 def test_health_checks_are_excluded_by_default_with_what_they_call(traced: Traced) -> None:
     client = make_app().test_client()
     response = client.get("/healthz")
@@ -253,6 +286,21 @@ def test_instrument_twice_traces_once(traced: Traced) -> None:
     assert tracekit.flask.instrument(app) is app
     app.test_client().get("/orders/1")
     assert len(traced.server_spans()) == 1
+
+
+def test_instrument_again_with_other_options_warns_once_in_one_line(
+    traced: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        assert tracekit.flask.instrument(app) is app  # the same options: nothing to say
+        assert not caplog.records
+        tracekit.flask.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+        tracekit.flask.instrument(app, capture_headers=["X-Tenant"], record_metrics=False)
+    [message] = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
+    assert "\n" not in message and "already instrumented" in message
+    assert "capture_headers" in message and "record_metrics" in message and "excluded_urls" not in message
+    assert _stats.stats()["flask.reinstrumented"] == 2
 
 
 def test_red_metrics_hook_gets_route_template_method_status(

@@ -37,6 +37,35 @@ def item_size(item: Any) -> int:
     return len(item) + ITEM_OVERHEAD
 
 
+class QueuedSink(Generic[T]):
+    """The sink face (submit, flush, close, what is held) of a sender whose items wait in a
+    :class:`BatchQueue` called ``_queue``."""
+
+    _queue: BatchQueue[T]
+
+    def submit(self, item: T) -> bool:
+        """Queue one item; False (and counted) when it cannot be kept."""
+        return self._queue.submit(item)
+
+    def flush(self, timeout: float) -> bool:
+        """Deliver everything queued now; True when done within ``timeout`` seconds."""
+        return self._queue.flush(timeout)
+
+    def close(self, timeout: float) -> None:
+        """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped."""
+        self._queue.close(timeout)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held, queued or in flight (what the byte limit bounds)."""
+        return self._queue.buffered_bytes
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a worker."""
+        return self._queue.queued
+
+
 class BatchQueue(Generic[T]):
     """Call ``deliver(batch)`` from ``workers`` threads with up to ``max_batch`` queued items.
 

@@ -26,9 +26,11 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import unquote
 
-from tracekit import __version__
-
-VERSION = __version__
+VERSION = "0.1.0"
+"""The one place the version is written: ``tracekit.__version__``, the package metadata
+(pyproject.toml reads it from here), the CLI, the X-Ray ``service.sdk_version`` and the OTel scope."""
+DISTRIBUTION = "tracekit-aws"
+"""The package index name (``tracekit`` there is an unrelated project); the import name is ``tracekit``."""
 DEFAULT_SERVICE = "unknown_service"
 SERVICE_VARIABLES = (
     "OTEL_SERVICE_NAME",

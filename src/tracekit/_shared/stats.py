@@ -58,7 +58,11 @@ def reset() -> None:
 
 
 def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException | None = None) -> None:
-    """Log a warning about ``key`` unless one was logged less than ``LOG_INTERVAL`` ago."""
+    """Log a warning about ``key`` unless one was logged less than ``LOG_INTERVAL`` ago.
+
+    One line: the message should name the exception; its stack is added only while the
+    ``tracekit`` logger is at DEBUG (an unreachable agent is an expected condition, not a bug).
+    """
     now = time.monotonic()
     with _lock:
         last = _last_logged.get(key)
@@ -66,14 +70,21 @@ def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException
             return
         _last_logged[key] = now
     with contextlib.suppress(Exception):  # a broken logging setup must not escape either
-        logger.warning(msg, *args, exc_info=exc)
+        logger.warning(msg, *args, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
 
 
 def report(key: str, exc: BaseException | None = None, msg: str | None = None) -> None:
-    """Count a failure under ``errors.<key>`` and log it, rate-limited."""
+    """Count a failure under ``errors.<key>`` and log it, rate-limited, in one line that names the
+    exception (``msg``, else ``tracekit: <key> failed: <type>: <message>``)."""
     incr(f"errors.{key}")
-    text = msg or (f"tracekit: {key} failed: {type(exc).__name__}: {exc}" if exc else key)
+    text = msg or (f"tracekit: {key} failed: {describe(exc)}" if exc else key)
     warn_once_per_interval(key, "%s", text, exc=exc)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one line (some messages span lines)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def guarded(key: str, default: Any = None) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:

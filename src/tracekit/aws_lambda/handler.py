@@ -23,7 +23,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import hooks, stats
 from tracekit.aws_lambda import events, runtime
-from tracekit.tracing import api, ids, propagation, provider
+from tracekit.tracing import api, propagation, provider
+from tracekit.xray import ids
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -89,7 +90,7 @@ def _begin(span_name: str, event: Any, context: Any) -> _Invocation | None:
         trigger = _recognise(event)
         stack.callback(otel_context.detach, otel_context.attach(_parent_context()))
         _enter_logs(stack, context, request_id, cold)
-        _enter_metrics(stack, request_id, cold)
+        _enter_metrics(stack, context, request_id, cold)
         kind = SpanKind.CONSUMER if trigger.is_message else SpanKind.INTERNAL
         span = stack.enter_context(
             api.span(span_name, kind=kind, attributes=_span_attributes(context, request_id, cold, trigger))
@@ -181,16 +182,16 @@ def _span_attributes(context: Any, request_id: str, cold: bool, trigger: events.
     attrs: dict[str, Any] = {
         "faas.trigger": trigger.trigger,
         "faas.coldstart": cold,
-        "faas.name": runtime.function_name(),
+        "faas.name": runtime.function_name(context=context),
         "aws.lambda.event_source": trigger.source,
         **trigger.attributes,
     }
     if request_id:
         attrs["faas.invocation_id"] = attrs["aws.request_id"] = request_id
-    arn = getattr(context, "invoked_function_arn", None)
-    if isinstance(arn, str) and arn:
+    arn = runtime.function_arn(context)
+    if arn:
         attrs["cloud.resource_id"] = arn
-    version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    version = runtime.function_version(context=context)
     if version:
         attrs["faas.version"] = version
     return attrs
@@ -254,8 +255,8 @@ def _enter_logs(stack: ExitStack, context: Any, request_id: str, cold: bool) -> 
     fields = {
         "function_request_id": request_id,
         "cold_start": cold,
-        "function_name": runtime.function_name(),
-        "function_arn": getattr(context, "invoked_function_arn", None),
+        "function_name": runtime.function_name(context=context),
+        "function_arn": runtime.function_arn(context),
         "function_memory_size": getattr(context, "memory_limit_in_mb", None),
     }
     scope = logs.request_scope(**{k: v for k, v in fields.items() if v is not None})
@@ -270,14 +271,17 @@ def _metrics() -> hooks.MetricHooks | None:
     return hooks.metrics
 
 
-def _enter_metrics(stack: ExitStack, request_id: str, cold: bool) -> None:
+def _enter_metrics(stack: ExitStack, context: Any, request_id: str, cold: bool) -> None:
     metrics = _metrics()
     if metrics is None:
         return
     properties = {"function_request_id": request_id} if request_id else None
     stack.enter_context(metrics.scope(properties=properties))
-    if cold:
-        metrics.add_count("ColdStart", 1, dimensions={"function_name": runtime.function_name()})
+    if cold and metrics.is_configured():  # imported but not configured: nothing to record into
+        from tracekit.metrics import names  # loaded with tracekit.metrics already
+
+        dimensions = {names.FUNCTION: runtime.function_name(context=context)}
+        metrics.add_count(names.COLD_START.name, 1, names.COLD_START.unit, dimensions=dimensions)
 
 
 def _flush_metrics(timeout: float) -> None:

@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracekit._shared.settings import DISTRIBUTION, VERSION
+
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 ARCHITECTURES = {
     "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
@@ -106,9 +108,9 @@ def runtime_requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, requires
 
     try:
-        found = requires("tracekit") or []
+        found = requires(DISTRIBUTION) or []
     except PackageNotFoundError as exc:
-        raise RuntimeError("tracekit is not installed: build from an environment that has it") from exc
+        raise RuntimeError(f"{DISTRIBUTION} is not installed: build from an environment that has it") from exc
     return [req.split(";")[0].strip() for req in found if "extra ==" not in req]
 
 
@@ -137,9 +139,9 @@ def _copy_tracekit(site: Path) -> None:
 
     source = Path(tracekit.__file__).parent
     shutil.copytree(source, site / "tracekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"tracekit_aws-{tracekit.__version__}.dist-info"
+    info = site / f"{DISTRIBUTION.replace('-', '_')}-{VERSION}.dist-info"
     info.mkdir()
-    metadata = f"Metadata-Version: 2.1\nName: tracekit-aws\nVersion: {tracekit.__version__}\n"
+    metadata = f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {VERSION}\n"
     (info / "METADATA").write_text(metadata)
 
 

@@ -23,9 +23,26 @@ def in_lambda(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("AWS_LAMBDA_RUNTIME_API"))
 
 
-def function_name(env: Mapping[str, str] | None = None) -> str:
+def function_name(env: Mapping[str, str] | None = None, context: Any = None) -> str:
+    """The environment's name, else the invocation context's (a handler run by a test or an
+    emulator often has only the context), else ``lambda``."""
     env = os.environ if env is None else env
-    return env.get("AWS_LAMBDA_FUNCTION_NAME", "") or "lambda"
+    return env.get("AWS_LAMBDA_FUNCTION_NAME", "") or _context_text(context, "function_name") or "lambda"
+
+
+def function_version(env: Mapping[str, str] | None = None, context: Any = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get("AWS_LAMBDA_FUNCTION_VERSION") or _context_text(context, "function_version")
+
+
+def function_arn(context: Any) -> str | None:
+    """The invoked ARN (with the alias or version the caller named); only the context has it."""
+    return _context_text(context, "invoked_function_arn")
+
+
+def _context_text(context: Any, name: str) -> str | None:
+    value = getattr(context, name, None)
+    return value if isinstance(value, str) and value else None
 
 
 def resource_attributes(env: Mapping[str, str] | None = None) -> dict[str, str]:

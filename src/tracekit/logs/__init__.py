@@ -427,12 +427,12 @@ _to_xray_trace_id: Any = None
 
 
 def _correlation() -> dict[str, str] | None:
-    """Trace fields of the current span; OTel and ``tracekit.tracing.ids`` load on first use, not import."""
+    """Trace fields of the current span; OTel and ``tracekit.xray.ids`` load on first use, not import."""
     global _get_current_span, _to_xray_trace_id
     if _get_current_span is None:
         from opentelemetry.trace import get_current_span
 
-        from tracekit.tracing.ids import to_xray_trace_id
+        from tracekit.xray.ids import to_xray_trace_id
 
         _get_current_span, _to_xray_trace_id = get_current_span, to_xray_trace_id
     context = _get_current_span().get_span_context()

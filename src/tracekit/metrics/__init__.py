@@ -1,9 +1,13 @@
 """Custom CloudWatch metrics: EMF (stdout, file, agent), PutMetricData and Prometheus outputs.
 
 Nothing is recorded until metrics are configured, by ``configure()`` or by ``AWS_EMF_NAMESPACE`` /
-``POWERTOOLS_METRICS_NAMESPACE`` in the environment; until then every call costs one attribute
-check. Recording never raises into the application (unless ``configure(strict=True)``): rejected
-input is counted in ``tracekit._shared.stats`` and logged with a message naming the metric.
+``POWERTOOLS_METRICS_NAMESPACE`` in the environment: there is no namespace to guess, and an app
+that never configures metrics must not start sending them. Until then a recorded value is refused:
+counted (``metrics.dropped.not_configured``), one warning per minute says how to configure, and
+``flush()`` returns False. The middleware's RED metrics stay off quietly.
+
+Recording never raises into the application (unless ``configure(strict=True)``): rejected input is
+counted in ``tracekit._shared.stats`` and logged with a message naming the metric.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 class _State:
     recorder: Recorder | None = None
+    refused = 0
+    """Values refused since the last ``flush()`` because metrics were not configured."""
     env_checked = False
     atexit_registered = False
 
@@ -71,7 +77,9 @@ def configure(
     tcp://127.0.0.1:25888), ``"tcp://host:port"``, ``"udp://host:port"``, ``"cloudwatch"``
     (PutMetricData), ``"prometheus"``, or an ``Output`` object. The default follows
     ``AWS_EMF_ENVIRONMENT`` and Lambda detection: stdout in Lambda, the agent elsewhere.
-    ``default_dimensions`` default to ``{"ServiceName": service}`` when a service name is known.
+    ``default_dimensions`` default to ``{"ServiceName": service}`` when a service name is known;
+    without ``service`` it is the shared one, read at each flush (``tracekit.configure(service=...)``
+    may come later).
     ``scope_flush=False`` merges finished scopes into the interval flush (fewer documents).
     """
     from tracekit.metrics.setup import build_recorder
@@ -124,7 +132,9 @@ def count(
 ) -> None:
     """Add to a counter; a flush emits the sum of the values recorded since the last one."""
     recorder = _state.recorder or _active()
-    if recorder is not None:
+    if recorder is None:
+        _refuse(name)
+    else:
         recorder.record("count", name, value, unit, dimensions, resolution)
 
 
@@ -137,7 +147,9 @@ def gauge(
 ) -> None:
     """Record a level (queue depth, pool size); every value is kept."""
     recorder = _state.recorder or _active()
-    if recorder is not None:
+    if recorder is None:
+        _refuse(name)
+    else:
         recorder.record("gauge", name, value, unit, dimensions, resolution)
 
 
@@ -150,11 +162,25 @@ def observe(
 ) -> None:
     """Record one observation of a distribution (latency, size): CloudWatch keeps percentiles."""
     recorder = _state.recorder or _active()
-    if recorder is not None:
+    if recorder is None:
+        _refuse(name)
+    else:
         recorder.record("observe", name, value, unit, dimensions, resolution)
 
 
 timing = observe
+
+
+def _refuse(name: str) -> None:
+    """A value recorded before metrics are configured: never dropped silently."""
+    _state.refused += 1
+    stats.incr("metrics.dropped.not_configured")
+    stats.warn_once_per_interval(
+        "metrics.not_configured",
+        "tracekit: metric %r was not recorded: metrics are not configured; call "
+        "tracekit.metrics.configure(namespace=\"MyApp\") or set AWS_EMF_NAMESPACE",
+        str(name)[:100],
+    )
 
 
 def scope(
@@ -186,10 +212,13 @@ class _NullScope:
 
 
 def flush(timeout: float = 2.0) -> bool:
-    """Emit pending metrics and wait up to ``timeout`` s for delivery; never raises."""
+    """Emit pending metrics and wait up to ``timeout`` s for delivery; never raises.
+
+    False when something was not delivered, including values refused before ``configure``."""
     recorder = _state.recorder
     if recorder is None:
-        return True
+        refused, _state.refused = _state.refused, 0
+        return refused == 0
     try:
         return recorder.flush(timeout)
     except Exception as exc:

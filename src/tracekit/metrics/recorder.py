@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -58,6 +58,7 @@ class Scope:
         self._lock = threading.Lock()
         self._token: contextvars.Token[Scope | None] | None = None
         self._base: Dimensions | None = None
+        self._base_of: dict[str, str] | None = None
         for key, value in _items(recorder, dimensions, "scope dimensions"):
             self.add_dimension(key, value)
 
@@ -105,10 +106,12 @@ class Scope:
 
     @property
     def base_dimensions(self) -> Dimensions:
-        """Default and scope dimensions, sorted; cached until ``add_dimension`` changes them."""
-        if self._base is None:
-            merged = {**self.recorder.default_dimensions, **self.dimensions}
-            self._base = tuple(sorted(merged.items()))
+        """Default and scope dimensions, sorted; cached until ``add_dimension`` or a new service name
+        (a new ``default_dimensions`` dict) changes them."""
+        defaults = self.recorder.default_dimensions
+        if self._base is None or self._base_of is not defaults:
+            merged = {**defaults, **self.dimensions}
+            self._base, self._base_of = tuple(sorted(merged.items())), defaults
         return self._base
 
     def extend(self, key: SeriesKey, values: list[float]) -> None:
@@ -180,7 +183,10 @@ class Recorder:
         flush_interval: float = 10.0,
         scope_flush: bool = True,
         strict: bool = False,
+        follow_defaults: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        """``follow_defaults``: called at each flush for the default dimensions, so metrics configured
+        before ``tracekit.configure(service=...)`` still carry the service name set there."""
         problem = spec.check_namespace(namespace) or spec.check_dimensions(
             "<default dimensions>", default_dimensions
         )
@@ -191,8 +197,13 @@ class Recorder:
         self.default_dimensions = dict(default_dimensions)
         self.scope_flush = scope_flush
         self.strict = strict
+        self._follow_defaults = follow_defaults
         self.guard = CardinalityGuard(max_combinations, self.default_dimensions)
         self.root = Scope(self, flush=True)
+        for output in self.outputs:  # pulled outputs (Prometheus) flush pending values per scrape
+            bind = getattr(output, "bind", None)
+            if callable(bind):
+                bind(self.emit_pending)
         self._specs: set[tuple[str, str, int, Kind]] = set()
         self._by_name: dict[str, tuple[str, int, Kind]] = {}
         self._shapes: dict[tuple[Dimensions, tuple[SeriesKey, ...]], _Shape] = {}
@@ -309,6 +320,8 @@ class Recorder:
         data = scope.drain()
         if not data:
             return None
+        if self._follow_defaults is not None:
+            self._refresh_defaults(self._follow_defaults())
         props = {**scope.properties, **properties} if properties else scope.properties
         stamp = int(time.time() * 1000)
         base = scope.base_dimensions
@@ -328,6 +341,16 @@ class Recorder:
             if item is not None:  # folded overflow and repeated dimensions meet here
                 merged.setdefault(item, []).extend(values)
         return Batch(self.namespace, stamp, list(merged), list(merged.values()), props)
+
+    def _refresh_defaults(self, defaults: dict[str, str]) -> None:
+        if defaults == self.default_dimensions:
+            return
+        problem = spec.check_dimensions("<default dimensions>", defaults)
+        if problem:
+            self.rejected(problem)
+            return
+        self.default_dimensions = defaults
+        self.guard.keep(defaults)
 
     def _describe(self, key: SeriesKey, base: Dimensions) -> Series | None:
         """The series a scope key stands for, after the 30-dimension check and the guard."""
@@ -353,6 +376,10 @@ class Recorder:
                 output.emit(batch)
             except Exception as exc:  # an output bug must not reach the app
                 stats.report(f"metrics.output.{type(output).__name__}", exc)
+
+    def emit_pending(self) -> None:
+        """Emit the root scope now (values recorded outside any scope since the last flush)."""
+        self.emit(self.root)
 
     def flush(self, timeout: float) -> bool:
         """Emit the current scope (if any) and the root scope, then wait for the outputs."""
@@ -406,6 +433,10 @@ class CardinalityGuard:
 
     def forked(self) -> None:
         self._lock = threading.Lock()
+
+    def keep(self, defaults: Mapping[str, str]) -> None:
+        """The default dimensions changed: overflow folding keeps the new ones."""
+        self._defaults = set(defaults.items())
 
     def admit(self, name: str, dims: Dimensions) -> Dimensions:
         seen = self._seen.get(name)
@@ -488,7 +519,7 @@ def trace_property() -> dict[str, object]:
         _get_current_span = get_current_span
     context = _get_current_span().get_span_context()
     if context.is_valid and context.trace_flags.sampled:
-        from tracekit.tracing.ids import to_xray_trace_id
+        from tracekit.xray.ids import to_xray_trace_id
 
         return {"xray_trace_id": to_xray_trace_id(context.trace_id)}
     return {}

@@ -6,13 +6,9 @@ appends to the root scope.
 
 from __future__ import annotations
 
-from tracekit.metrics import spec
+from tracekit.metrics import names, spec
 from tracekit.metrics.recorder import Recorder, SeriesKey
 
-REQUESTS = "RequestCount"
-CLIENT_ERRORS = "ClientErrors"
-SERVER_ERRORS = "ServerErrors"
-LATENCY = "Latency"
 _MAX_ROUTES = 1000
 
 
@@ -42,11 +38,10 @@ def record(recorder: Recorder, route: str, method: str, status: int, duration_ms
 
 def _keys(recorder: Recorder, route: str, method: str) -> tuple[SeriesKey, ...]:
     if not recorder.red_keys:
-        for name in (REQUESTS, CLIENT_ERRORS, SERVER_ERRORS):
-            recorder.admit(name, "Count", 60, "count")
-        recorder.admit(LATENCY, "Milliseconds", 60, "observe")
-    dims = (("Method", _dimension(method)), ("Route", _dimension(route)))
-    keys = tuple((name, dims) for name in (REQUESTS, CLIENT_ERRORS, SERVER_ERRORS, LATENCY))
+        for metric in names.RED:
+            recorder.admit(metric.name, metric.unit, 60, "observe" if metric is names.LATENCY else "count")
+    dims = ((names.METHOD, _dimension(method)), (names.ROUTE, _dimension(route)))
+    keys = tuple((metric.name, dims) for metric in names.RED)
     if len(recorder.red_keys) < _MAX_ROUTES:  # the cardinality guard folds the rest at flush
         recorder.red_keys[(route, method)] = keys
     return keys

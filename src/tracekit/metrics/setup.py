@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
 from tracekit._shared import settings
 from tracekit._shared.settings import ConfigError
+from tracekit.metrics import names
 from tracekit.metrics.recorder import Recorder
 from tracekit.metrics.sinks import (
     DEFAULT_AGENT,
@@ -43,10 +45,13 @@ def build_recorder(
     """Arguments win over the environment (aws-embedded-metrics' and Powertools' variables)."""
     if namespace is None:
         namespace = (
-            env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or "tracekit"
+            env.get("AWS_EMF_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or names.DEFAULT_NAMESPACE
         )
+    follow = None
     if default_dimensions is None:
         default_dimensions = _service_dimension(env, service)
+        if service is None:  # a later ``tracekit.configure(service=...)`` renames it
+            follow = functools.partial(_service_dimension, env, None)
     if flush_interval is None:  # in Lambda the decorator flushes at the end of each invocation
         flush_interval = 0.0 if env.get("AWS_LAMBDA_FUNCTION_NAME") else 10.0
     if max_combinations < 1:
@@ -64,6 +69,7 @@ def build_recorder(
         flush_interval=flush_interval,
         scope_flush=scope_flush,
         strict=strict,
+        follow_defaults=follow,
     )
 
 
@@ -71,7 +77,7 @@ def _service_dimension(env: Mapping[str, str], service: str | None) -> dict[str,
     """``ServiceName``: the argument, else the shared service name (the one traces and logs carry),
     left out while no service is named anywhere."""
     service = service or settings.service_name(env if env is not os.environ else None)
-    return {} if service == settings.DEFAULT_SERVICE else {"ServiceName": service}
+    return {} if service == settings.DEFAULT_SERVICE else {names.SERVICE: service}
 
 
 def default_output(env: Mapping[str, str]) -> str:

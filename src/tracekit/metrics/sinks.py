@@ -129,7 +129,9 @@ class AgentWriter:
                 self._disconnect()
                 if attempt == 2:
                     stats.incr("metrics.agent.dropped.unreachable", len(lines))
-                    stats.report("metrics.agent", exc)
+                    host, port = self.address
+                    stats.report("metrics.agent", exc, f"tracekit: no CloudWatch agent at {self.protocol}://"
+                                 f"{host}:{port} ({stats.describe(exc)}); {len(lines)} metric lines dropped")
                     return
                 self._backoff = min(max(self._backoff * 2, 0.05), self._max_backoff)
                 time.sleep(self._backoff)

@@ -9,12 +9,12 @@ boto3 and PyYAML are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tracekit._shared import awscli
 from tracekit._shared.settings import port, positive
 
 DEFAULT_PATHS = ["sampling"]
@@ -65,9 +65,7 @@ def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
         parser.add_argument("paths", nargs="*", metavar="FILE",
                             help="rule files or directories (default: sampling/)")
     if aws:
-        parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
-        parser.add_argument("--endpoint-url", help="X-Ray endpoint, e.g. a local control plane")
-        parser.add_argument("--profile", help="AWS named profile")
+        awscli.add_aws_options(parser, "X-Ray endpoint, e.g. a local control plane")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=handler)
     return parser
@@ -109,10 +107,6 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
-
-
 def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
     """The rule set from the given paths (or one SDK local-rules file), or None after printing
     every problem."""
@@ -123,45 +117,14 @@ def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
     else:
         ruleset, problems = rules.check([sdk_file], sdk_only=True)
     if problems:
-        _emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
+        awscli.emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
               "\n".join(str(p) for p in problems))
         return None
     return ruleset
 
 
 def _client(args: argparse.Namespace) -> Any:
-    """A boto3 X-Ray client; against a loopback endpoint (the local control plane, which does not
-    authenticate) it works without an AWS configuration: region us-east-1, unsigned requests."""
-    import boto3
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
-    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
-    config = Config(retries={"mode": "standard", "max_attempts": 3})
-    region = session.region_name
-    if _is_loopback(args.endpoint_url):
-        region = region or "us-east-1"
-        if session.get_credentials() is None:
-            config = config.merge(Config(signature_version=UNSIGNED))
-    return session.client("xray", endpoint_url=args.endpoint_url, region_name=region, config=config)
-
-
-def _is_loopback(url: str | None) -> bool:
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname if url else None
-    return host in ("localhost", "127.0.0.1", "::1")
-
-
-def _aws_call(args: argparse.Namespace, func: Callable[[], int]) -> int:
-    """Run an AWS-backed command; an API or credentials error becomes one line and exit 1."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return func()
-    except (BotoCoreError, ClientError) as exc:
-        _emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
-        return 1
+    return awscli.client(args, "xray")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -169,7 +132,7 @@ def _validate(args: argparse.Namespace) -> int:
     if ruleset is None:
         return 1
     names = [r.name for r in ruleset.ordered()]
-    _emit(args, {"ok": True, "rules": names, "tail": [t.name for t in ruleset.tail]},
+    awscli.emit(args, {"ok": True, "rules": names, "tail": [t.name for t in ruleset.tail]},
           f"ok: {len(names)} rules ({', '.join(names)}), {len(ruleset.tail)} tail policies")
     return 0
 
@@ -183,54 +146,19 @@ def _make_plan(args: argparse.Namespace) -> Any:
     return plan.make_plan(ruleset, plan.live_rules(_client(args)), args.prune_unmanaged)
 
 
-def _plan_text(result: Any) -> str:
-    lines = [c.describe() + (f"\n    cannot be applied: {c.blocked}" if c.blocked else "")
-             for c in result.changes] or ["no changes"]
-    lines += [f"  keep {n!r}: not managed by tracekit (--prune-unmanaged deletes it)"
-              for n in result.kept_unmanaged]
-    return "\n".join(lines)
-
-
 def _plan(args: argparse.Namespace) -> int:
-    def run() -> int:
-        result = _make_plan(args)
-        if result is None:
-            return 1
-        _emit(args, result.to_json(), _plan_text(result))
-        return 1 if result.blocked else 0
-
-    return _aws_call(args, run)
+    return awscli.plan_command(args, lambda: _make_plan(args))
 
 
 def _drift(args: argparse.Namespace) -> int:
-    def run() -> int:
-        result = _make_plan(args)
-        if result is None:
-            return 1
-        _emit(args, {"drift": not result.empty, **result.to_json()},
-              "drift:\n" + _plan_text(result) if not result.empty else "no drift")
-        return 0 if result.empty else 2
-
-    return _aws_call(args, run)
+    return awscli.drift_command(args, lambda: _make_plan(args))
 
 
 def _apply(args: argparse.Namespace) -> int:
     from tracekit.sampling import plan
 
-    def run() -> int:
-        result = _make_plan(args)
-        if result is None:
-            return 1
-        report = plan.apply(_client(args), result)
-        lines = [f"applied: {c.describe()}" for c in report.applied]
-        lines = lines or ["no changes" if report.ok else "applied: nothing"]
-        if report.failed:
-            lines.append(f"FAILED: {report.failed.describe()}: {report.error}")
-            lines += [f"not applied: {c.describe()}" for c in report.not_applied]
-        _emit(args, report.to_json(), "\n".join(lines))
-        return 0 if report.ok else 1
-
-    return _aws_call(args, run)
+    return awscli.apply_command(args, lambda: _make_plan(args),
+                                lambda result: plan.apply(_client(args), result))
 
 
 def _write(args: argparse.Namespace, ruleset: Any) -> None:
@@ -252,7 +180,7 @@ def _export(args: argparse.Namespace) -> int:
         _write(args, plan.export(_client(args)))
         return 0
 
-    return _aws_call(args, run)
+    return awscli.aws_call(args, run)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -280,10 +208,10 @@ def _explain(args: argparse.Namespace) -> int:
                                   host=args.host, method=args.method, path=args.path)
         steps = _explain_steps(ordered, request)
         matched = next((s["rule"] for s in steps if s["matches"]), None)
-        _emit(args, {"matched": matched, "steps": steps}, "\n".join(s["text"] for s in steps))
+        awscli.emit(args, {"matched": matched, "steps": steps}, "\n".join(s["text"] for s in steps))
         return 0
 
-    return _aws_call(args, run)
+    return awscli.aws_call(args, run)
 
 
 def _explain_steps(ordered: Sequence[Any], request: Any) -> list[dict[str, Any]]:
@@ -312,7 +240,7 @@ def _cost(args: argparse.Namespace) -> int:
     mix = cost.load_traffic(args.traffic) if args.traffic else cost.DEFAULT_MIX
     estimate = cost.estimate(ruleset.ordered(), mix, args.rps, args.price_per_million,
                              args.free_traces)
-    _emit(args, estimate.to_json(), estimate.text())
+    awscli.emit(args, estimate.to_json(), estimate.text())
     return 0
 
 

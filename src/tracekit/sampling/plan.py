@@ -8,17 +8,17 @@ a diff, so an exported file plans to no changes.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from tracekit._shared import planning
+from tracekit._shared.planning import ApplyReport
 from tracekit.sampling.rules import MANAGED_TAG, Rule, RuleSet
 from tracekit.sampling.validate import DEFAULT_MUTABLE
 
 Action = Literal["create", "update", "replace", "delete"]
-THROTTLE_CODES = ("ThrottledException", "ThrottlingException", "TooManyRequestsException")
 _NOT_COMPARED = ("RuleName", "RuleARN", "Version")
 
 
@@ -69,24 +69,13 @@ class Plan:
         return {"changes": [c.to_json() for c in self.changes],
                 "kept_unmanaged": list(self.kept_unmanaged)}
 
-
-@dataclass
-class ApplyReport:
-    """What ``apply`` did: applied changes, the one that failed (and why), and those not tried."""
-
-    applied: list[Change] = field(default_factory=list)
-    failed: Change | None = None
-    error: str = ""
-    not_applied: list[Change] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "applied": [c.to_json() for c in self.applied],
-                "failed": self.failed.to_json() if self.failed else None, "error": self.error,
-                "not_applied": [c.to_json() for c in self.not_applied]}
+    def text(self) -> str:
+        """One line per change, then the unmanaged rules that are kept."""
+        lines = [c.describe() + (f"\n    cannot be applied: {c.blocked}" if c.blocked else "")
+                 for c in self.changes] or ["no changes"]
+        lines += [f"  keep {n!r}: not managed by tracekit (--prune-unmanaged deletes it)"
+                  for n in self.kept_unmanaged]
+        return "\n".join(lines)
 
 
 def live_rules(client: Any) -> list[Rule]:
@@ -176,34 +165,16 @@ def apply(
     A plan with a change the API cannot make is refused before any call, so that the account
     is not left half-changed.
     """
-    report = ApplyReport()
-    blocked = plan.blocked
-    if blocked is not None:
-        report.failed, report.error = blocked, blocked.blocked
-        report.not_applied = [c for c in plan.changes if c is not blocked]
-        return report
-    for index, change in enumerate(plan.changes):
-        try:
-            for call in _calls(change):
-                _with_retry(lambda c=call: c(client), attempts, sleep)  # type: ignore[misc]
-        except Exception as exc:
-            report.failed, report.error = change, _error_text(exc)
-            report.not_applied = list(plan.changes[index + 1 :])
-            return report
-        report.applied.append(change)
-    return report
+    return planning.apply_changes(client, plan.changes, _calls, attempts=attempts, sleep=sleep)
 
 
-_Call = Callable[[Any], Any]
-
-
-def _calls(change: Change) -> list[_Call]:
+def _calls(change: Change) -> list[planning.Call]:
     """The API calls of one change; tags only through Create or Tag/UntagResource (no Update)."""
     if change.action == "delete":
         return [lambda c: c.delete_sampling_rule(RuleName=change.name)]
     desired = change.desired
     assert desired is not None
-    create: _Call = lambda c: c.create_sampling_rule(  # noqa: E731
+    create: planning.Call = lambda c: c.create_sampling_rule(  # noqa: E731
         SamplingRule=desired.to_api(),
         Tags=[{"Key": k, "Value": v} for k, v in {**desired.tags, **dict([MANAGED_TAG])}.items()],
     )
@@ -211,7 +182,7 @@ def _calls(change: Change) -> list[_Call]:
         return [create]
     if change.action == "replace":
         return [lambda c: c.delete_sampling_rule(RuleName=change.name), create]
-    calls: list[_Call] = []
+    calls: list[planning.Call] = []
     api_fields = [f for f in change.fields if f != "Tags"]
     if api_fields:
         update = {"RuleName": change.name, **{f: desired.to_api()[f] for f in api_fields}}
@@ -221,9 +192,9 @@ def _calls(change: Change) -> list[_Call]:
     return calls
 
 
-def _tag_calls(live: Rule, desired: Rule) -> list[_Call]:
+def _tag_calls(live: Rule, desired: Rule) -> list[planning.Call]:
     """Tag changes go through TagResource/UntagResource on the rule's ARN."""
-    calls: list[_Call] = []
+    calls: list[planning.Call] = []
     removed = [k for k in live.tags if k not in desired.tags and k != MANAGED_TAG[0]]
     if removed:
         calls.append(lambda c: c.untag_resource(ResourceARN=live.arn, TagKeys=removed))
@@ -231,32 +202,6 @@ def _tag_calls(live: Rule, desired: Rule) -> list[_Call]:
         tags = [{"Key": k, "Value": v} for k, v in desired.tags.items()]
         calls.append(lambda c: c.tag_resource(ResourceARN=live.arn, Tags=tags))
     return calls
-
-
-def _with_retry(call: Callable[[], Any], attempts: int, sleep: Callable[[float], None]) -> Any:
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts - 1 or not _is_throttle(exc):
-                raise
-            sleep(min(5.0, 0.2 * 2**attempt) * (0.5 + random.random() / 2))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _is_throttle(exc: Exception) -> bool:
-    response = getattr(exc, "response", None) or {}
-    code = response.get("Error", {}).get("Code", "")
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in THROTTLE_CODES or status == 429
-
-
-def _error_text(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error", {})
-    if error:
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def export(client: Any) -> RuleSet:

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tracekit._shared import specfile
+from tracekit._shared.settings import ConfigError
+from tracekit._shared.specfile import KeyPath, Problem, at
 from tracekit.sampling import validate
 from tracekit.sampling.validate import DEFAULT_PRIORITY, DEFAULT_RULE_NAME
 
@@ -24,7 +27,6 @@ MANAGED_TAG = ("managed-by", "tracekit")
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 RULE_KEYS = (*validate.RULE_FIELDS, "Description", "Tags")
 TAIL_KEYS = ("Name", "Description", "StatusCodes", "ReservoirSize", "FixedRate")
-_Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -177,38 +179,18 @@ class RuleSet:
         return sorted(rules, key=lambda r: r.sort_key)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding in a rule file, printed as ``file:line: field: problem (accepted: ...)``."""
+class RuleFileError(ConfigError):
+    """Rule files with problems; ``problems`` lists every one of them, one ``file:line`` line each.
 
-    file: str
-    line: int
-    field: str
-    problem: str
-    accepted: str = ""
-
-    def __str__(self) -> str:
-        tail = f" (accepted: {self.accepted})" if self.accepted else ""
-        return f"{self.file}:{self.line}: {self.field}: {self.problem}{tail}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "field": self.field,
-                "problem": self.problem, "accepted": self.accepted}
-
-
-class RuleFileError(ValueError):
-    """Rule files with problems; ``problems`` lists every one of them."""
+    A ``ConfigError`` like every bad setting (``name``/``value``/``accepted`` describe the first
+    problem), so one ``except tracekit.ConfigError`` covers bad rule files too.
+    """
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        first = problems[0] if problems else Problem("", 0, "", "no problem listed")
+        super().__init__(f"{first.file}:{first.line}: {first.field}", first.problem, first.accepted)
+        self.args = ("\n".join(str(p) for p in problems),)
         self.problems = list(problems)
-
-
-def _rule_files(item: Path) -> list[Path]:
-    """A file as given, a directory as its ``*.yaml``/``*.yml``/``*.json`` files (sorted)."""
-    if item.is_dir():
-        return sorted(p for p in item.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file())
-    return [item]
 
 
 def check(
@@ -225,7 +207,7 @@ def check(
     tail: list[TailPolicy] = []
     problems: list[Problem] = []
     for item in map(Path, paths):
-        files = _rule_files(item)
+        files = specfile.files_in(item, FILE_SUFFIXES)
         if require_files and not files:
             problems.append(Problem(str(item), 1, "(directory)", "holds no rule files",
                                     "a directory with .yaml, .yml or .json rule files"))
@@ -251,12 +233,8 @@ def load(paths: Iterable[str | Path]) -> RuleSet:
 def _read_file(path: Path, sdk_only: bool) -> tuple[list[Rule], list[TailPolicy], list[Problem]]:
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [], [Problem(file, 1, "(file)", f"cannot be read: {exc}", "UTF-8 YAML or JSON")]
-    try:
-        doc, lines, problems = _parse_text(text, file, json_syntax=path.suffix == ".json")
-    except _SyntaxProblem as exc:
+        doc, lines, problems = specfile.read(path)
+    except specfile.SyntaxProblem as exc:
         return [], [], [exc.problem]
     if _is_sdk_local(doc):
         doc, lines, more = convert_sdk_local(doc, lines, file)
@@ -267,117 +245,31 @@ def _read_file(path: Path, sdk_only: bool) -> tuple[list[Rule], list[TailPolicy]
     if not isinstance(doc, dict):
         return [], [], [*problems, Problem(file, 1, "(document)", "is not a mapping",
                                            "a mapping with 'rules' and optional 'tail'")]
-    problems += [_at(file, lines, (k,), k, "unknown top-level key", "rules, tail")
+    problems += [at(file, lines, (k,), k, "unknown top-level key", "rules, tail")
                  for k in doc if k not in ("rules", "tail")]
     rules = _parse_list(doc, "rules", lines, file, problems, _parse_rule)
     tail = _parse_list(doc, "tail", lines, file, problems, _parse_tail)
     return rules, tail, problems
 
 
-class _SyntaxProblem(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(str(problem))
-        self.problem = problem
-
-
-def _parse_text(text: str, file: str, json_syntax: bool) -> tuple[Any, dict[_Path, int], list[Problem]]:
-    """Values plus the line of every key/item; JSON values come from ``json`` for exact numbers."""
-    import yaml
-
-    value: Any = None
-    if json_syntax:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _SyntaxProblem(Problem(file, exc.lineno, "(syntax)", exc.msg, "JSON")) from exc
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            walker = _Walker(loader, file)
-            node = loader.get_single_node()
-            composed = None if node is None else walker.walk(node, ())
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        if json_syntax:
-            return value, {}, []
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise _SyntaxProblem(Problem(file, line, "(syntax)", str(exc.problem), "YAML")) from exc
-    except yaml.YAMLError as exc:
-        raise _SyntaxProblem(Problem(file, 1, "(syntax)", str(exc), "YAML")) from exc
-    return (value if json_syntax else composed), walker.lines, walker.problems
-
-
-MAX_NODES = 100_000
-"""YAML nodes walked per file: aliases can make a small file a huge tree ("billion laughs")."""
-
-
-@dataclass
-class _Walker:
-    """Builds the value of a YAML node tree and records the line of every key and item."""
-
-    loader: Any
-    file: str
-    lines: dict[_Path, int] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    budget: int = MAX_NODES
-
-    def walk(self, node: Any, path: _Path) -> Any:
-        import yaml
-
-        self.budget -= 1
-        if self.budget < 0:
-            raise _SyntaxProblem(Problem(self.file, node.start_mark.line + 1, "(document)",
-                                         "too large once aliases are expanded",
-                                         f"at most {MAX_NODES:,} YAML nodes"))
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.walk(n, (*path, i)) for i, n in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
-
-    def _mapping(self, node: Any, path: _Path) -> dict[Any, Any]:
-        import yaml
-
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            # keys are field names; a non-scalar key is reported as unknown, never expanded
-            key = (self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode)
-                   else f"({key_node.id} key)")
-            if key in out:
-                self.problems.append(Problem(self.file, key_node.start_mark.line + 1, str(key),
-                                             "duplicate key", "each key once per mapping"))
-            out[key] = self.walk(value_node, (*path, key))
-        return out
-
-
-def _at(file: str, lines: Mapping[_Path, int], path: _Path, fld: str, problem: str,
-        accepted: str = "") -> Problem:
-    """A problem located at the nearest recorded line of ``path`` or its parents."""
-    while path and path not in lines:
-        path = path[:-1]
-    return Problem(file, lines.get(path, 1), fld, problem, accepted)
-
-
 _T = TypeVar("_T")
-_ItemParser = Callable[[Any, _Path, Mapping[_Path, int], str, list[Problem]], _T | None]
+_ItemParser = Callable[[Any, KeyPath, Mapping[KeyPath, int], str, list[Problem]], _T | None]
 
 
-def _parse_list(doc: Mapping[str, Any], key: str, lines: Mapping[_Path, int], file: str,
+def _parse_list(doc: Mapping[str, Any], key: str, lines: Mapping[KeyPath, int], file: str,
                 problems: list[Problem], parse: _ItemParser[_T]) -> list[_T]:
     items = doc.get(key) or []
     if not isinstance(items, list):
-        problems.append(_at(file, lines, (key,), key, "must be a list", "a list of mappings"))
+        problems.append(at(file, lines, (key,), key, "must be a list", "a list of mappings"))
         return []
     parsed = [parse(item, (key, i), lines, file, problems) for i, item in enumerate(items)]
     return [p for p in parsed if p is not None]
 
 
-def _parse_rule(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
+def _parse_rule(raw: Any, path: KeyPath, lines: Mapping[KeyPath, int], file: str,
                 problems: list[Problem]) -> Rule | None:
     if not isinstance(raw, dict):
-        problems.append(_at(file, lines, path, "rules", "item is not a mapping", "a rule mapping"))
+        problems.append(at(file, lines, path, "rules", "item is not a mapping", "a rule mapping"))
         return None
     is_default = raw.get("RuleName") == DEFAULT_RULE_NAME
     api = {k: v for k, v in raw.items() if k not in ("Description", "Tags")}
@@ -400,14 +292,14 @@ def _parse_rule(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
         issues.append(("Description", "must be a string", "text"))
     for fld, problem, accepted in issues:
         accepted = ", ".join(RULE_KEYS) if problem == "unknown field" else accepted
-        problems.append(_at(file, lines, (*path, *fld.split(".")), fld, problem, accepted))
+        problems.append(at(file, lines, (*path, *fld.split(".")), fld, problem, accepted))
     if issues:
         return None
     line = lines.get(path, 1)
     return Rule.from_api(api, tags, description, f"{file}:{line}")
 
 
-def _parse_tail(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
+def _parse_tail(raw: Any, path: KeyPath, lines: Mapping[KeyPath, int], file: str,
                 problems: list[Problem]) -> TailPolicy | None:
     accepted_status = "'LOW-HIGH' with 100 <= LOW <= HIGH <= 599, e.g. '500-599'"
     issues: list[tuple[str, str, str]] = []
@@ -425,7 +317,7 @@ def _parse_tail(raw: Any, path: _Path, lines: Mapping[_Path, int], file: str,
     issues += validate.check_rule({k: raw[k] for k in ("ReservoirSize", "FixedRate") if k in raw},
                                   partial=True)
     for fld, problem, accepted in issues:
-        problems.append(_at(file, lines, (*path, fld), fld, problem, accepted))
+        problems.append(at(file, lines, (*path, fld), fld, problem, accepted))
     if issues:
         return None
     return TailPolicy(str(name), low, high, int(raw.get("ReservoirSize", 0)),
@@ -447,8 +339,8 @@ SDK_FIELD_MAP = {
 
 
 def convert_sdk_local(
-    doc: Mapping[str, Any], lines: Mapping[_Path, int], file: str
-) -> tuple[dict[str, Any], dict[_Path, int], list[Problem]]:
+    doc: Mapping[str, Any], lines: Mapping[KeyPath, int], file: str
+) -> tuple[dict[str, Any], dict[KeyPath, int], list[Problem]]:
     """Convert an X-Ray SDK local-rules document (version 1 or 2) to the tracekit form.
 
     ``default`` becomes ``Default``; rule *i* (file order) gets Priority ``10 * (i + 1)`` so file
@@ -461,17 +353,17 @@ def convert_sdk_local(
     problems: list[Problem] = []
     version = doc.get("version")
     if version not in (1, 2):
-        problems.append(_at(file, lines, ("version",), "version", f"{version!r} is not supported",
+        problems.append(at(file, lines, ("version",), "version", f"{version!r} is not supported",
                             "1 or 2 (X-Ray SDK local rules)"))
     keys = {**SDK_FIELD_MAP, ("service_name" if version == 1 else "host"): "Host"}
-    out_lines: dict[_Path, int] = {(): lines.get((), 1), ("rules",): lines.get(("rules",), 1)}
+    out_lines: dict[KeyPath, int] = {(): lines.get((), 1), ("rules",): lines.get(("rules",), 1)}
     converted: list[dict[str, Any]] = []
     used: set[str] = set()
     for index, (src, raw) in enumerate(_sdk_sources(doc)):
         rule = _convert_sdk_rule(raw, src, index, keys, used, (file, lines, problems))
         if rule is None:
             continue
-        path: _Path = ("rules", len(converted))
+        path: KeyPath = ("rules", len(converted))
         out_lines[path] = lines.get(src, 1)
         out_lines.update({(*path, api_key): lines[(*src, key)] for key, api_key in keys.items()
                           if (*src, key) in lines})
@@ -479,29 +371,29 @@ def convert_sdk_local(
     return {"rules": converted}, out_lines, problems
 
 
-def _sdk_sources(doc: Mapping[str, Any]) -> list[tuple[_Path, Any]]:
+def _sdk_sources(doc: Mapping[str, Any]) -> list[tuple[KeyPath, Any]]:
     """(where, raw rule) for ``default`` then each of ``rules`` in file order."""
     items = doc.get("rules") or []
     listed = enumerate(items if isinstance(items, list) else [])
     return [(("default",), doc.get("default")), *((("rules", i), raw) for i, raw in listed)]
 
 
-def _convert_sdk_rule(raw: Any, src: _Path, index: int, keys: Mapping[str, str], used: set[str],
-                      where: tuple[str, Mapping[_Path, int], list[Problem]]) -> dict[str, Any] | None:
+def _convert_sdk_rule(raw: Any, src: KeyPath, index: int, keys: Mapping[str, str], used: set[str],
+                      where: tuple[str, Mapping[KeyPath, int], list[Problem]]) -> dict[str, Any] | None:
     """One SDK rule (``index`` 0 is ``default``) in API form; problems go to ``where``."""
     file, lines, problems = where
     if not isinstance(raw, dict):
-        problems.append(_at(file, lines, src, str(src[0]), "is not a mapping", "a rule mapping"))
+        problems.append(at(file, lines, src, str(src[0]), "is not a mapping", "a rule mapping"))
         return None
-    problems += [_at(file, lines, (*src, k), k, "unknown key", ", ".join(keys))
+    problems += [at(file, lines, (*src, k), k, "unknown key", ", ".join(keys))
                  for k in raw if k not in keys]
     rule = {keys[k]: v for k, v in raw.items() if k in keys}
     is_default = index == 0
     for key in ("Host", "HTTPMethod", "URLPath"):
         if is_default and key in rule:
-            problems.append(_at(file, lines, src, key, "set on the default rule", "no matchers"))
+            problems.append(at(file, lines, src, key, "set on the default rule", "no matchers"))
         elif not is_default and key not in rule:
-            problems.append(_at(file, lines, src, key, "is required", "a glob pattern"))
+            problems.append(at(file, lines, src, key, "is required", "a glob pattern"))
     if is_default:
         rule["RuleName"] = DEFAULT_RULE_NAME
     else:

@@ -269,7 +269,8 @@ class XRaySampler(Sampler):
             poll()
         except Exception as exc:
             failures[what] += 1
-            stats.report(f"sampling.{what}_poll", exc)
+            stats.report(f"sampling.{what}_poll", exc, f"tracekit: no sampling {what} from the X-Ray daemon "
+                         f"at {self.endpoint} ({stats.describe(exc)}); local rules apply, retrying")
             return False
         failures[what] = 0
         stats.incr(f"sampling.{what}_polls")

@@ -31,6 +31,20 @@ UPSTREAM_COUNTERS = tuple(
 )  # fmt: skip
 """Exported from the start at 0: a series that first appears at 1 hides that increase from
 Prometheus' ``increase()``/``rate()``, so an alert on the first drops would never fire."""
+GAUGE_PREFIX = "tracekit_sidecar_"
+QUEUED_GAUGE = "queued_documents"
+UPSTREAM_AGE_GAUGE = "upstream_last_success_age_seconds"
+"""Seconds since X-Ray last answered: ``/health`` turns 503 when it passes ``--health-window``."""
+
+
+def counter_name(key: str) -> str:
+    """The Prometheus name of a stats counter, as scraped (prometheus_client adds ``_total``),
+    e.g. ``sidecar.upstream.dropped.buffer_full`` -> ``tracekit_sidecar_upstream_dropped_total``."""
+    return _family(key)[0] + "_total"
+
+
+def gauge_name(gauge: str) -> str:
+    return GAUGE_PREFIX + gauge
 
 
 class StatsCollector:
@@ -58,7 +72,7 @@ class StatsCollector:
             family.add_metric([label_value] if label else [], value)
         yield from families.values()
         for gauge, level in self._gauges().items():
-            yield GaugeMetricFamily(f"tracekit_sidecar_{gauge}", gauge.replace("_", " "), value=level)
+            yield GaugeMetricFamily(gauge_name(gauge), gauge.replace("_", " "), value=level)
 
 
 def _family(key: str) -> tuple[str, str, str]:

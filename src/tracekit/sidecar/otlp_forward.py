@@ -18,7 +18,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from tracekit._shared import stats
-from tracekit._shared.batching import BatchQueue
+from tracekit._shared.batching import BatchQueue, QueuedSink
 from tracekit._shared.sigv4 import SignedHTTP, SigningError, host_region, signing_service
 from tracekit.sidecar.otlp_spans import PROTOBUF
 
@@ -27,7 +27,7 @@ RETRYABLE = frozenset({429, 502, 503, 504})
 """The statuses OTLP/HTTP says a client should retry."""
 
 
-class OtlpForwarder:
+class OtlpForwarder(QueuedSink[bytes]):
     """Bounded, batched, retried forwarding of serialised ``ExportTraceServiceRequest`` bodies."""
 
     def __init__(
@@ -72,16 +72,6 @@ class OtlpForwarder:
     @property
     def signed(self) -> bool:
         return self._signed is not None
-
-    def submit(self, body: bytes) -> bool:
-        """Queue one protobuf-encoded request; False (and counted) when the buffer is full."""
-        return self._queue.submit(body)
-
-    def flush(self, timeout: float) -> bool:
-        return self._queue.flush(timeout)
-
-    def close(self, timeout: float) -> None:
-        self._queue.close(timeout)
 
     def _deliver(self, bodies: list[bytes]) -> None:
         body = b"".join(bodies)

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
-from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
+from tracekit.sidecar.admin import (
+    QUEUED_GAUGE,
+    UDP_COUNTERS,
+    UPSTREAM_AGE_GAUGE,
+    UPSTREAM_COUNTERS,
+    AdminServer,
+    StatsCollector,
+)
 from tracekit.sidecar.pipeline import Listener, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
 from tracekit.sidecar.settings import OPTIONS, Address, Settings, default_db_path, ecs_region
@@ -194,13 +201,13 @@ class Sidecar:
 
     def _gauges(self) -> dict[str, float]:
         gauges = {
-            "queued_documents": float(self.sink.queued),
+            QUEUED_GAUGE: float(self.sink.queued),
             "buffered_bytes": float(self.sink.buffered_bytes),
             "buffer_limit_bytes": float(self.settings.memory_limit * MB),
         }
         age = self._upstream_age()
         if age is not None:
-            gauges["upstream_last_success_age_seconds"] = age
+            gauges[UPSTREAM_AGE_GAUGE] = age
         return gauges
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tracekit._shared import stats
-from tracekit._shared.batching import BatchQueue
+from tracekit._shared.batching import BatchQueue, QueuedSink
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -69,7 +69,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class LocalStore:
+class LocalStore(QueuedSink[bytes]):
     """The local-mode sink: bounded like the X-Ray sender, written in transactions of up to 500."""
 
     def __init__(self, path: Path, retention: int, max_bytes: int) -> None:
@@ -84,23 +84,9 @@ class LocalStore:
             name="sidecar.local",
         )
 
-    def submit(self, document: bytes) -> bool:
-        return self._queue.submit(document)
-
-    def flush(self, timeout: float) -> bool:
-        return self._queue.flush(timeout)
-
     def close(self, timeout: float) -> None:
-        self._queue.close(timeout)
+        super().close(timeout)
         self._db.close()
-
-    @property
-    def buffered_bytes(self) -> int:
-        return self._queue.buffered_bytes
-
-    @property
-    def queued(self) -> int:
-        return self._queue.queued
 
     def _write(self, batch: list[bytes]) -> None:
         now = time.time()

@@ -20,7 +20,8 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import REDACTED, is_sensitive, redact
-from tracekit.tracing import ids, propagation, provider
+from tracekit.tracing import propagation, provider
+from tracekit.xray import ids
 from tracekit.xray.segments import (
     ANNOTATIONS_ATTR,
     MAX_ANNOTATIONS,
@@ -252,16 +253,8 @@ def _safe_set_attributes(current: Span, attributes: Mapping[str, Any]) -> None:
 def _wrap_sync(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: SpanKind) -> Any:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        current = _start(name, ann, kind)
-        token = _attach(current)
-        try:
+        with span(name, kind=kind, annotations=ann):
             return fn(*args, **kwargs)
-        except BaseException as exc:
-            _fail(current, exc)
-            raise
-        finally:
-            _detach(token)
-            _end(current)
 
     return wrapper
 
@@ -269,16 +262,8 @@ def _wrap_sync(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: Spa
 def _wrap_coro(fn: Callable[..., Any], name: str, ann: dict[str, Any], kind: SpanKind) -> Any:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        current = _start(name, ann, kind)
-        token = _attach(current)
-        try:
+        with span(name, kind=kind, annotations=ann):
             return await fn(*args, **kwargs)
-        except BaseException as exc:
-            _fail(current, exc)
-            raise
-        finally:
-            _detach(token)
-            _end(current)
 
     return wrapper
 

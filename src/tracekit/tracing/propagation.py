@@ -22,7 +22,7 @@ from opentelemetry.propagators.textmap import (
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from tracekit.tracing import ids
+from tracekit.xray import ids
 
 HEADER = "X-Amzn-Trace-Id"
 MAX_HEADER_LEN = 256

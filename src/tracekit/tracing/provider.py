@@ -30,8 +30,8 @@ from opentelemetry.util.types import Attributes
 
 from tracekit._shared import settings, stats
 from tracekit.tracing import config as _config
-from tracekit.tracing.ids import XRayIdGenerator
 from tracekit.tracing.propagation import XRayPropagator, decision_requested
+from tracekit.xray.ids import XRayIdGenerator
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
@@ -91,7 +91,8 @@ def _configure_on_first_use() -> None:
         try:
             configure()
         except Exception as exc:
-            stats.report("configure", exc)
+            bad_setting = isinstance(exc, settings.ConfigError)
+            stats.report("configure", exc, f"tracekit: tracing is off: {exc}" if bad_setting else None)
             _state["key"] = None
 
 
@@ -173,9 +174,15 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
 
 def _xray_processor(cfg: _config.Config) -> SpanProcessor:
     from tracekit.xray.processor import XRaySpanProcessor
-    from tracekit.xray.transports import ApiSink, SegmentSink, UdpSink
+    from tracekit.xray.transports import SegmentSink, UdpSink
 
-    sink: SegmentSink = ApiSink(cfg.region, cfg.endpoint_url) if cfg.xray_direct else UdpSink(cfg.daemon_udp)
+    sink: SegmentSink
+    if cfg.xray_direct:
+        from tracekit.xray.sender import SegmentSender
+
+        sink = SegmentSender(cfg.region, cfg.endpoint_url, workers=1)
+    else:
+        sink = UdpSink(cfg.daemon_udp)
     return XRaySpanProcessor(sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all)
 
 

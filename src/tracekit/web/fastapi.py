@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tracekit.web import server
 from tracekit.web.asgi import ASGIApp, TraceMiddleware
 
 _MARK = "_tracekit_instrumented"
+"""Attribute set on an instrumented app: the options it was instrumented with."""
 
 
 def instrument(
@@ -22,14 +24,18 @@ def instrument(
     capture_headers: Sequence[str] = (),
     record_metrics: bool = True,
 ) -> Any:
-    """Trace every HTTP request and WebSocket of ``app`` (idempotent); returns ``app``.
+    """Trace every HTTP request and WebSocket of ``app`` (once: a later call with other options
+    warns); returns ``app``.
 
     ``excluded_urls``: regular expressions searched in the full URL (default: the
     ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` / ``OTEL_PYTHON_EXCLUDED_URLS`` variables, else
     health-check paths). ``capture_headers``: request headers to record (sensitive ones refused).
     ``record_metrics``: feed ``tracekit.metrics.record_request`` (a no-op until metrics are set up).
     """
-    if getattr(app, _MARK, False):
+    options = server.instrument_options(excluded_urls, capture_headers, record_metrics)
+    kept = getattr(app, _MARK, None)
+    if kept is not None:
+        server.warn_if_reinstrumented("fastapi", kept, options)
         return app
     build = app.build_middleware_stack
     middleware = TraceMiddleware(  # built now so that bad options fail here, not on a request
@@ -47,7 +53,7 @@ def instrument(
     app.build_middleware_stack = build_traced_stack
     _no_native_server_span(app)
     app.middleware_stack = None  # rebuilt with tracing on the next request
-    setattr(app, _MARK, True)
+    setattr(app, _MARK, options)
     return app
 
 

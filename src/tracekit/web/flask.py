@@ -15,6 +15,7 @@ from typing import Any
 from flask import got_request_exception, request
 
 from tracekit._shared import stats
+from tracekit.web import server
 from tracekit.web.wsgi import EXCEPTION_KEY, Environ, TraceMiddleware
 
 ROUTE_KEY = "tracekit.route"
@@ -28,14 +29,17 @@ def instrument(
     capture_headers: Sequence[str] = (),
     record_metrics: bool = True,
 ) -> Any:
-    """Trace every request of the Flask ``app`` (idempotent); returns ``app``.
+    """Trace every request of the Flask ``app`` (once: a later call with other options warns);
+    returns ``app``.
 
     ``excluded_urls``: regular expressions searched in the full URL (default: the
     ``OTEL_PYTHON_FLASK_EXCLUDED_URLS`` / ``OTEL_PYTHON_EXCLUDED_URLS`` variables, else health-check
     paths). ``capture_headers``: request headers to record (sensitive ones are refused).
     ``record_metrics``: feed ``tracekit.metrics.record_request`` (a no-op until metrics are set up).
     """
+    options = server.instrument_options(excluded_urls, capture_headers, record_metrics)
     if _EXTENSION in app.extensions:
+        server.warn_if_reinstrumented("flask", app.extensions[_EXTENSION], options)
         return app
     app.wsgi_app = TraceMiddleware(
         app.wsgi_app,
@@ -46,7 +50,7 @@ def instrument(
         framework="flask",
     )
     got_request_exception.connect(_remember, app, weak=False)
-    app.extensions[_EXTENSION] = app.wsgi_app
+    app.extensions[_EXTENSION] = options
     return app
 
 

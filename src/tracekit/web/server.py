@@ -34,7 +34,8 @@ from opentelemetry.util.types import AttributeValue
 from tracekit._shared import hooks, stats
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import ConfigError
-from tracekit.tracing import ids, propagation, provider
+from tracekit.tracing import propagation, provider
+from tracekit.xray import ids
 
 HEALTH_PATHS = ("health", "healthz", "healthcheck", "ping", "ready", "readyz", "live", "livez")
 """Excluded by default (``/health``, ``/healthz/`` ...): load balancers poll them constantly."""
@@ -45,6 +46,30 @@ TRACE_HEADERS = ("traceparent", "tracestate", "x-amzn-trace-id")
 
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/._~!$&'()*+,;=:@%-]")
 RecordRequest = Callable[[str, str, int, float], None]
+
+
+def instrument_options(
+    excluded_urls: str | Sequence[str] | None, capture_headers: Sequence[str], record_metrics: bool
+) -> dict[str, object]:
+    """The options of an ``instrument(app, ...)`` call, comparable with a later call's."""
+    urls = excluded_urls if excluded_urls is None or isinstance(excluded_urls, str) else tuple(excluded_urls)
+    return {
+        "excluded_urls": urls, "capture_headers": tuple(capture_headers), "record_metrics": record_metrics
+    }
+
+
+def warn_if_reinstrumented(framework: str, kept: Mapping[str, object], given: Mapping[str, object]) -> None:
+    """An app is instrumented once; a later call with other options changes nothing, and says so."""
+    changed = [f"{key}={given[key]!r}" for key in given if given[key] != kept.get(key)]
+    if not changed:
+        return
+    stats.incr(f"{framework}.reinstrumented")
+    stats.warn_once_per_interval(
+        f"{framework}.reinstrumented",
+        "tracekit: this %s app is already instrumented; %s ignored (instrument once, with every option)",
+        framework,
+        ", ".join(changed),
+    )
 
 
 class Excluded:

@@ -2,10 +2,10 @@
 
     app.wsgi_app = TraceMiddleware(app.wsgi_app)          # any WSGI application
 
-The span lasts until the server closes the response body, so streamed bodies are covered and their
-bytes counted. Frameworks tell the route template through ``route_of(environ)`` (``tracekit.web.flask``
-does), asked when the response starts and, if still unknown, at the end; without it the span is
-named after the method.
+The span lasts until the response body is handed over (exhausted, its ``Content-Length`` sent, or
+closed by the server), so streamed bodies are covered and their bytes counted. Frameworks tell the
+route template through ``route_of(environ)`` (``tracekit.web.flask`` does), asked when the response
+starts and, if still unknown, at the end; without it the span is named after the method.
 """
 
 from __future__ import annotations
@@ -117,20 +117,27 @@ def _response_started(request: server.Request, status: str, headers: list[tuple[
 
 
 class _Body:
-    """The response body, passed through chunk by chunk with the request's span current."""
+    """The response body, passed through chunk by chunk with the request's span current.
+
+    The span ends once the last byte is handed over: when the body is exhausted, or as its last
+    chunk goes out when ``Content-Length`` says so. Servers also call ``close()``, the fallback for a
+    body abandoned half-read; test clients often never do, and their spans must end anyway.
+    """
 
     def __init__(self, inner: Iterable[bytes], request: server.Request, finish: Callable[[], None]):
         self._inner, self._request, self._finish = inner, request, finish
-        self._closed = False
+        self._closed = self._finished = False
 
     def __iter__(self) -> Iterator[bytes]:
         request, counted = self._request, self._request.size is None
+        left = None if counted else request.size
         chunks = iter(self._inner)
         while True:
             token = otel_context.attach(request.context)
             try:
                 chunk = next(chunks)
             except StopIteration:
+                self._end()
                 return
             except BaseException as exc:
                 request.fail(exc)
@@ -139,7 +146,16 @@ class _Body:
                 otel_context.detach(token)
             if counted:
                 request.size = (request.size or 0) + len(chunk)
+            elif left is not None:
+                left -= len(chunk)
+                if left <= 0:
+                    self._end()
             yield chunk
+
+    def _end(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._finish()
 
     def close(self) -> None:
         if self._closed:
@@ -150,4 +166,4 @@ class _Body:
             if close is not None:
                 close()
         finally:
-            self._finish()
+            self._end()

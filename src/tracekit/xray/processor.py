@@ -73,12 +73,24 @@ class XRaySpanProcessor(SpanProcessor):
             return
         self._queue.append(span)
         try:
-            if self._thread is None:
+            if len(self._queue) >= self._max_queue // 2:
+                self._help()
+            elif self._thread is None:
                 self._start_thread()  # RuntimeError when the process is out of threads
             if not self._wake.is_set():
                 self._wake.set()
         except Exception as exc:
             stats.report("xray.worker_start", exc)
+
+    def _help(self) -> None:
+        """The worker is behind (a CPU-bound request thread keeps the GIL from it): the caller
+        sends the queue itself, as the X-Ray SDK always does, rather than let spans be dropped."""
+        if self._lock.acquire(blocking=False):
+            try:
+                stats.incr("xray.caller_drains")
+                self._drain_locked(final=False)
+            finally:
+                self._lock.release()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything queued or waiting for a parent, now, on the calling thread."""
@@ -118,9 +130,12 @@ class XRaySpanProcessor(SpanProcessor):
 
     def _drain(self, *, final: bool) -> None:
         with self._lock:
-            while self._queue:
-                self._assemble(self._queue.popleft())
-            self._expire_pending(final)
+            self._drain_locked(final=final)
+
+    def _drain_locked(self, *, final: bool) -> None:
+        while self._queue:
+            self._assemble(self._queue.popleft())
+        self._expire_pending(final)
 
     def _assemble(self, span: ReadableSpan) -> None:
         parent = span.parent

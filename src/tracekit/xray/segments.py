@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import VERSION
-from tracekit.tracing import ids
+from tracekit.xray import ids
 
 Document = dict[str, Any]
 
@@ -29,6 +29,9 @@ ANNOTATIONS_ATTR = "aws.xray.annotations"
 """Span attribute listing which attribute keys are indexed X-Ray annotations."""
 METADATA_PREFIX = "aws.xray.metadata."
 """``aws.xray.metadata.<ns>`` holds a JSON object for metadata namespace ``<ns>``."""
+
+ROUTE_ANNOTATION = "http_route"
+"""The annotation holding a server span's route template (``http.route``)."""
 
 MAX_NAME = 200
 MAX_ANNOTATION_KEY = 500
@@ -420,13 +423,20 @@ def _resource_aws(resource: Mapping[str, AttributeValue]) -> dict[str, Any]:
 
 def _log_groups(resource: Mapping[str, AttributeValue]) -> list[dict[str, str]]:
     """``aws.log.group.arns`` (name taken from the ARN), else ``aws.log.group.names``."""
-    arns = resource.get("aws.log.group.arns")
-    if isinstance(arns, (list, tuple)) and arns:
-        return [{"log_group": str(arn).split(":log-group:", 1)[-1].split(":", 1)[0],
-                 "arn": str(arn)} for arn in arns]
-    names = resource.get("aws.log.group.names")
-    if isinstance(names, (list, tuple)):
-        return [{"log_group": str(name)} for name in names]
+    arns = _string_list(resource.get("aws.log.group.arns"))
+    if arns:
+        return [{"log_group": arn.split(":log-group:", 1)[-1].split(":", 1)[0], "arn": arn}
+                for arn in arns]
+    return [{"log_group": name} for name in _string_list(resource.get("aws.log.group.names"))]
+
+
+def _string_list(value: AttributeValue | None) -> list[str]:
+    """A list attribute, or a string: ``OTEL_RESOURCE_ATTRIBUTES`` (and Lambda's variables) give
+    one, with several values joined by ``&`` (the OpenTelemetry Collector reads them the same way)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("&") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value if str(item)]
     return []
 
 
@@ -461,6 +471,9 @@ def _add_annotations_and_metadata(
     indexed = attrs.get(ANNOTATIONS_ATTR) or ()
     indexed_keys = set(indexed) if isinstance(indexed, (list, tuple)) else set()
     annotations: dict[str, Any] = {}
+    route = attrs.get("http.route")
+    if isinstance(route, str) and route:  # the segment is named after the service: keep the route
+        annotations[ROUTE_ANNOTATION] = route  # searchable (annotation.http_route = "/orders/{id}")
     default_ns: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     user = attrs.get("enduser.id")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracekit._shared import stats
-from tracekit._shared.batching import BatchQueue
+from tracekit._shared.batching import BatchQueue, QueuedSink
 from tracekit._shared.sigv4 import Response, SignedHTTP, SigningError
 
 MAX_BATCH = 50
@@ -26,7 +26,7 @@ PATH = "/TraceSegments"
 _CODE = re.compile(r"[^A-Za-z0-9_]")
 
 
-class SegmentSender:
+class SegmentSender(QueuedSink[str | bytes]):
     """Buffer segment documents and deliver them with ``PutTraceSegments``, bounded and counted."""
 
     def __init__(
@@ -68,28 +68,6 @@ class SegmentSender:
             name=stats_prefix,
             on_exit=self.http.close,
         )
-
-    def submit(self, document: str | bytes) -> bool:
-        """Queue one serialised segment document; False (and counted) when it cannot be kept."""
-        return self._queue.submit(document)
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes held: queued plus in-flight documents (what ``max_buffer_bytes`` bounds)."""
-        return self._queue.buffered_bytes
-
-    @property
-    def queued(self) -> int:
-        """Documents waiting for a sender."""
-        return self._queue.queued
-
-    def flush(self, timeout: float) -> bool:
-        """Send everything buffered now; True when the buffer emptied within ``timeout`` seconds."""
-        return self._queue.flush(timeout)
-
-    def close(self, timeout: float) -> None:
-        """Stop accepting, deliver the buffer within ``timeout``, count the rest as dropped."""
-        self._queue.close(timeout)
 
     def _deliver(self, batch: list[str | bytes]) -> None:
         """One PutTraceSegments call, retried until it is answered, refused, or too late."""

@@ -1,4 +1,5 @@
-"""Where the span processor's X-Ray documents go: the daemon over UDP, or PutTraceSegments."""
+"""Where the span processor's X-Ray documents go: the daemon over UDP (:class:`UdpSink`), or
+PutTraceSegments (:class:`tracekit.xray.sender.SegmentSender`, on hosts without a daemon)."""
 
 from __future__ import annotations
 
@@ -67,29 +68,3 @@ class UdpSink:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-class ApiSink:
-    """Documents to ``PutTraceSegments`` through the shared batching sender (hosts without a daemon)."""
-
-    def __init__(self, region: str | None, endpoint_url: str | None) -> None:
-        from tracekit.xray.sender import SegmentSender
-
-        self._sender = SegmentSender(region=region, endpoint_url=endpoint_url, workers=1)
-
-    def submit(self, document: bytes) -> bool:
-        return self._sender.submit(document)  # the sender counts what it cannot keep
-
-    def flush(self, timeout: float) -> bool:
-        return self._sender.flush(timeout)
-
-    def close(self, timeout: float) -> None:
-        self._sender.close(timeout)
-
-    @property
-    def buffered_bytes(self) -> int:
-        return self._sender.buffered_bytes
-
-    @property
-    def queued(self) -> int:
-        return self._sender.queued
