@@ -1,8 +1,9 @@
 """``tracekit demo``: one traced workload, received locally as X-Ray documents and as OTLP spans.
 
 Needs no AWS account: a daemon-protocol UDP listener and an OTLP/HTTP listener run in this process
-on 127.0.0.1, tracekit sends to both, and the two views of the same trace are printed side by side
-with a check that their trace and span ids agree.
+on 127.0.0.1, tracekit sends to both, and one trace is printed in both views (the X-Ray tree with
+each segment's id, then the OTLP spans with their span and parent ids), followed by a check that
+the trace ids, span ids and parents of every trace agree.
 """
 
 from __future__ import annotations
