@@ -10,4 +10,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e '.[all]'
-exec bash examples/sidecar_local/run.sh "$@"
+bash examples/sidecar_local/run.sh "$@"
+echo "== next: .venv/bin/tracekit demo (one trace as X-Ray documents and as OTLP spans, with the same ids)"

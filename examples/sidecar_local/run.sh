@@ -17,20 +17,28 @@ export TRACEKIT_SIDECAR_ADMIN_ADDRESS="${TRACEKIT_SIDECAR_ADMIN_ADDRESS:-127.0.0
 export AWS_XRAY_DAEMON_ADDRESS="tcp:$TRACEKIT_SIDECAR_TCP_ADDRESS udp:$TRACEKIT_SIDECAR_UDP_ADDRESS"
 export OTEL_TRACES_SAMPLER="${OTEL_TRACES_SAMPLER:-always_on}"
 
-.venv/bin/tracekit sidecar --local 2> "$TRACEKIT_SIDECAR_LOCAL_DB.log" &
+log="$TRACEKIT_SIDECAR_LOCAL_DB.log"
+.venv/bin/tracekit sidecar --local 2> "$log" &
 sidecar=$!
 trap 'kill $sidecar 2>/dev/null || true' EXIT
-.venv/bin/python - <<PY
-import time, urllib.request
-for _ in range(200):
-    try:
-        urllib.request.urlopen("http://$TRACEKIT_SIDECAR_ADMIN_ADDRESS/health", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.05)
-else:
-    raise SystemExit("the sidecar did not start: see $TRACEKIT_SIDECAR_LOCAL_DB.log")
+for _ in $(seq 300); do  # its "sidecar started" log line, or its exit (a taken port...), within 30 s
+  grep -q '"message": "sidecar started"' "$log" && break
+  if ! kill -0 "$sidecar" 2>/dev/null; then
+    .venv/bin/python - "$log" >&2 <<'PY'
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+logged = [json.loads(line) for line in lines if line.startswith('{"')]
+errors = [entry["message"] for entry in logged if entry.get("level") == "error"]
+print("\n".join(errors or lines[-5:]))
+variable = re.search(r"TRACEKIT_SIDECAR_\w+_ADDRESS", " ".join(errors))
+if variable:
+    print(f"pick another port, e.g. {variable[0]}=127.0.0.1:PORT bash examples/demo.sh")
 PY
+    exit 1
+  fi
+  sleep 0.1
+done
+grep -q '"message": "sidecar started"' "$log" || { echo "the sidecar did not start in 30 s: see $log" >&2; exit 1; }
 echo "== sidecar --local is up (store: $TRACEKIT_SIDECAR_LOCAL_DB); running examples/sidecar_local/app.py"
 .venv/bin/python examples/sidecar_local/app.py
 kill -TERM $sidecar && wait $sidecar

@@ -62,7 +62,7 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
   - {service: lb, method: GET, path: /health, share: 0.2}
   - {service: shop, method: GET, path: /api/payment/x, share: 0.1}
 """)
-    code, data = run(capsys, "cost", str(RULES_DIR), "--rps", "100", "--profile", str(profile),
+    code, data = run(capsys, "cost", str(RULES_DIR), "--rps", "100", "--traffic", str(profile),
                      "--json")
     assert code == 0
     per_rule = {r["rule"]: r["traces_per_second"] for r in data["rules"]}
@@ -76,9 +76,10 @@ def test_cost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 0 and text.strip().endswith(
         "1,296,000 traces/month: $1.20/month at $1.00 per million after 100,000 free")
     profile.write_text("requests:\n  - {service: a, share: 0.9}\n  - {path: /x, share: 0.2, x: 1}\n")
-    code, text = run(capsys, "cost", str(RULES_DIR), "--rps", "1", "--profile", str(profile))
-    assert (code, text.strip()) == (1, f"error: {profile}: requests[1].x: unknown key "
-                                       "(accepted: service, service_type, host, method, path, share)")
+    assert main(["sampling", "cost", str(RULES_DIR), "--rps", "1", "--traffic", str(profile)]) == 2
+    assert capsys.readouterr().err == (
+        f"tracekit sampling cost: {profile}: requests[1].x=1 is not valid: expected only the keys "
+        "service, service_type, host, method, path, share\n")
 
 
 def test_import_sdk_local_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -137,3 +138,16 @@ def test_serve_command_with_boto3(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_validate_without_paths_reads_sampling_dir(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sampling").mkdir()
+    (tmp_path / "sampling" / "rules.yaml").write_text((RULES_DIR / "rules.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    code, out = run(capsys, "validate")
+    assert code == 0 and out.startswith("ok: 4 rules")
+    (tmp_path / "sampling" / "rules.yaml").unlink()
+    code, out = run(capsys, "validate")
+    assert code == 1 and "sampling" in out

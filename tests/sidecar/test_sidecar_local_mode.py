@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,3 +148,29 @@ def test_readme_local_mode_script_end_to_end(tmp_path: Path) -> None:
     tree = out.split("== tracekit traces show")[1]
     assert "payments.charge [subsegment]" in tree and "card declined" in tree and "order_id=3" in tree
     assert f"tracekit traces serve --db {tmp_path / 'traces.db'} --address" in out.splitlines()[-2]
+
+
+def test_readme_script_on_a_taken_port_says_which_and_how_to_move_it(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {
+            **os.environ,
+            "TRACEKIT_SIDECAR_LOCAL_DB": str(tmp_path / "traces.db"),
+            "TRACEKIT_SIDECAR_UDP_ADDRESS": address,
+            "TRACEKIT_SIDECAR_TCP_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+            "TRACEKIT_SIDECAR_ADMIN_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+            "TRACEKIT_SIDECAR_OTLP_ADDRESS": "off",
+            "TRACEKIT_SIDECAR_EMF_ADDRESS": "off",
+        }
+        began = time.monotonic()
+        result = subprocess.run(
+            ["bash", str(ROOT / "examples/sidecar_local/run.sh")],
+            env=env, capture_output=True, text=True, timeout=90,
+        )
+    assert result.returncode != 0 and time.monotonic() - began < 8
+    assert result.stdout == ""
+    assert f"cannot listen on {address}" in result.stderr
+    assert "TRACEKIT_SIDECAR_UDP_ADDRESS=127.0.0.1:PORT bash examples/demo.sh" in result.stderr
+    assert "Traceback" not in result.stderr and ".log" not in result.stderr
+    assert len(result.stderr.splitlines()) <= 3, result.stderr

@@ -87,6 +87,49 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
     assert json.loads(bad.stderr)["level"] == "error"  # a JSON log line like all the others
 
 
+def local_sidecar(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``tracekit sidecar --local`` on free ports that fails to start, as from a shell."""
+    ports = [f"127.0.0.1:{free_port(kind)}" for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)]
+    return subprocess.run(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--local", "--local-db",
+         str(tmp_path / "t.db"), "--udp-address", ports[0], "--tcp-address", ports[1],
+         "--admin-address", "127.0.0.1:0", "--otlp-address", "off", "--emf-address", "off", *extra],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_bad_sampling_rules_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
+    rules = tmp_path / "sampling"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text("rules:\n  - name: x\n    priority: -3\n")
+    result = local_sidecar(tmp_path, "--sampling-dir", str(rules))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["level"] == "error" and line["message"].startswith("tracekit sidecar: --sampling-dir")
+    assert f"{rules / 'rules.yaml'}:2: ReservoirSize: is required" in line["message"]
+
+
+@pytest.mark.parametrize(("name", "kind"), [("udp", socket.SOCK_DGRAM), ("tcp", socket.SOCK_STREAM),
+                                            ("admin", socket.SOCK_STREAM)])
+def test_a_taken_port_is_named_alone_with_what_moves_it(
+    tmp_path: Path, name: str, kind: socket.SocketKind
+) -> None:
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = local_sidecar(tmp_path, f"--{name}-address", address)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [error] = [json.loads(line) for line in result.stderr.splitlines() if '"error"' in line]
+    message = error["message"]
+    assert message.startswith(f"tracekit sidecar: cannot listen on {address} ")
+    assert f"--{name}-address" in message and f"TRACEKIT_SIDECAR_{name.upper()}_ADDRESS" in message
+    others = {"udp", "tcp", "admin"} - {name}
+    assert not any(f"--{other}-address" in message for other in others), message
+    assert message.count("127.0.0.1:") == 1
+
+
 @pytest.mark.parametrize("command", [["sidecar"], ["traces", "list"], ["traces", "show"]])
 def test_help_documents_every_setting(command: list[str]) -> None:
     out = subprocess.run(
@@ -151,7 +194,7 @@ def test_shutdown_timeout_bounds_the_whole_stop_with_every_receiver_stuck(stub: 
     assert summary["received"] == 1 and summary["emf_lines_received"] == 1
 
 
-def test_a_taken_port_exits_1_with_a_json_line_naming_the_addresses() -> None:
+def test_a_taken_port_exits_1_with_a_json_line_naming_the_address() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -163,4 +206,5 @@ def test_a_taken_port_exits_1_with_a_json_line_naming_the_addresses() -> None:
         )  # fmt: skip
     assert run.returncode == 1
     line = json.loads(run.stderr.strip().splitlines()[-1])
-    assert line["level"] == "error" and f"--admin-address {admin}" in line["message"]
+    assert line["level"] == "error" and f"cannot listen on {admin} " in line["message"]
+    assert "--admin-address HOST:PORT" in line["message"]

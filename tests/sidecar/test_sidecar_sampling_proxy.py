@@ -49,6 +49,22 @@ def test_xray_sdk_centralized_sampler_through_the_tcp_port(
     assert set(targets) <= names and last_modified > 0
 
 
+def test_local_mode_without_rules_keeps_every_trace(
+    make_sidecar: Callable[..., Sidecar], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aws_xray_sdk.core.sampling.connector import ServiceConnector
+
+    missing = tmp_path / "sampling"
+    with caplog.at_level("INFO", logger="tracekit.sidecar"):
+        sidecar = make_sidecar(local=True, local_db=tmp_path / "t.db", sampling_dir=missing)
+    said = [r.getMessage() for r in caplog.records if str(missing) in r.getMessage()]
+    assert said == [f"no {missing}: local sampling keeps every trace (--sampling-dir DIR applies rules)"]
+    connector = ServiceConnector()
+    connector.setup_xray_client(*sidecar.proxy.address(), None)
+    [rule] = connector.fetch_sampling_rules()
+    assert (rule.name, rule.rate) == ("Default", 1.0)
+
+
 def test_proxy_signs_with_its_own_credentials(
     make_sidecar: Callable[..., Sidecar], stub: XRayStub
 ) -> None:

@@ -19,6 +19,7 @@ Region: the explicit value, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ SERVICE_VARIABLES = (
 """Where the service name comes from, in order (``OTEL_RESOURCE_ATTRIBUTES``: its ``service.name``)."""
 Address = tuple[str, int]
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(ValueError):
@@ -132,6 +134,13 @@ def listen_address(text: str) -> Address:
     return host.strip("[]"), int(port)
 
 
+def port(text: str) -> int:
+    """A port to listen on, 0-65535 (0: any free port); an argparse ``type`` too."""
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise ValueError("a port 0-65535")
+    return int(text)
+
+
 def family_of(host: str) -> socket.AddressFamily:
     """IPv6 for a host with colons (``::1``, from ``[::1]:2000``), else IPv4."""
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -160,6 +169,26 @@ def http_url(text: str) -> str:
     if not text.startswith(("http://", "https://")) or not urlsplit(text).hostname:
         raise ValueError("an http:// or https:// URL")
     return text
+
+
+def positive(kind: Callable[[str], N], *, zero: bool = False) -> Callable[[str], N]:
+    """A parser of finite numbers above 0 (``zero``: from 0): counts, rates, sizes, durations.
+
+    An argparse ``type`` as well: its name makes argparse say ``invalid positive integer value``.
+    """
+    accepted = ("non-negative " if zero else "positive ") + ("integer" if kind is int else "number")
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise ValueError("a " + accepted) from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise ValueError("a " + accepted)
+        return value
+
+    parse.__name__ = accepted
+    return parse
 
 
 def checked(name: str, value: str, parse: Callable[[str], T]) -> T:

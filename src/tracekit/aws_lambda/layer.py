@@ -138,11 +138,21 @@ def _beside_interpreter(name: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+TOOLS = ("sidecar", "dashboards")
+"""Packages of tracekit's command-line tools: nothing a function imports needs them."""
+
+
+def _not_for_lambda(directory: str, names: list[str]) -> set[str]:
+    """``copytree``'s ignore: caches, and the tools' packages at the top of the tree."""
+    top = Path(directory).name == "tracekit"
+    return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or (top and n in TOOLS)}
+
+
 def _copy_tracekit(site: Path) -> None:
     import tracekit
 
     source = Path(tracekit.__file__).parent
-    shutil.copytree(source, site / "tracekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source, site / "tracekit", ignore=_not_for_lambda)
     info = site / f"{DISTRIBUTION.replace('-', '_')}-{VERSION}.dist-info"
     info.mkdir()
     metadata = f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {VERSION}\n"

@@ -1,6 +1,8 @@
 """``tracekit sampling ...``: validate, plan, apply, export, drift, explain, cost, import, serve.
 
-Exit codes: 0 fine, 1 error (bad files, failed API call), 2 drift found (``drift`` only).
+Exit codes: 0 fine, 1 error (rule files with problems, failed API call), 2 drift found
+(``drift``) or bad input (a usage error, a bad value, a file that cannot be read: one line on
+stderr).
 boto3 and PyYAML are imported inside the handlers.
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit._shared import awscli
+from tracekit._shared.settings import port, positive
 
 DEFAULT_PATHS = ["sampling"]
 PRICE_PER_MILLION = 5.00
@@ -32,7 +35,7 @@ def register(subparsers: Any) -> None:
     top.set_defaults(handler=lambda args: _help(top))
     sub = top.add_subparsers(dest="sampling_command", metavar="COMMAND")
     _add(sub, "validate", _validate, "check rule files against every constraint of the X-Ray API",
-         aws=False, files_required=True)
+         aws=False)
     plan = _add(sub, "plan", _plan, "show the create/update/delete steps that make X-Ray match")
     apply = _add(sub, "apply", _apply, "perform the plan (idempotent; retries throttling)")
     drift = _add(sub, "drift", _drift, "exit 2 when the live rules differ from the files (for CI)")
@@ -56,10 +59,10 @@ def register(subparsers: Any) -> None:
 
 
 def _add(sub: Any, name: str, handler: Handler, text: str, *, aws: bool = True,
-         files: bool = True, files_required: bool = False) -> argparse.ArgumentParser:
+         files: bool = True) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text + ".")
     if files:
-        parser.add_argument("paths", nargs="+" if files_required else "*", metavar="FILE",
+        parser.add_argument("paths", nargs="*", metavar="FILE",
                             help="rule files or directories (default: sampling/)")
     if aws:
         awscli.add_aws_options(parser, "X-Ray endpoint, e.g. a local control plane")
@@ -74,14 +77,14 @@ def _add_cost(sub: Any) -> None:
         description="Estimate traces recorded per month per rule for a request rate. Reservoirs "
         "are per account per second (X-Ray centralized sampling).")
     cost.add_argument("paths", nargs="*", metavar="FILE", help="rule files (default: sampling/)")
-    cost.add_argument("--rps", type=float, required=True, help="total requests per second")
-    cost.add_argument("--profile", metavar="FILE",
+    cost.add_argument("--rps", type=positive(float), required=True, help="total requests per second")
+    cost.add_argument("--traffic", metavar="FILE",
                       help="traffic mix (YAML/JSON: requests: [{service, method, path, host, "
                       "service_type, share}]); default: all traffic hits the Default rule")
-    cost.add_argument("--price-per-million", type=float, default=PRICE_PER_MILLION,
+    cost.add_argument("--price-per-million", type=positive(float, zero=True), default=PRICE_PER_MILLION,
                       help=f"USD per million traces recorded (default {PRICE_PER_MILLION:.2f}, "
                       "the X-Ray list price)")
-    cost.add_argument("--free-traces", type=int, default=FREE_TRACES,
+    cost.add_argument("--free-traces", type=positive(int, zero=True), default=FREE_TRACES,
                       help=f"free traces per month (default {FREE_TRACES:,}, the free tier)")
     cost.add_argument("--json", action="store_true", help="machine-readable output")
     cost.set_defaults(handler=_cost)
@@ -92,7 +95,7 @@ def _add_serve(sub: Any) -> None:
         "serve", help="run a local X-Ray sampling control plane (boto3/SDK compatible)",
         description="Serve the X-Ray sampling API on HTTP, backed by SQLite.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=2000, help="port (default 2000, the daemon's)")
+    serve.add_argument("--port", type=port, default=2000, help="port (default 2000, the daemon's)")
     serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     serve.add_argument("--rules", metavar="DIR", dest="paths", action="append",
                        help="seed from these rule files (repeatable)")
@@ -234,11 +237,7 @@ def _cost(args: argparse.Namespace) -> int:
     ruleset = _load(args)
     if ruleset is None:
         return 1
-    try:
-        mix = cost.load_profile(args.profile) if args.profile else cost.DEFAULT_MIX
-    except ValueError as exc:
-        awscli.emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
-        return 1
+    mix = cost.load_traffic(args.traffic) if args.traffic else cost.DEFAULT_MIX
     estimate = cost.estimate(ruleset.ordered(), mix, args.rps, args.price_per_million,
                              args.free_traces)
     awscli.emit(args, estimate.to_json(), estimate.text())

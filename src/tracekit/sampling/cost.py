@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tracekit._shared.settings import ConfigError
 from tracekit.sampling.matching import SamplingRequest, matches
 from tracekit.sampling.rules import Rule
 
 SECONDS_PER_MONTH = 30 * 86_400
-PROFILE_KEYS = {"service": "service", "service_type": "service_type", "host": "host",
+TRAFFIC_KEYS = {"service": "service", "service_type": "service_type", "host": "host",
                 "method": "method", "path": "path"}
 
 
@@ -29,7 +30,7 @@ class TrafficClass:
 
 
 DEFAULT_MIX = (TrafficClass(SamplingRequest(), 1.0),)
-"""No profile: requests nothing is known about, which only catch-all rules (Default) match."""
+"""No traffic file: requests nothing is known about, which only catch-all rules (Default) match."""
 
 
 @dataclass(frozen=True)
@@ -95,37 +96,48 @@ def estimate(rules: Sequence[Rule], mix: Sequence[TrafficClass], rps: float,
     return Estimate(tuple(rows), price_per_million, free_traces)
 
 
-def load_profile(path: str | Path) -> tuple[TrafficClass, ...]:
+def load_traffic(path: str | Path) -> tuple[TrafficClass, ...]:
     """Read ``requests: [{service, method, path, host, service_type, share}]``; shares sum to at
-    most 1 and the rest of the traffic is requests nothing is known about."""
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).endswith(".json"):
-        doc = json.loads(text)
-    else:
-        import yaml
+    most 1 and the rest of the traffic is requests nothing is known about.
 
-        doc = yaml.safe_load(text)
+    A file that cannot be parsed or a bad entry raises :class:`ConfigError` naming the file and
+    the field."""
+    doc = _parse(path, Path(path).read_text(encoding="utf-8"))
     items = doc.get("requests") if isinstance(doc, dict) else None
     if not isinstance(items, list):
-        raise ValueError(f"{path}: requests: missing (accepted: a list of request classes)")
+        raise ConfigError(f"{path}: requests", items, "a list of request classes")
     mix = [_traffic_class(path, i, item) for i, item in enumerate(items)]
     total = sum(t.share for t in mix)
     if total > 1 + 1e-9:
-        raise ValueError(f"{path}: requests: shares add up to {total:g} (accepted: at most 1)")
+        raise ConfigError(f"{path}: requests: sum of share", round(total, 9), "at most 1")
     rest = (TrafficClass(SamplingRequest(), 1 - total),) if total < 1 - 1e-9 else ()
     return (*mix, *rest)
 
 
+def _parse(path: str | Path, text: str) -> Any:
+    if str(path).endswith(".json"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError("--traffic", str(path), f"a JSON document ({exc})") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("--traffic", str(path), f"YAML ({' '.join(str(exc).split())})") from None
+
+
 def _traffic_class(path: str | Path, index: int, item: object) -> TrafficClass:
     where = f"{path}: requests[{index}]"
-    accepted = ", ".join([*PROFILE_KEYS, "share"])
+    accepted = ", ".join([*TRAFFIC_KEYS, "share"])
     if not isinstance(item, dict):
-        raise ValueError(f"{where}: not a mapping (accepted: a mapping of {accepted})")
-    unknown = [k for k in item if k not in PROFILE_KEYS and k != "share"]
+        raise ConfigError(where, item, f"a mapping of {accepted}")
+    unknown = [k for k in item if k not in TRAFFIC_KEYS and k != "share"]
     if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key (accepted: {accepted})")
+        raise ConfigError(f"{where}.{unknown[0]}", item[unknown[0]], f"only the keys {accepted}")
     share = item.get("share")
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise ValueError(f"{where}.share: {share!r} (accepted: a number from 0 to 1)")
-    fields: dict[str, Any] = {PROFILE_KEYS[k]: str(v) for k, v in item.items() if k in PROFILE_KEYS}
+        raise ConfigError(f"{where}.share", share, "a number from 0 to 1")
+    fields: dict[str, Any] = {TRAFFIC_KEYS[k]: str(v) for k, v in item.items() if k in TRAFFIC_KEYS}
     return TrafficClass(SamplingRequest(**fields), float(share))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tracekit._shared.settings import ConfigError
     from tracekit.sidecar import ingest, logs
-    from tracekit.sidecar.runtime import Sidecar
+    from tracekit.sidecar.runtime import ListenError, Sidecar
     from tracekit.sidecar.settings import resolve
     from tracekit.sidecar.store import StoreError
 
@@ -84,14 +84,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, StoreError) as exc:
         logger.error("tracekit sidecar: %s", exc)
         return 2
+    except ListenError as exc:
+        logger.error("tracekit sidecar: %s", exc)
+        return 1
     except OSError as exc:
-        names = ("udp_address", "tcp_address", "admin_address")
-        where = _addresses({name: getattr(settings, name) for name in names})
-        logger.error("tracekit sidecar: cannot start: %s (%s)", exc, where)
+        logger.error("tracekit sidecar: cannot start: %s", exc)
         return 1
     return sidecar.run()
-
-
-def _addresses(ports: dict[str, tuple[str, int]]) -> str:
-    """``--udp-address 127.0.0.1:2000, ...``: what to check when a bind fails."""
-    return ", ".join(f"--{name.replace('_', '-')} {host}:{port}" for name, (host, port) in ports.items())

@@ -6,8 +6,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
@@ -21,7 +23,7 @@ from tracekit.sidecar.admin import (
 )
 from tracekit.sidecar.pipeline import Listener, Service
 from tracekit.sidecar.proxy import SamplingProxy, upstream_backend
-from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
+from tracekit.sidecar.settings import OPTIONS, Address, Settings, default_db_path, ecs_region
 from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from tracekit.sidecar.tail_sampling import TailSampler
 
 logger = logging.getLogger("tracekit.sidecar")
+L = TypeVar("L")
 MB = 1024 * 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,18 +63,26 @@ class Sidecar:
         self.sink: SegmentSink = self._build_sink()
         declared = UDP_COUNTERS + (UPSTREAM_COUNTERS if self.sender is not None else ())
         self.registry.register(StatsCollector(self._gauges, declared))
-        self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
-        if self.tail is not None:
-            self.sink = self.tail
-        self.sampling: ControlPlane | None = None
-        self.proxy: SamplingProxy
-        if self.sender is not None:
-            self.proxy = SamplingProxy(settings.tcp_address, upstream_backend(self.sender.http))
-        else:
-            self.sampling = local_control_plane(settings)
-            self.proxy = SamplingProxy(settings.tcp_address, self.sampling.handle)
-        self.udp = UdpListener(settings.udp_address, self.sink, settings.receive_buffer)
-        self.admin = AdminServer(settings.admin_address, self.health, self.registry, self._viewer())
+        try:
+            self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
+            if self.tail is not None:
+                self.sink = self.tail
+            self.sampling: ControlPlane | None = None
+            if self.sender is not None:
+                backend = upstream_backend(self.sender.http)
+            else:
+                self.sampling = local_control_plane(settings)
+                backend = self.sampling.handle
+            self.proxy = _listen("tcp_address", lambda a: SamplingProxy(a, backend), settings)
+            self.udp = _listen("udp_address", lambda a: UdpListener(a, self.sink, settings.receive_buffer),
+                               settings)
+            viewer = self._viewer()
+            self.admin = _listen(
+                "admin_address", lambda a: AdminServer(a, self.health, self.registry, viewer), settings
+            )
+        except BaseException:
+            self.sink.close(0.0)  # the sidecar will not start: stop the sink's thread now
+            raise
         self.listeners: list[Listener] = [self.udp, self.proxy]
         self.services: list[Service] = [s for s in (self.telemetry, self.tail) if s is not None]
 
@@ -104,11 +115,7 @@ class Sidecar:
     def _tail_sampler(self, inner: SegmentSink) -> TailSampler:
         from tracekit.sidecar import tail_sampling
 
-        try:
-            return tail_sampling.from_settings(self.settings, inner)
-        except ConfigError:
-            inner.close(0.0)  # the sidecar will not start: stop the sink's thread now
-            raise
+        return tail_sampling.from_settings(self.settings, inner)
 
     def _viewer(self) -> Viewer | None:
         """Local mode serves the trace viewer on the admin address."""
@@ -221,15 +228,40 @@ class Sidecar:
 
 
 def local_control_plane(settings: Settings) -> ControlPlane:
-    """The [sampling] control plane (in memory) seeded from ``sampling_dir`` when it exists."""
+    """The [sampling] control plane (in memory) seeded from ``sampling_dir``; without one, its
+    Default rule keeps every trace: local development wants to see them all."""
     from tracekit.sampling.controlplane import ControlPlane
+    from tracekit.sampling.rules import DEFAULT_RULE, RuleFileError
 
     plane = ControlPlane()
     if settings.sampling_dir.exists():
-        plane.load_dir(settings.sampling_dir)
+        try:
+            plane.load_dir(settings.sampling_dir)
+        except RuleFileError as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            raise ConfigError("--sampling-dir", str(settings.sampling_dir),
+                              f"rule files without problems ({problems})") from None
     else:
-        logger.warning("no %s: local sampling serves only the Default rule", settings.sampling_dir)
+        plane.load_rules([replace(DEFAULT_RULE, fixed_rate=1.0)])
+        logger.info("no %s: local sampling keeps every trace (--sampling-dir DIR applies rules)",
+                    settings.sampling_dir)
     return plane
+
+
+class ListenError(OSError):
+    """A port the sidecar needs cannot be bound: names that address alone and what moves it."""
+
+
+def _listen(name: str, bind: Callable[[Address], L], settings: Settings) -> L:
+    address: Address = getattr(settings, name)
+    try:
+        return bind(address)
+    except OSError as exc:
+        option = next(opt for opt in OPTIONS if opt.name == name)
+        raise ListenError(
+            f"cannot listen on {_fmt(address)} ({option.help}): {exc.strerror or exc}; "
+            f"{option.flag} HOST:PORT or {option.env} moves it"
+        ) from None
 
 
 SUMMARY_GROUPS = ("rejected", "dropped", "unprocessed", "retries")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tracekit._shared.settings import ConfigError, boolean, http_url, listen_address, region
+from tracekit._shared.settings import ConfigError, boolean, http_url, listen_address, positive, region
 
 Address = tuple[str, int]
 
@@ -36,17 +36,6 @@ def default_db_path(env: Mapping[str, str] | None = None) -> Path:
 def _optional_address(text: str) -> Address | None:
     """``host:port``, or ``off`` for a receiver that should not run."""
     return None if text.strip().lower() == "off" else listen_address(text)
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(f"a positive {kind.__name__}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
 
 
 def _level(text: str) -> str:
@@ -77,26 +66,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("admin_address", listen_address, "/health and /metrics", "HOST:PORT"),
     Option("region", str, "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, ECS metadata)"),
     Option("endpoint_url", http_url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
-    Option("memory_limit", _positive(int), "MB of buffered documents; beyond, drops are counted", "MB"),
-    Option("workers", _positive(int), "concurrent PutTraceSegments senders", "N"),
-    Option("batch_timeout", _positive(float), "seconds a partial batch (<50) waits", "S"),
-    Option("retry_for", _positive(float), "seconds a failing batch is retried, then dropped", "S"),
-    Option("receive_buffer", _positive(int), "MB of kernel UDP receive buffer (SO_RCVBUF)", "MB"),
-    Option("shutdown_timeout", _positive(float), "seconds to flush on SIGTERM/SIGINT", "S"),
-    Option("telemetry_interval", _positive(float), "seconds between PutTelemetryRecords", "S"),
-    Option("health_window", _positive(float), "/health is 503 after this long w/o upstream", "S"),
+    Option("memory_limit", positive(int), "MB of buffered documents; beyond, drops are counted", "MB"),
+    Option("workers", positive(int), "concurrent PutTraceSegments senders", "N"),
+    Option("batch_timeout", positive(float), "seconds a partial batch (<50) waits", "S"),
+    Option("retry_for", positive(float), "seconds a failing batch is retried, then dropped", "S"),
+    Option("receive_buffer", positive(int), "MB of kernel UDP receive buffer (SO_RCVBUF)", "MB"),
+    Option("shutdown_timeout", positive(float), "seconds to flush on SIGTERM/SIGINT", "S"),
+    Option("telemetry_interval", positive(float), "seconds between PutTelemetryRecords", "S"),
+    Option("health_window", positive(float), "/health is 503 after this long w/o upstream", "S"),
     Option("local", boolean, "local mode: store traces in SQLite, serve local sampling"),
     Option("local_db", Path, "SQLite file that local mode writes and traces reads", "PATH"),
-    Option("local_retention", _positive(int), "traces (and EMF lines) kept in local mode; oldest go",
+    Option("local_retention", positive(int), "traces (and EMF lines) kept in local mode; oldest go",
            "N"),
     Option("sampling_dir", Path, "rule files for local sampling and --tail-sampling", "DIR"),
     Option("tail_sampling", boolean, "decide traces of apps with OTEL_TRACES_SAMPLER=xray_deferred "
            "after they end: the tail: policies, then the head rules (see sampling/README.md)"),
-    Option("tail_idle", _positive(float), "tail: decide once the root ended and the trace was "
+    Option("tail_idle", positive(float), "tail: decide once the root ended and the trace was "
            "quiet this long", "S"),
-    Option("tail_max_wait", _positive(float), "tail: decide at the latest this long after the "
+    Option("tail_max_wait", positive(float), "tail: decide at the latest this long after the "
            "trace's first document", "S"),
-    Option("tail_buffer", _positive(int), "tail: MB of buffered traces; beyond, drops are counted",
+    Option("tail_buffer", positive(int), "tail: MB of buffered traces; beyond, drops are counted",
            "MB"),
     Option("log_level", _level, "debug, info, warning or error", "LEVEL"),
     Option("otlp_address", _optional_address, "OTLP/HTTP trace receiver (POST /v1/traces); 'off' "

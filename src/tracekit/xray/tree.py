@@ -60,11 +60,15 @@ def walk(documents: Iterable[Document]) -> list[tuple[int, Document]]:
     return out
 
 
-def render(documents: Iterable[Document]) -> str:
-    """An indented tree: name, duration, status marks, annotations; children by start time."""
+def render(documents: Iterable[Document], show_ids: bool = False) -> str:
+    """An indented tree: name, duration, status marks, annotations (``show_ids``: and each node's id);
+    children by start time."""
     nodes = walk(documents)
     origin = min((_start(n) for _, n in nodes), default=0.0)
-    return "\n".join("  " * depth + _line(node, origin) for depth, node in nodes)
+    return "\n".join(
+        "  " * depth + _line(node, origin) + (f"  id={node.get('id')}" if show_ids else "")
+        for depth, node in nodes
+    )
 
 
 def seconds(value: Any) -> float | None:
