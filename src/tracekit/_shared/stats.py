@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from tracekit._shared.redaction import mask_urls
+
 logger = logging.getLogger("tracekit")
 
 LOG_INTERVAL = 60.0
@@ -66,13 +68,17 @@ def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException
             return
         _last_logged[key] = now
     with contextlib.suppress(Exception):  # a broken logging setup must not escape either
-        logger.warning(msg, *args, exc_info=exc)
+        logger.warning("%s", mask_urls(msg % args if args else msg), exc_info=exc)
 
 
 def report(key: str, exc: BaseException | None = None, msg: str | None = None) -> None:
-    """Count a failure under ``errors.<key>`` and log it, rate-limited."""
+    """Count a failure under ``errors.<key>`` and log it, rate-limited (with the traceback of ``exc``
+    unless ``msg`` explains it)."""
     incr(f"errors.{key}")
-    text = msg or (f"tracekit: {key} failed: {type(exc).__name__}: {exc}" if exc else key)
+    if msg:  # the caller named the cause: a traceback would add nothing but noise
+        warn_once_per_interval(key, "%s", msg)
+        return
+    text = f"tracekit: {key} failed: {type(exc).__name__}: {exc}" if exc else key
     warn_once_per_interval(key, "%s", text, exc=exc)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit._shared import stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
+from tracekit._shared.redaction import mask_urls
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener
 
 LABELLED = {"dropped": "reason", "rejected": "reason", "retries": "reason", "unprocessed": "code",
             "decided": "decision", "kept_by": "rule"}
@@ -21,7 +21,8 @@ Gauges = Callable[[], dict[str, float]]
 
 
 UDP_COUNTERS = ("sidecar.udp.received", "sidecar.udp.rejected.invalid_header",
-                "sidecar.udp.rejected.missing_header", "sidecar.udp.rejected.empty_segment")
+                "sidecar.udp.rejected.missing_header", "sidecar.udp.rejected.empty_segment",
+                "sidecar.udp.rejected.empty_datagram")
 UPSTREAM_COUNTERS = tuple(
     f"sidecar.upstream.{name}" for name in (
         "sent", "batches", "retries.throttled", "retries.server_error", "retries.connection",
@@ -82,19 +83,16 @@ class AdminServer(HTTPListener):
         self._server = BoundedHTTPServer(address, _Handler, "admin", self, max_connections=16)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
     disable_nagle_algorithm = True
-    timeout = 10.0
-    """A client that never finishes its request must not keep one of the 16 slots from health
-    checks for ever."""
-    server: BoundedHTTPServer
 
     def do_GET(self) -> None:
         admin: AdminServer = self.server.owner
         path = self.path.split("?", 1)[0]
         if path == "/health":
             ok, body = admin.health()
-            self._reply(200 if ok else 503, "application/json", json.dumps(body).encode())
+            text = mask_urls(json.dumps(body, default=str))  # errors may quote an endpoint URL
+            self._reply(200 if ok else 503, "application/json", text.encode())
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -108,6 +106,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Health probes every few seconds would flood the logs."""

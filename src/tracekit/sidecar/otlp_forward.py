@@ -15,7 +15,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue
@@ -48,6 +48,9 @@ class OtlpForwarder:
             raise ValueError(f"--otlp-forward {url!r} is not valid: expected http(s)://host[:port]/path")
         self.url = url
         self._path = parts.path or "/v1/traces"
+        netloc = parts.netloc.rpartition("@")[2]
+        self._plain_url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        self._auth = _basic_auth(parts.username, parts.password)
         self._timeout = timeout
         self._retry_for = retry_for
         sign = parts.hostname.endswith(".amazonaws.com") if sigv4 is None else sigv4
@@ -119,12 +122,21 @@ class OtlpForwarder:
     def _send(self, body: bytes) -> int:
         if self._signed is not None:
             return self._signed.post(self._path, body, PROTOBUF).status
-        request = urllib.request.Request(
-            self.url, data=body, method="POST", headers={"Content-Type": PROTOBUF}
-        )
+        headers = {"Content-Type": PROTOBUF, **self._auth}
+        request = urllib.request.Request(self._plain_url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 response.read()
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return exc.code
+
+
+def _basic_auth(user: str | None, password: str | None) -> dict[str, str]:
+    """``user:password@`` in the URL becomes an ``Authorization: Basic`` header (never logged)."""
+    if user is None:
+        return {}
+    import base64
+
+    pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
