@@ -246,7 +246,7 @@ def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     shipper = LogsShipper("/g", "s", region="us-east-1", endpoint_url=dead, emf=True, linger=0.01,
-                          max_attempts=1)  # fmt: skip
+                          retry_for=0.5)  # fmt: skip
     rx = EmfReceiver("127.0.0.1", 0, shipper=shipper, shutdown_timeout=10)
     rx.start()
     try:
@@ -256,5 +256,5 @@ def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
     finally:
         rx.stop()
     counts = _stats.stats()
-    assert counts["cwlogs.dropped.error"] == 5
+    assert counts["cwlogs.dropped.retries_exhausted"] == 5
     assert counts["errors.cwlogs.put_log_events"] >= 1

@@ -18,9 +18,10 @@ from tracekit.xray.protocol import HEADER
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from flaky_upstream import FlakyUpstream  # noqa: E402
 from xray_stub import XRayStub, document  # noqa: E402
 
-__all__ = ["HEADER", "XRayStub", "document"]
+__all__ = ["HEADER", "FlakyUpstream", "XRayStub", "document"]
 
 FREE = ("127.0.0.1", 0)
 BASE = Settings(

@@ -12,12 +12,20 @@ close take a deadline; and every item that is not delivered is counted under
 - ``unconfirmed_at_exit``: handed to ``deliver`` and not finished when ``close`` returned;
 - ``internal_error``: ``deliver`` raised (it should count its own failures by reason instead).
 
+:meth:`BatchQueue.retry` is the one retry loop of the senders that use it: capped exponential
+backoff with full jitter within a time budget, ended early by ``close``; it logs one warning when
+the upstream starts failing and one when it answers again (an outage is two lines, not silence and
+not a line per batch).
+
 Threads start with the first item, so building a sender costs nothing; in a forked child (gunicorn
 ``--preload``, multiprocessing) the queue starts empty, since the parent delivers what it queued.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import random
 import threading
 import time
 from collections import deque
@@ -28,6 +36,9 @@ from tracekit._shared import stats
 from tracekit._shared.forking import reset_after_fork
 
 T = TypeVar("T")
+Attempt = Callable[[], "tuple[bool, str] | None"]
+"""One try at delivering: None when done, else (worth retrying?, reason)."""
+logger = logging.getLogger("tracekit")
 ITEM_OVERHEAD = 64
 """Bytes counted per queued ``str``/``bytes`` item on top of its length (object header, queue slot)."""
 
@@ -81,6 +92,7 @@ class BatchQueue(Generic[T]):
         self._oldest = 0.0
         self._urgent = 0
         self._closed = False
+        self._down_since: float | None = None
         self._threads: list[threading.Thread] = []
         self.aborted = threading.Event()
         """Set when ``close`` ran out of time: deliveries waiting to retry should give up."""
@@ -172,6 +184,56 @@ class BatchQueue(Generic[T]):
 
     def count_dropped(self, reason: str, n: int = 1) -> None:
         stats.incr(f"{self.name}.dropped.{reason}", n)
+
+    def retry(
+        self,
+        attempt: Attempt,
+        *,
+        retry_for: float,
+        max_backoff: float = 5.0,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> str | None:
+        """Call ``attempt`` until it is done, refused for good, out of time, or the queue closed.
+
+        Returns None when delivered, else the reason to count the batch as dropped: the attempt's
+        own (not worth retrying), ``retries_exhausted`` (``retry_for`` seconds passed) or
+        ``shutdown`` (:meth:`close` ran out of time). ``on_retry(reason)`` runs before each wait.
+        """
+        give_up = time.monotonic() + retry_for
+        tries = 0
+        while (failure := attempt()) is not None:
+            retry, reason = failure
+            if not retry:
+                return reason
+            self._outage(reason, retry_for)
+            tries += 1
+            delay = random.uniform(0, min(max_backoff, 0.05 * 2**tries))
+            if time.monotonic() + delay > give_up:
+                return "retries_exhausted"
+            if on_retry is not None:
+                on_retry(reason)
+            if self.aborted.wait(delay):
+                return "shutdown"
+        self._outage(None, retry_for)
+        return None
+
+    def _outage(self, reason: str | None, retry_for: float) -> None:
+        """Log when the upstream starts failing (``reason``) and when it answers again (None)."""
+        now = time.monotonic()
+        with self._lock:
+            since = self._down_since
+            if (reason is None) == (since is None):
+                return  # no change
+            self._down_since = now if reason is not None else None
+        with contextlib.suppress(Exception):
+            if reason is not None:
+                logger.warning(
+                    "tracekit: %s: upstream failing (%s); each batch is retried for up to %g s",
+                    self.name, reason, retry_for,
+                )  # fmt: skip
+            else:
+                logger.warning("tracekit: %s: upstream answering again after %.1f s", self.name,
+                               now - (since or now))  # fmt: skip
 
     # -- the workers' side ------------------------------------------------------------------------
 

@@ -11,8 +11,6 @@ message whose repeated fields (``resource_spans``) are the union of theirs, so n
 from __future__ import annotations
 
 import http.client
-import random
-import time
 import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -88,21 +86,15 @@ class OtlpForwarder:
 
     def _deliver(self, bodies: list[bytes]) -> None:
         body = b"".join(bodies)
-        deadline = time.monotonic() + self._retry_for
-        backoff = 0.1
-        while True:
-            outcome = self._post(body)
-            if outcome is None:
-                stats.incr(f"{STATS}.sent_requests", len(bodies))
-                return
-            retry, reason = outcome
-            left = deadline - time.monotonic()
-            if not retry or left <= 0 or self._queue.aborted.is_set():
-                self._queue.count_dropped(reason, len(bodies))
-                return
-            stats.incr(f"{STATS}.retries")
-            backoff = min(backoff * 2, 5.0)
-            self._queue.aborted.wait(min(left, random.uniform(backoff / 2, backoff)))
+        reason = self._queue.retry(
+            lambda: self._post(body),
+            retry_for=self._retry_for,
+            on_retry=lambda _: stats.incr(f"{STATS}.retries"),
+        )
+        if reason is None:
+            stats.incr(f"{STATS}.sent_requests", len(bodies))
+        elif not self._queue.abandoned:
+            self._queue.count_dropped(reason, len(bodies))
 
     def _post(self, body: bytes) -> tuple[bool, str] | None:
         """None when delivered, else (worth retrying, reason); failures are logged rate-limited."""

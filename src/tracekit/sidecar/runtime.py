@@ -224,6 +224,7 @@ def summarize(counts: dict[str, int]) -> dict[str, Any]:
         "received": counts.get("sidecar.udp.received", 0),
         "otlp_spans_received": counts.get("sidecar.otlp.spans.received", 0),
         "emf_lines_received": counts.get("sidecar.emf.received", 0),
+        "emf_lines_sent": counts.get("sidecar.emf.upstream.sent", 0),
         "sent": counts.get("sidecar.upstream.sent", 0),
         "stored": counts.get("sidecar.local.stored", 0),
     }

@@ -10,7 +10,6 @@ full jitter. Nothing is dropped silently: every document that does not reach X-R
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from collections.abc import Callable
@@ -95,22 +94,14 @@ class SegmentSender:
         """One PutTraceSegments call, retried until it is answered, refused, or too late."""
         docs = [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in batch]
         body = json.dumps({"TraceSegmentDocuments": docs}).encode()
-        give_up = time.monotonic() + self._retry_for
-        attempt = 0
-        while (failure := self._attempt(body, len(batch))) is not None:
-            retry, reason = failure
-            if not retry:
-                self._count(f"dropped.{reason}", len(batch))
-                return
-            attempt += 1
-            delay = random.uniform(0, min(self._max_backoff, 0.05 * 2**attempt))
-            if time.monotonic() + delay > give_up:
-                self._count("dropped.retries_exhausted", len(batch))
-                return
-            self._count(f"retries.{reason}")
-            if self._queue.aborted.wait(delay):
-                self._count("dropped.shutdown", len(batch))
-                return
+        reason = self._queue.retry(
+            lambda: self._attempt(body, len(batch)),
+            retry_for=self._retry_for,
+            max_backoff=self._max_backoff,
+            on_retry=lambda why: self._count(f"retries.{why}"),
+        )
+        if reason is not None:
+            self._count(f"dropped.{reason}", len(batch))
 
     def _attempt(self, body: bytes, count: int) -> tuple[bool, str] | None:
         """Send once: None when answered, else (worth retrying?, reason)."""
