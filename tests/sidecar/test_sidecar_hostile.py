@@ -202,3 +202,50 @@ def test_every_port_is_counted_in_the_metrics_from_the_start(full_sidecar: Sidec
     send_udp(full_sidecar.udp.address(), b"")
     metrics = url(full_sidecar.admin.address(), "/metrics")
     wait_until(lambda: b'reason="empty_datagram"} 1.0' in get(metrics)[1])
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_130_emf_connections_without_newline_are_closed_and_memory_stays_bounded(stub: XRayStub) -> None:
+    ports = {name: _free_port() for name in ("admin", "emf")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
+         "--endpoint-url", stub.url, "--udp-address", "127.0.0.1:0", "--tcp-address", "127.0.0.1:0",
+         "--admin-address", f"127.0.0.1:{ports['admin']}", "--otlp-address", "off",
+         "--emf-address", f"127.0.0.1:{ports['emf']}", "--logs-endpoint-url", stub.url,
+         "--shutdown-timeout", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: get(f"http://127.0.0.1:{ports['admin']}/health")[0] == 200)
+        idle = _rss_mb(proc.pid)
+        closed: list[bool] = []
+
+        def flood() -> None:
+            try:
+                with socket.create_connection(("127.0.0.1", ports["emf"]), timeout=10) as conn:
+                    conn.sendall(b"{" + b"x" * 1_048_576)
+                    closed.append(conn.recv(10) == b"")
+            except OSError:  # reset while sending: closed too
+                closed.append(True)
+
+        threads = [threading.Thread(target=flood) for _ in range(130)]
+        for thread in threads:
+            thread.start()
+        peak = idle
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, _rss_mb(proc.pid))
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert closed == [True] * 130
+    assert peak - idle < 48, (idle, peak)  # 16 MB of partial lines, plus threads and buffers
+    summary = next(json.loads(line) for line in err.splitlines() if "sidecar stopped" in line)
+    fates = (*summary["rejected"].items(), *summary["dropped"].items())
+    lost = sum(v for k, v in fates if k.startswith("emf."))
+    assert summary["emf_lines_received"] == lost > 0, summary
