@@ -43,6 +43,11 @@ ITEM_OVERHEAD = 64
 """Bytes counted per queued ``str``/``bytes`` item on top of its length (object header, queue slot)."""
 
 
+CLOSE_RESERVE = 0.5
+MAX_CLOSE_RESERVE = 2.5
+"""Share of ``close``'s time (at most this many seconds) kept for in-flight calls to finish."""
+
+
 def item_size(item: Any) -> int:
     """The default ``size``: the length of a ``str``/``bytes`` item plus :data:`ITEM_OVERHEAD`."""
     return len(item) + ITEM_OVERHEAD
@@ -159,13 +164,18 @@ class BatchQueue(Generic[T]):
                 self._urgent -= 1
 
     def close(self, timeout: float) -> bool:
-        """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped."""
+        """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped.
+
+        New batches start until :data:`CLOSE_RESERVE` of the time is left; that last part is for
+        the calls already made to be answered, so that what arrived is counted as delivered, not
+        as ``unconfirmed_at_exit``.
+        """
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
         deadline = time.monotonic() + timeout
-        done = self.flush(timeout)
+        done = self.flush(timeout - min(timeout * CLOSE_RESERVE, MAX_CLOSE_RESERVE))
         self.aborted.set()
         with self._lock:
             left = len(self._pending)
