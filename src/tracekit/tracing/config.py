@@ -40,6 +40,9 @@ class Config:
     max_queue: int = 2048
     """Finished spans waiting for export; more are dropped and counted."""
     annotate_all: bool = False
+    flush_timeout: float = 5.0
+    """Seconds the exit flush (every exporter, at interpreter exit) may take, whatever the upstream
+    does (``TRACEKIT_FLUSH_TIMEOUT``); what is unsent then is lost, counted as ``exit.flush_timeout``."""
     sampling_rules: str | None = None
     """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
     centralized rules cannot be reached; default: 1 trace per second and 5%."""
@@ -83,6 +86,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["daemon_udp"], values["daemon_tcp"] = udp, tcp
     if "AWS_XRAY_CONTEXT_MISSING" in env:
         values["context_missing"] = _context_missing(env["AWS_XRAY_CONTEXT_MISSING"])
+    if "TRACEKIT_FLUSH_TIMEOUT" in env:
+        values["flush_timeout"] = checked("TRACEKIT_FLUSH_TIMEOUT", env["TRACEKIT_FLUSH_TIMEOUT"], _seconds)
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     values["region"] = settings.region(env=env)
@@ -117,6 +122,13 @@ def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
     if set(found) != {"tcp", "udp"}:
         raise ConfigError(name, value, accepted)
     return found["udp"], found["tcp"]
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError("seconds, e.g. 5")
+    return value
 
 
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
