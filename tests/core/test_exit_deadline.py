@@ -9,41 +9,13 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-APP = textwrap.dedent("""
-    import os, socket, sys, time
-    if os.environ.get("STALL_RESOLVER"):  # a resolver that takes 1 s to say "no such name"
-        real = socket.getaddrinfo
-        def slow(host, *args, **kwargs):
-            if host in (b"nonexistent.invalid", "nonexistent.invalid"):
-                time.sleep(1.0)
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            return real(host, *args, **kwargs)
-        socket.getaddrinfo = slow
-    import flask
-    import tracekit
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-    from tracekit.web.flask import instrument
-
-    tracekit.configure("exit-app", sampler=ALWAYS_ON)
-    app = flask.Flask(__name__)
-    instrument(app)
-
-    @app.get("/work")
-    def work():
-        with tracekit.span("inner"):
-            return "ok"
-
-    client = app.test_client()
-    for _ in range(30):
-        assert client.get("/work").status_code == 200
-    print("LAST_REQUEST", time.monotonic(), flush=True)
-""")
+APP = Path(__file__).resolve().parents[2] / "bench" / "exit_app.py"
 FLUSH_TIMEOUT = 2.0
 
 
@@ -66,7 +38,7 @@ def closed_port() -> int:
 def exit_seconds(env: dict[str, str]) -> float:
     """Seconds from the app's last request to the end of its process."""
     full = {**os.environ, "TRACEKIT_FLUSH_TIMEOUT": str(FLUSH_TIMEOUT), **env}
-    proc = subprocess.Popen([sys.executable, "-c", APP], env=full, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("LAST_REQUEST"), line

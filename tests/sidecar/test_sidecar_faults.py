@@ -3,9 +3,17 @@ and memory stays within --memory-limit plus a constant."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
-from sidecar_helpers import HEADER, XRayStub, document, send_udp, wait_until
+import pytest
+from sidecar_helpers import HEADER, XRayStub, document, get, send_udp, wait_until
 
 from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
@@ -23,3 +31,61 @@ def test_batches_answered_during_shutdown_are_counted_as_sent_not_unconfirmed(
     assert summary["sent"] == stub.delivered > 0
     assert "upstream.unconfirmed_at_exit" not in summary["dropped"], summary
     assert summary["received"] == summary["sent"] + sum(summary["dropped"].values()), summary
+
+
+MEMORY_SLACK_MB = 8
+"""What RSS may grow over idle beyond --memory-limit (README, Reliability)."""
+
+
+@pytest.mark.parametrize(("size_kb", "limit_mb"), [(1, 4), (8, 16), (60, 16)])
+def test_rss_growth_stays_within_the_memory_limit(size_kb: int, limit_mb: int) -> None:
+    """A slow upstream and documents sent as fast as UDP goes: the buffer fills and stays full."""
+    stub = XRayStub().start()
+    stub.delay = 0.2
+    proc, udp = _start_sidecar(stub.url, "--memory-limit", str(limit_mb))
+    try:
+        time.sleep(0.3)
+        idle = peak = _rss_mb(proc.pid)
+        payloads = [HEADER + b"\n" + document(i, size_kb * 1024 - 40) for i in range(64)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(3 * limit_mb * 1024 // size_kb):
+                with contextlib.suppress(OSError):
+                    sock.sendto(payloads[i % 64], udp)
+                if i % 100 == 0:
+                    peak = max(peak, _rss_mb(proc.pid))
+                    time.sleep(0.001)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            peak = max(peak, _rss_mb(proc.pid))
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        stub.stop()
+    summary = next(json.loads(line) for line in err.splitlines() if "sidecar stopped" in line)
+    assert summary["dropped"].get("upstream.buffer_full", 0) > 0  # the limit was reached
+    assert peak - idle < limit_mb + MEMORY_SLACK_MB, (idle, peak)
+
+
+def _start_sidecar(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = probe.getsockname()[:2]
+    admin = socket.socket()
+    admin.bind(("127.0.0.1", 0))
+    admin_port = admin.getsockname()[1]
+    admin.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
+         "--endpoint-url", endpoint, "--udp-address", f"127.0.0.1:{udp[1]}", "--tcp-address", "127.0.0.1:0",
+         "--admin-address", f"127.0.0.1:{admin_port}", "--otlp-address", "off", "--emf-address", "off",
+         "--shutdown-timeout", "1", *extra],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_until(lambda: get(f"http://127.0.0.1:{admin_port}/health")[0] in (200, 503))
+    return proc, udp
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(x for x in status if x.startswith("VmRSS:")).split()[1]) / 1024

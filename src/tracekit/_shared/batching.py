@@ -73,7 +73,13 @@ class BatchQueue(Generic[T]):
         max_wait: float = 0.0,
         on_exit: Callable[[], None] | None = None,
         after_fork: Callable[[], None] | None = None,
+        max_batch_bytes: int | None = None,
+        delivery_copies: float = 0.0,
     ) -> None:
+        """``max_batch_bytes`` caps a batch's size (at least one item); ``delivery_copies`` is how
+        many copies of a batch ``deliver`` makes (a request body...): a batch being delivered
+        counts ``1 + delivery_copies`` times its size against ``max_bytes``, so that the limit
+        bounds the memory really held, not only the queue."""
         if max_batch < 1 or workers < 1 or (max_bytes or 1) < 1 or (max_items or 1) < 1:
             raise ValueError("max_batch, max_bytes, max_items and workers must be positive")
         self.name = name
@@ -82,6 +88,8 @@ class BatchQueue(Generic[T]):
         self._max_bytes = max_bytes
         self._max_items = max_items
         self._size = size
+        self._max_batch_bytes = max_batch_bytes
+        self._copies = delivery_copies
         self._workers = workers
         self._max_wait = max_wait
         self._on_exit = on_exit
@@ -93,6 +101,7 @@ class BatchQueue(Generic[T]):
         """Empty state: at construction and in a forked child."""
         self._pending: deque[tuple[T, int]] = deque()
         self._bytes = 0
+        self._queued_bytes = 0
         self._inflight = 0
         self._oldest = 0.0
         self._urgent = 0
@@ -124,9 +133,10 @@ class BatchQueue(Generic[T]):
                     self._oldest = time.monotonic()
                 pending.append((item, size))
                 self._bytes += size
+                self._queued_bytes += size
                 if not self._threads:
                     self._start()
-                if len(pending) == 1 or len(pending) % self._max_batch == 0:
+                if len(pending) == 1 or len(pending) % self._max_batch == 0 or self._bytes_ready():
                     self._ready.notify()
                 return True
         self.count_dropped(reason)
@@ -180,6 +190,8 @@ class BatchQueue(Generic[T]):
         with self._lock:
             left = len(self._pending)
             self._pending.clear()
+            self._bytes -= self._queued_bytes
+            self._queued_bytes = 0
             self._ready.notify_all()
         if left:
             self.count_dropped("shutdown", left)
@@ -256,7 +268,8 @@ class BatchQueue(Generic[T]):
 
     def _work(self) -> None:
         try:
-            while (batch := self._take()) is not None:
+            while (taken := self._take()) is not None:
+                batch, held = taken
                 items = [item for item, _ in batch]
                 try:
                     self._deliver(items)
@@ -264,35 +277,60 @@ class BatchQueue(Generic[T]):
                     self.count_dropped("internal_error", len(items))
                     stats.report(f"{self.name}.worker", exc)
                 finally:
-                    self._release(batch)
+                    del items
+                    self._release(len(batch), held)
         finally:
             if self._on_exit is not None:
                 self._on_exit()
 
-    def _take(self) -> list[tuple[T, int]] | None:
-        """Wait for a full batch, an old enough partial one, a flush, or the end."""
+    def _take(self) -> tuple[list[tuple[T, int]], int] | None:
+        """Wait for a full batch, an old enough partial one, a flush, or the end.
+
+        Returns the batch and the bytes it holds while delivered (its size and its copies).
+        """
         with self._lock:
             while True:
                 pending = self._pending
                 if pending:
                     waited = time.monotonic() - self._oldest
                     due = self._urgent or self._closed or waited >= self._max_wait
-                    if len(pending) >= self._max_batch or due:
-                        count = min(self._max_batch, len(pending))
-                        batch = [pending.popleft() for _ in range(count)]
-                        self._inflight += count
+                    if len(pending) >= self._max_batch or due or self._bytes_ready():
+                        batch = self._cut(pending)
+                        size = sum(s for _, s in batch)
+                        extra = int(size * self._copies)
+                        self._bytes += extra
+                        self._inflight += len(batch)
                         self._oldest = time.monotonic()
-                        return batch
+                        return batch, size + extra
                     self._ready.wait(self._max_wait - waited)
                 elif self._closed:
                     return None
                 else:
                     self._ready.wait()
 
-    def _release(self, batch: list[tuple[T, int]]) -> None:
+    def _bytes_ready(self) -> bool:
+        """A batch is full by bytes (called under the lock)."""
+        limit = self._max_batch_bytes
+        return limit is not None and self._queued_bytes >= limit
+
+    def _cut(self, pending: deque[tuple[T, int]]) -> list[tuple[T, int]]:
+        """Up to ``max_batch`` items and ``max_batch_bytes`` bytes (at least one item)."""
+        batch = [pending.popleft()]
+        size = batch[0][1]
+        limit = self._max_batch_bytes
+        while pending and len(batch) < self._max_batch:
+            if limit is not None and size + pending[0][1] > limit:
+                break
+            item = pending.popleft()
+            size += item[1]
+            batch.append(item)
+        self._queued_bytes -= size
+        return batch
+
+    def _release(self, count: int, held: int) -> None:
         with self._lock:
-            self._inflight -= len(batch)
-            self._bytes -= sum(size for _, size in batch)
+            self._inflight -= count
+            self._bytes -= held
             if not self._pending and not self._inflight:
                 self._idle.notify_all()
 

@@ -21,6 +21,12 @@ from tracekit._shared.sigv4 import Response, SignedHTTP, SigningError
 
 MAX_BATCH = 50
 """PutTraceSegments documents per call that every X-Ray sender uses."""
+MAX_BATCH_BYTES = 1024 * 1024
+"""Bytes of documents per call: a batch of 50 documents of 60 KB would be 3 MB, held several times
+over while it is sent."""
+DELIVERY_COPIES = 2.0
+"""Copies of a batch held while it is sent (the JSON body being built, then the body sent),
+counted against ``max_buffer_bytes`` so that the limit bounds what is really held."""
 PATH = "/TraceSegments"
 _CODE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -66,6 +72,8 @@ class SegmentSender:
             max_wait=batch_timeout,
             name=stats_prefix,
             on_exit=self.http.close,
+            max_batch_bytes=MAX_BATCH_BYTES,
+            delivery_copies=DELIVERY_COPIES,
         )
 
     def submit(self, document: str | bytes) -> bool:
@@ -92,8 +100,7 @@ class SegmentSender:
 
     def _deliver(self, batch: list[str | bytes]) -> None:
         """One PutTraceSegments call, retried until it is answered, refused, or too late."""
-        docs = [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in batch]
-        body = json.dumps({"TraceSegmentDocuments": docs}).encode()
+        body = request_body(batch)
         reason = self._queue.retry(
             lambda: self._attempt(body, len(batch)),
             retry_for=self._retry_for,
@@ -147,3 +154,17 @@ class SegmentSender:
     def _count(self, name: str, n: int = 1) -> None:
         if not self._queue.abandoned:
             stats.incr(f"{self._prefix}.{name}", n)
+
+
+def request_body(batch: list[str | bytes]) -> bytes:
+    """``{"TraceSegmentDocuments": [...]}`` built from the parts at once (one copy, not three)."""
+    parts = [b'{"TraceSegmentDocuments":[']
+    for i, doc in enumerate(batch):
+        text = doc if isinstance(doc, str) else doc.decode("utf-8", "replace")
+        parts.append(b"," + _quote(text) if i else _quote(text))
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _quote(text: str) -> bytes:
+    return json.dumps(text).encode()
