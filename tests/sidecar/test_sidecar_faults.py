@@ -89,3 +89,24 @@ def _start_sidecar(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], t
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return int(next(x for x in status if x.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_udp_port_accounting_identity_through_refusals_5xx_and_shutdown(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub
+) -> None:
+    """datagrams = received + rejected by reason; received = sent + dropped by reason."""
+    stub.fail_next(1, status=400, error="InvalidRequestException")
+    stub.fail_next(50, status=503, error="ServiceUnavailableException")
+    sidecar = make_sidecar(endpoint_url=stub.url, retry_for=0.5, shutdown_timeout=1.0, workers=2)
+    bad = [b"", b"no header", b'{"format":"json","version":true}\n{}', HEADER + b"\n "]
+    good = [HEADER + b"\n" + document(i) for i in range(600)]
+    send_udp(sidecar.udp.address(), *bad, *good)
+    wait_until(lambda: _stats.stats().get("sidecar.udp.received") == 600)
+    summary = sidecar.shutdown()
+    counts = _stats.stats()
+    rejected = sum(v for k, v in counts.items() if k.startswith("sidecar.udp.rejected."))
+    assert rejected == len(bad) and counts["sidecar.udp.received"] == len(good)
+    dropped = sum(v for k, v in counts.items() if k.startswith("sidecar.upstream.dropped."))
+    assert counts.get("sidecar.upstream.dropped.rejected") == 50  # the batch refused with 400
+    assert summary["sent"] + dropped == 600 == summary["received"], counts
+    assert summary["sent"] == stub.delivered
