@@ -37,7 +37,8 @@ from flaky_upstream import FlakyUpstream  # noqa: E402
 from xray_stub import XRayStub, document  # noqa: E402
 
 HEADER = b'{"format":"json","version":1}\n'
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")  # moto and the stub
+ENV = dict(os.environ)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -93,8 +94,11 @@ def summary_of(lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def emf_outage(args: argparse.Namespace) -> None:
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
