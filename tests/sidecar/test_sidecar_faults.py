@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -110,3 +111,15 @@ def test_udp_port_accounting_identity_through_refusals_5xx_and_shutdown(
     assert counts.get("sidecar.upstream.dropped.rejected") == 50  # the batch refused with 400
     assert summary["sent"] + dropped == 600 == summary["received"], counts
     assert summary["sent"] == stub.delivered
+
+
+def test_an_xray_outage_logs_one_line_when_it_starts_and_one_when_it_ends(
+    make_sidecar: Callable[..., Sidecar], stub: XRayStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tracekit")
+    stub.fail_next(8, status=503, error="ServiceUnavailableException")
+    sidecar = make_sidecar(endpoint_url=stub.url, workers=1)
+    send_udp(sidecar.udp.address(), *(HEADER + b"\n" + document(i) for i in range(200)))
+    wait_until(lambda: _stats.stats().get("sidecar.upstream.sent") == 200)
+    outage = [r.getMessage() for r in caplog.records if "sidecar.upstream: upstream" in r.getMessage()]
+    assert len(outage) == 2 and "failing (server_error)" in outage[0] and "again" in outage[1], outage
