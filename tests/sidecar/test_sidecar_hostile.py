@@ -202,6 +202,9 @@ def test_every_port_is_counted_in_the_metrics_from_the_start(full_sidecar: Sidec
     send_udp(full_sidecar.udp.address(), b"")
     metrics = url(full_sidecar.admin.address(), "/metrics")
     wait_until(lambda: b'reason="empty_datagram"} 1.0' in get(metrics)[1])
+    text = get(metrics)[1].decode()
+    assert 'tracekit_sidecar_emf_upstream_dropped_total{reason="retries_exhausted"} 0.0' in text
+    assert "tracekit_sidecar_otlp_requests_received_total 0.0" in text
 
 
 def _rss_mb(pid: int) -> float:

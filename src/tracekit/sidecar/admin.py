@@ -32,6 +32,19 @@ UPSTREAM_COUNTERS = tuple(
 )  # fmt: skip
 """Exported from the start at 0: a series that first appears at 1 hides that increase from
 Prometheus' ``increase()``/``rate()``, so an alert on the first drops would never fire."""
+EMF_COUNTERS = tuple(
+    f"sidecar.emf.{name}" for name in (
+        "received", "accepted", "rejected.too_large", "rejected.out_of_window", "rejected.invalid_emf",
+        "dropped.buffer_limit", "dropped.line_timeout", "upstream.sent", "upstream.dropped.buffer_full",
+        "upstream.dropped.retries_exhausted", "upstream.dropped.shutdown", "upstream.dropped.rejected",
+    )
+)  # fmt: skip
+OTLP_COUNTERS = tuple(
+    f"sidecar.otlp.{name}" for name in (
+        "requests.received", "requests.accepted", "requests.rejected.busy", "spans.received",
+        "spans.rejected.buffer_full",
+    )
+)  # fmt: skip
 
 
 class StatsCollector:
@@ -40,6 +53,10 @@ class StatsCollector:
     def __init__(self, gauges: Gauges, declared: Iterable[str] = ()) -> None:
         self._gauges = gauges
         self._declared = tuple(declared)
+
+    def declare(self, keys: Iterable[str]) -> None:
+        """Export these counters at 0 too (a receiver added after the sidecar was built)."""
+        self._declared += tuple(keys)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

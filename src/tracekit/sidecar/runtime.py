@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
-from tracekit.sidecar.admin import UDP_COUNTERS, UPSTREAM_COUNTERS, AdminServer, StatsCollector
+from tracekit.sidecar.admin import (
+    EMF_COUNTERS,
+    OTLP_COUNTERS,
+    UDP_COUNTERS,
+    UPSTREAM_COUNTERS,
+    AdminServer,
+    StatsCollector,
+)
 from tracekit.sidecar.pipeline import Listener, Service
 from tracekit.sidecar.proxy import Backend, SamplingProxy, upstream_backend
 from tracekit.sidecar.settings import Settings, default_db_path, ecs_region
@@ -49,7 +56,8 @@ class Sidecar:
         self.telemetry: TelemetryReporter | None = None
         self.sink: SegmentSink = self._build_sink()
         declared = UDP_COUNTERS + (UPSTREAM_COUNTERS if self.sender is not None else ())
-        self.registry.register(StatsCollector(self._gauges, declared))
+        self.counters = StatsCollector(self._gauges, declared)
+        self.registry.register(self.counters)
         self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
         if self.tail is not None:
             self.sink = self.tail
@@ -62,6 +70,7 @@ class Sidecar:
     def add(self, listener: Listener) -> None:
         """Plug in another receiver (OTLP, EMF...) before ``start``; it feeds ``self.sink``."""
         self.listeners.append(listener)
+        self.counters.declare({"emf": EMF_COUNTERS, "otlp": OTLP_COUNTERS}.get(listener.name, ()))
 
     def _build_sink(self) -> SegmentSink:
         s = self.settings
