@@ -3,6 +3,7 @@ credentials in URLs are never printed, and every refused request or datagram is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -258,3 +259,41 @@ def test_130_emf_connections_without_newline_are_closed_and_memory_stays_bounded
     fates = (*summary["rejected"].items(), *summary["dropped"].items())
     lost = sum(v for k, v in fates if k.startswith("emf."))
     assert summary["emf_lines_received"] == lost > 0, summary
+
+
+class _Lines:
+    """Where the receiver's valid lines go in this test (the receiver is what is tested)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def put(self, message: str, timestamp_ms: int | None = None) -> bool:
+        self.lines.append(message)
+        return True
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def test_emf_partial_lines_share_one_byte_budget_and_a_line_deadline() -> None:
+    from tracekit.sidecar.emf_receiver import EmfReceiver
+
+    _stats.reset()
+    rx = EmfReceiver("127.0.0.1", 0, shipper=_Lines(), max_buffered=512 * 1024, line_timeout=0.5)
+    rx.start()
+    conns = [socket.create_connection(rx.address(), timeout=5) for _ in range(10)]
+    try:
+        for conn in conns:  # 10 x 200 KB of one unfinished line: the budget holds 2 of them
+            with contextlib.suppress(OSError):
+                conn.sendall(b"{" + b"x" * 200_000)
+        wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.buffer_limit", 0) >= 7)
+        assert rx.budget.used <= 512 * 1024
+        wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.line_timeout", 0) >= 1)
+        wait_until(lambda: rx.budget.used == 0)
+        counts = _stats.stats()
+        dropped = counts["sidecar.emf.dropped.buffer_limit"] + counts["sidecar.emf.dropped.line_timeout"]
+        assert counts["sidecar.emf.received"] == dropped == 10
+    finally:
+        for conn in conns:
+            conn.close()
+        rx.stop()
