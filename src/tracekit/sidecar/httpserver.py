@@ -9,7 +9,7 @@ client likes; on a port anything in the task can reach, that is an unbounded res
   otherwise the new connection is closed (``rejected.too_many_connections``);
 - request line and headers must arrive within ``header_timeout`` (``idle_timeout`` for the next
   request on a kept-alive connection), a body within ``read_timeout``: late ones are closed
-  (``rejected.timeout``);
+  (``rejected.timeout``; a request its client abandons is ``rejected.incomplete``);
 - folded (obsolete line-continuation) headers are refused with 400 (``rejected.folded_header``):
   they would smuggle a header into the signed upstream request;
 - bodies reserve their size from a :class:`ByteBudget` shared by the port's connections;
@@ -157,24 +157,34 @@ class _DeadlineReader:
         self._raw = raw
         self._conn = conn
         self.deadline = 0.0
+        self.timed_out = False
         self.started = False
         """True once a byte of the current request arrived (a timeout before is an idle close)."""
 
     def _arm(self) -> None:
         left = self.deadline - time.monotonic()
         if left <= 0:
+            self.timed_out = True
             raise TimeoutError("request deadline passed")
         self._conn.settimeout(left)
 
     def readline(self, limit: int = -1) -> bytes:
         self._arm()
-        line: bytes = self._raw.readline(limit)
+        try:
+            line: bytes = self._raw.readline(limit)
+        except TimeoutError:
+            self.timed_out = True
+            raise
         self.started = self.started or bool(line)
         return line
 
     def read(self, n: int = -1) -> bytes:
         self._arm()
-        data: bytes = self._raw.read(n)
+        try:
+            data: bytes = self._raw.read(n)
+        except TimeoutError:
+            self.timed_out = True
+            raise
         return data
 
     def close(self) -> None:
@@ -199,7 +209,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
         wait = server.header_timeout if self._requests == 0 else server.idle_timeout
         self._requests += 1
         self._reader.deadline = time.monotonic() + wait
-        self._reader.started = False
+        self._reader.started = self._reader.timed_out = False
         server.waiting(self.connection, True)
         try:
             super().handle_one_request()
@@ -208,7 +218,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
         finally:
             server.waiting(self.connection, False)
         if self.close_connection and self._reader.started and not getattr(self, "_answered", False):
-            stats.incr(f"{server.prefix}.rejected.timeout")
+            reason = "timeout" if self._reader.timed_out else "incomplete"  # or the client left
+            stats.incr(f"{server.prefix}.rejected.{reason}")
 
     def parse_request(self) -> bool:
         if not super().parse_request():
