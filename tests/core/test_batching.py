@@ -132,3 +132,31 @@ def test_a_forked_child_starts_empty_and_sends_its_own() -> None:
     assert os.read(read, 1) == b"1"
     gate.set()
     assert queue.flush(2) and sent == [1]
+
+
+def test_batches_are_cut_by_bytes_and_their_copies_count_against_the_limit() -> None:
+    """A batch being delivered holds its copies too: the queue takes less meanwhile."""
+    _stats.reset()
+    release = threading.Event()
+    batches: list[list[bytes]] = []
+
+    def send(batch: list[bytes]) -> None:
+        batches.append(batch)
+        release.wait(5)
+
+    queue: BatchQueue[bytes] = BatchQueue(
+        send, name="test.copies", max_batch=50, max_bytes=10_000, max_batch_bytes=2_000,
+        delivery_copies=2.0, size=len,
+    )  # fmt: skip
+    assert all(queue.submit(b"x" * 1000) for _ in range(2))
+    deadline = time.monotonic() + 5
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [len(b) for b in batches] == [2]  # 2,000 bytes: the batch is full by bytes
+    assert queue.buffered_bytes == 6_000  # the batch and its two copies
+    accepted = [queue.submit(b"x" * 1000) for _ in range(6)]
+    assert accepted.count(True) == 4  # 6,000 + 4 x 1,000 = the limit
+    release.set()
+    assert queue.flush(5) and queue.buffered_bytes == 0
+    assert [len(b) for b in batches] == [2, 2, 2]
+    queue.close(1)

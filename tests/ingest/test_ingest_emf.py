@@ -121,11 +121,16 @@ def test_invalid_lines_are_counted_and_never_shipped(
     assert "EMF line from tcp 127.0.0.1:" in text and "rejected (invalid_emf): $._aws" in text
 
 
-def test_overlong_tcp_line_is_skipped_up_to_its_newline(emf: EmfReceiver, shipper: ListShipper) -> None:
+def test_overlong_tcp_line_is_refused_and_closes_its_connection(
+    emf: EmfReceiver, shipper: ListShipper
+) -> None:
     with socket.create_connection(emf.address()) as conn:
-        conn.sendall(b'{"x": "' + b"y" * 10_000)  # over max_line=4096, in pieces
-        conn.sendall(b"z" * 10_000 + b'"}\n' + emf_line("After") + b"\n")
-    wait_until(lambda: shipper.lines, what="the line after the overlong one")
+        conn.sendall(b'{"x": "' + b"y" * 10_000)  # over max_line=4096, in pieces, no newline yet
+        conn.settimeout(5)
+        assert conn.recv(1) == b""  # closed: reading on to the newline would hold what is refused
+    with socket.create_connection(emf.address()) as conn:
+        conn.sendall(emf_line("After") + b"\n")
+    wait_until(lambda: shipper.lines, what="the line from the next connection")
     assert "After" in shipper.docs()[0]
     assert _stats.stats()["sidecar.emf.rejected.too_large"] == 1
 
@@ -246,7 +251,7 @@ def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     shipper = LogsShipper("/g", "s", region="us-east-1", endpoint_url=dead, emf=True, linger=0.01,
-                          max_attempts=1)  # fmt: skip
+                          retry_for=0.5)  # fmt: skip
     rx = EmfReceiver("127.0.0.1", 0, shipper=shipper, shutdown_timeout=10)
     rx.start()
     try:
@@ -256,5 +261,5 @@ def test_cloudwatch_logs_down_costs_the_lines_not_the_endpoint() -> None:
     finally:
         rx.stop()
     counts = _stats.stats()
-    assert counts["cwlogs.dropped.error"] == 5
+    assert counts["cwlogs.dropped.retries_exhausted"] == 5
     assert counts["errors.cwlogs.put_log_events"] >= 1

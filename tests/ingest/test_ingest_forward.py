@@ -123,7 +123,7 @@ def test_rejected_and_unreachable_batches_are_counted_as_dropped(otlp_receiver: 
     forwarder.close(1)
     counts = _stats.stats()
     assert counts["sidecar.otlp.forward.dropped.http_400"] == 1
-    assert counts["sidecar.otlp.forward.dropped.unreachable"] == 1
+    assert counts["sidecar.otlp.forward.dropped.retries_exhausted"] == 1  # after retrying "unreachable"
 
 
 def test_full_forward_buffer_makes_the_receiver_answer_503(otlp_receiver: OtlpReceiver) -> None:

@@ -283,7 +283,9 @@ def test_connection_limit_is_enforced(sink: ListSink) -> None:
     rx = OtlpHttpReceiver("127.0.0.1", 0, sink=sink, max_connections=1)
     rx.start()
     try:
-        idle = socket.create_connection(rx.address())
+        idle = socket.create_connection(rx.address())  # busy reading a body: not evictable
+        idle.sendall(b"POST /v1/traces HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
+        wait_until(lambda: rx._server._slots._value == 0 and not rx._server._waiting, what="busy")
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(urllib.request.Request(url(rx), data=b"", method="POST"), timeout=5)
         idle.close()

@@ -122,13 +122,13 @@ def test_bounded_buffer_and_unreachable_endpoint_never_raise() -> None:
         port = probe.getsockname()[1]
     shipper = LogsShipper(
         "/g", "s", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1",
-        max_buffer_bytes=1_000, max_attempts=1, linger=5,
+        max_buffer_bytes=1_000, retry_for=0.5, linger=5,
     )  # fmt: skip
     accepted = [shipper.put("x" * 100) for _ in range(20)]
-    assert accepted.count(True) == 7  # 7 x 126 bytes fit in 1,000
-    assert _stats.stats()["cwlogs.dropped.buffer_full"] == 13
+    assert accepted.count(True) == 4  # 4 x (126 + 100 bytes held per event) fit in 1,000
+    assert _stats.stats()["cwlogs.dropped.buffer_full"] == 16
     assert shipper.flush(20)
-    assert _stats.stats()["cwlogs.dropped.error"] == 7
+    assert _stats.stats()["cwlogs.dropped.retries_exhausted"] == 4
     assert shipper.put("room again")  # the buffer drained
     assert shipper.close(20)  # nothing left to fail during the next test
 
@@ -137,7 +137,7 @@ def test_throttling_and_5xx_are_retried(moto: str) -> None:
     from botocore.awsrequest import AWSResponse
 
     shipper = LogsShipper("/retry", "s", endpoint_url=moto, region="us-east-1", linger=0)
-    client = shipper.client  # its own retry configuration: 5 attempts, standard mode
+    client = shipper.client  # botocore does not retry: the shipper does, within retry_for
     failures = [3]
 
     class _Raw:

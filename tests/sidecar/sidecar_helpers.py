@@ -18,10 +18,11 @@ from tracekit.xray.protocol import HEADER
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from flaky_upstream import FlakyUpstream  # noqa: E402
 from support.sigv4 import sigv4_verifies  # noqa: E402
 from xray_stub import XRayStub, document  # noqa: E402
 
-__all__ = ["HEADER", "XRayStub", "document", "sigv4_verifies"]
+__all__ = ["HEADER", "FlakyUpstream", "XRayStub", "document", "sigv4_verifies"]
 
 FREE = ("127.0.0.1", 0)
 BASE = Settings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -98,15 +97,15 @@ def test_forwarded_and_sent_requests_carry_signatures_that_verify(
 def test_chunked_and_stalled_requests_do_not_hold_a_connection(
     make_sidecar: Callable[..., Sidecar], stub: XRayStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tracekit.sidecar import proxy
-
-    assert 0 < proxy._Handler.timeout <= 60  # the stalled connection below lasts that long
-    monkeypatch.setattr(proxy._Handler, "timeout", 0.3)
     sidecar = make_sidecar(endpoint_url=stub.url)
-    conn = http.client.HTTPConnection(*sidecar.proxy.address(), timeout=5)
-    conn.request("POST", "/SamplingTargets", body=iter([b"{}"]), encode_chunked=True)
-    response = conn.getresponse()
-    assert response.status == 411 and b"Content-Length" in response.read()
+    assert 0 < sidecar.proxy._server.read_timeout <= 60  # the stalled connection below lasts that long
+    sidecar.proxy._server.read_timeout = 0.3
+    with socket.create_connection(sidecar.proxy.address(), timeout=5) as chunked:
+        # One write: the sidecar answers without reading the body, and may close before a second.
+        chunked.sendall(b"POST /SamplingTargets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                        b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        answer = b"".join(iter(lambda: chunked.recv(4096), b""))
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"411" and b"Content-Length" in answer
     assert "/SamplingTargets" not in stub.headers
     stalled = socket.create_connection(sidecar.proxy.address())
     stalled.sendall(b"POST /SamplingTargets HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
@@ -147,10 +146,22 @@ def test_connections_over_the_cap_are_closed_and_counted(
     make_sidecar: Callable[..., Sidecar], stub: XRayStub
 ) -> None:
     sidecar = make_sidecar(endpoint_url=stub.url)
-    idle = [socket.create_connection(sidecar.proxy.address()) for _ in range(33)]
+    idle = [socket.create_connection(sidecar.proxy.address()) for _ in range(32)]
+    for conn in idle:  # past their headers: busy, not evictable like a slow client's
+        conn.sendall(b"POST /SamplingTargets HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
+    wait_until(lambda: not sidecar.proxy._server._waiting and sidecar.proxy._server._slots._value == 0)
+    idle.append(socket.create_connection(sidecar.proxy.address()))
     try:
         wait_until(lambda: _stats.stats().get("sidecar.proxy.rejected.too_many_connections") == 1)
     finally:
         for conn in idle:
             conn.close()
-    wait_until(lambda: post(url(sidecar.proxy.address(), "/TraceSegments"))[0] == 403)
+    wait_until(lambda: _status(url(sidecar.proxy.address(), "/TraceSegments")) == 403)
+
+
+def _status(address: str) -> int:
+    """The status of a POST, 0 while the slots of the closed connections are not free yet."""
+    try:
+        return post(address)[0]
+    except OSError:
+        return 0

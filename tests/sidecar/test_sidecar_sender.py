@@ -151,3 +151,4 @@ def test_missing_region_is_counted_not_raised(stub: XRayStub, monkeypatch: pytes
     sender.submit(document(1))
     assert sender.flush(5)
     assert _stats.stats()["xray_api.dropped.no_region"] == 1
+

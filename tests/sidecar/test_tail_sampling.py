@@ -28,7 +28,12 @@ from tracekit.sampling import rules
 from tracekit.sampling.deferred import DeferredSampler
 from tracekit.sidecar.runtime import Sidecar
 from tracekit.sidecar.store import connect, trace_documents
-from tracekit.sidecar.tail_sampling import POLICY_ANNOTATION, TRACE_OVERHEAD, TailSampler
+from tracekit.sidecar.tail_sampling import (
+    DOCUMENT_OVERHEAD,
+    POLICY_ANNOTATION,
+    TRACE_OVERHEAD,
+    TailSampler,
+)
 from tracekit.tracing import provider
 
 SAMPLING = Path(__file__).resolve().parents[2] / "sampling"
@@ -213,7 +218,7 @@ def test_the_buffer_bound_holds_and_drops_are_counted(clock: Clock, inner: Colle
         accepted += tail.submit(doc)
         assert tail.buffered_bytes <= limit
     assert accepted == tail.queued
-    fitted = limit // (len(docs[0]) + TRACE_OVERHEAD)
+    fitted = limit // (len(docs[0]) + DOCUMENT_OVERHEAD + TRACE_OVERHEAD)
     assert _stats.stats()["sidecar.tail.dropped.tail_buffer_full"] == 200 - tail.queued
     assert tail.queued == fitted
     unknown = sub(trace_id())

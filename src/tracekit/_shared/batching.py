@@ -12,12 +12,20 @@ close take a deadline; and every item that is not delivered is counted under
 - ``unconfirmed_at_exit``: handed to ``deliver`` and not finished when ``close`` returned;
 - ``internal_error``: ``deliver`` raised (it should count its own failures by reason instead).
 
+:meth:`BatchQueue.retry` is the one retry loop of the senders that use it: capped exponential
+backoff with full jitter within a time budget, ended early by ``close``; it logs one warning when
+the upstream starts failing and one when it answers again (an outage is two lines, not silence and
+not a line per batch).
+
 Threads start with the first item, so building a sender costs nothing; in a forked child (gunicorn
 ``--preload``, multiprocessing) the queue starts empty, since the parent delivers what it queued.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import random
 import threading
 import time
 from collections import deque
@@ -28,8 +36,16 @@ from tracekit._shared import stats
 from tracekit._shared.forking import reset_after_fork
 
 T = TypeVar("T")
+Attempt = Callable[[], "tuple[bool, str] | None"]
+"""One try at delivering: None when done, else (worth retrying?, reason)."""
+logger = logging.getLogger("tracekit")
 ITEM_OVERHEAD = 64
 """Bytes counted per queued ``str``/``bytes`` item on top of its length (object header, queue slot)."""
+
+
+CLOSE_RESERVE = 0.5
+MAX_CLOSE_RESERVE = 2.5
+"""Share of ``close``'s time (at most this many seconds) kept for in-flight calls to finish."""
 
 
 def item_size(item: Any) -> int:
@@ -86,7 +102,13 @@ class BatchQueue(Generic[T]):
         max_wait: float = 0.0,
         on_exit: Callable[[], None] | None = None,
         after_fork: Callable[[], None] | None = None,
+        max_batch_bytes: int | None = None,
+        delivery_copies: float = 0.0,
     ) -> None:
+        """``max_batch_bytes`` caps a batch's size (at least one item); ``delivery_copies`` is how
+        many copies of a batch ``deliver`` makes (a request body...): a batch being delivered
+        counts ``1 + delivery_copies`` times its size against ``max_bytes``, so that the limit
+        bounds the memory really held, not only the queue."""
         if max_batch < 1 or workers < 1 or (max_bytes or 1) < 1 or (max_items or 1) < 1:
             raise ValueError("max_batch, max_bytes, max_items and workers must be positive")
         self.name = name
@@ -95,6 +117,8 @@ class BatchQueue(Generic[T]):
         self._max_bytes = max_bytes
         self._max_items = max_items
         self._size = size
+        self._max_batch_bytes = max_batch_bytes
+        self._copies = delivery_copies
         self._workers = workers
         self._max_wait = max_wait
         self._on_exit = on_exit
@@ -106,10 +130,12 @@ class BatchQueue(Generic[T]):
         """Empty state: at construction and in a forked child."""
         self._pending: deque[tuple[T, int]] = deque()
         self._bytes = 0
+        self._queued_bytes = 0
         self._inflight = 0
         self._oldest = 0.0
         self._urgent = 0
         self._closed = False
+        self._down_since: float | None = None
         self._threads: list[threading.Thread] = []
         self.aborted = threading.Event()
         """Set when ``close`` ran out of time: deliveries waiting to retry should give up."""
@@ -136,9 +162,10 @@ class BatchQueue(Generic[T]):
                     self._oldest = time.monotonic()
                 pending.append((item, size))
                 self._bytes += size
+                self._queued_bytes += size
                 if not self._threads:
                     self._start()
-                if len(pending) == 1 or len(pending) % self._max_batch == 0:
+                if len(pending) == 1 or len(pending) % self._max_batch == 0 or self._bytes_ready():
                     self._ready.notify()
                 return True
         self.count_dropped(reason)
@@ -176,17 +203,24 @@ class BatchQueue(Generic[T]):
                 self._urgent -= 1
 
     def close(self, timeout: float) -> bool:
-        """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped."""
+        """Stop accepting, deliver the queue within ``timeout``, count the rest as dropped.
+
+        New batches start until :data:`CLOSE_RESERVE` of the time is left; that last part is for
+        the calls already made to be answered, so that what arrived is counted as delivered, not
+        as ``unconfirmed_at_exit``.
+        """
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
         deadline = time.monotonic() + timeout
-        done = self.flush(timeout)
+        done = self.flush(timeout - min(timeout * CLOSE_RESERVE, MAX_CLOSE_RESERVE))
         self.aborted.set()
         with self._lock:
             left = len(self._pending)
             self._pending.clear()
+            self._bytes -= self._queued_bytes
+            self._queued_bytes = 0
             self._ready.notify_all()
         if left:
             self.count_dropped("shutdown", left)
@@ -202,6 +236,56 @@ class BatchQueue(Generic[T]):
     def count_dropped(self, reason: str, n: int = 1) -> None:
         stats.incr(f"{self.name}.dropped.{reason}", n)
 
+    def retry(
+        self,
+        attempt: Attempt,
+        *,
+        retry_for: float,
+        max_backoff: float = 5.0,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> str | None:
+        """Call ``attempt`` until it is done, refused for good, out of time, or the queue closed.
+
+        Returns None when delivered, else the reason to count the batch as dropped: the attempt's
+        own (not worth retrying), ``retries_exhausted`` (``retry_for`` seconds passed) or
+        ``shutdown`` (:meth:`close` ran out of time). ``on_retry(reason)`` runs before each wait.
+        """
+        give_up = time.monotonic() + retry_for
+        tries = 0
+        while (failure := attempt()) is not None:
+            retry, reason = failure
+            if not retry:
+                return reason
+            self._outage(reason, retry_for)
+            tries += 1
+            delay = random.uniform(0, min(max_backoff, 0.05 * 2**tries))
+            if time.monotonic() + delay > give_up:
+                return "retries_exhausted"
+            if on_retry is not None:
+                on_retry(reason)
+            if self.aborted.wait(delay):
+                return "shutdown"
+        self._outage(None, retry_for)
+        return None
+
+    def _outage(self, reason: str | None, retry_for: float) -> None:
+        """Log when the upstream starts failing (``reason``) and when it answers again (None)."""
+        now = time.monotonic()
+        with self._lock:
+            since = self._down_since
+            if (reason is None) == (since is None):
+                return  # no change
+            self._down_since = now if reason is not None else None
+        with contextlib.suppress(Exception):
+            if reason is not None:
+                logger.warning(
+                    "tracekit: %s: upstream failing (%s); each batch is retried for up to %g s",
+                    self.name, reason, retry_for,
+                )  # fmt: skip
+            else:
+                logger.warning("tracekit: %s: upstream answering again after %.1f s", self.name,
+                               now - (since or now))  # fmt: skip
+
     # -- the workers' side ------------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -213,7 +297,8 @@ class BatchQueue(Generic[T]):
 
     def _work(self) -> None:
         try:
-            while (batch := self._take()) is not None:
+            while (taken := self._take()) is not None:
+                batch, held = taken
                 items = [item for item, _ in batch]
                 try:
                     self._deliver(items)
@@ -221,35 +306,60 @@ class BatchQueue(Generic[T]):
                     self.count_dropped("internal_error", len(items))
                     stats.report(f"{self.name}.worker", exc)
                 finally:
-                    self._release(batch)
+                    del items
+                    self._release(len(batch), held)
         finally:
             if self._on_exit is not None:
                 self._on_exit()
 
-    def _take(self) -> list[tuple[T, int]] | None:
-        """Wait for a full batch, an old enough partial one, a flush, or the end."""
+    def _take(self) -> tuple[list[tuple[T, int]], int] | None:
+        """Wait for a full batch, an old enough partial one, a flush, or the end.
+
+        Returns the batch and the bytes it holds while delivered (its size and its copies).
+        """
         with self._lock:
             while True:
                 pending = self._pending
                 if pending:
                     waited = time.monotonic() - self._oldest
                     due = self._urgent or self._closed or waited >= self._max_wait
-                    if len(pending) >= self._max_batch or due:
-                        count = min(self._max_batch, len(pending))
-                        batch = [pending.popleft() for _ in range(count)]
-                        self._inflight += count
+                    if len(pending) >= self._max_batch or due or self._bytes_ready():
+                        batch = self._cut(pending)
+                        size = sum(s for _, s in batch)
+                        extra = int(size * self._copies)
+                        self._bytes += extra
+                        self._inflight += len(batch)
                         self._oldest = time.monotonic()
-                        return batch
+                        return batch, size + extra
                     self._ready.wait(self._max_wait - waited)
                 elif self._closed:
                     return None
                 else:
                     self._ready.wait()
 
-    def _release(self, batch: list[tuple[T, int]]) -> None:
+    def _bytes_ready(self) -> bool:
+        """A batch is full by bytes (called under the lock)."""
+        limit = self._max_batch_bytes
+        return limit is not None and self._queued_bytes >= limit
+
+    def _cut(self, pending: deque[tuple[T, int]]) -> list[tuple[T, int]]:
+        """Up to ``max_batch`` items and ``max_batch_bytes`` bytes (at least one item)."""
+        batch = [pending.popleft()]
+        size = batch[0][1]
+        limit = self._max_batch_bytes
+        while pending and len(batch) < self._max_batch:
+            if limit is not None and size + pending[0][1] > limit:
+                break
+            item = pending.popleft()
+            size += item[1]
+            batch.append(item)
+        self._queued_bytes -= size
+        return batch
+
+    def _release(self, count: int, held: int) -> None:
         with self._lock:
-            self._inflight -= len(batch)
-            self._bytes -= sum(size for _, size in batch)
+            self._inflight -= count
+            self._bytes -= held
             if not self._pending and not self._inflight:
                 self._idle.notify_all()
 

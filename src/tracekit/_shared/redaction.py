@@ -1,4 +1,5 @@
-"""Keep secrets out of telemetry: one list of sensitive keys for logs, attributes and metadata."""
+"""Keep secrets out of telemetry and logs: one list of sensitive keys for logs, attributes and
+metadata, and :func:`mask_urls` for credentials written into URLs (``user:password@``, ``?token=``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,25 @@ def redact(value: object, key: str = "", _depth: int = 0) -> object:
     if isinstance(value, (list, tuple)):
         return [redact(v, "", _depth + 1) for v in value]
     return value
+
+
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@?#\"]+)@")
+_QUERY = re.compile(r"(?P<sep>[?&;])(?P<key>[^=&;\s#?]+)=(?P<value>[^&;\s#'\"]*)")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the user and password of every URL, and the values of query parameters with a
+    sensitive name (``token``, ``password``...), replaced by :data:`REDACTED`.
+
+    Applied to every log line and health body the sidecar writes, and to tracekit's warnings, so a
+    URL given with credentials (``--endpoint-url``, ``--otlp-forward``) is never printed whole.
+    """
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _QUERY.sub(
+        lambda m: f"{m['sep']}{m['key']}={REDACTED}" if is_sensitive(m["key"]) else m[0], text
+    )
 
 
 add_sensitive_keys(os.environ.get("TRACEKIT_REDACT_KEYS", "").split(","))

@@ -96,10 +96,11 @@ class SignedHTTP:
         """Sign and send; raises ``OSError``/``HTTPException`` when the connection fails."""
         from http.client import HTTPException
 
-        url = self.base_url() + path
-        parts = urlsplit(url)
+        parts = urlsplit(self.base_url() + path)
+        netloc = parts.netloc.rpartition("@")[2]  # SigV4 authenticates: user:password@ is not sent
+        url = f"{parts.scheme}://{netloc}{parts.path}"
         headers = self.sign(url, body, {"Content-Type": content_type})
-        conn = self._connection(parts.scheme, parts.netloc)
+        conn = self._connection(parts.scheme, netloc)
         try:
             conn.request("POST", parts.path or "/", body=body, headers=headers)
             resp = conn.getresponse()

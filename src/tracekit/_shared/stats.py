@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from tracekit._shared.redaction import mask_urls
+
 logger = logging.getLogger("tracekit")
 
 LOG_INTERVAL = 60.0
@@ -70,7 +72,8 @@ def warn_once_per_interval(key: str, msg: str, *args: object, exc: BaseException
             return
         _last_logged[key] = now
     with contextlib.suppress(Exception):  # a broken logging setup must not escape either
-        logger.warning(msg, *args, exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
+        stack = exc if logger.isEnabledFor(logging.DEBUG) else None
+        logger.warning("%s", mask_urls(msg % args if args else msg), exc_info=stack)
 
 
 def report(key: str, exc: BaseException | None = None, msg: str | None = None) -> None:

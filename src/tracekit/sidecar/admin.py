@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit._shared import stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
+from tracekit._shared.redaction import mask_urls
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener
 from tracekit.sidecar.viewer.api import Viewer
 from tracekit.sidecar.viewer.server import answer
 
@@ -24,7 +24,8 @@ Gauges = Callable[[], dict[str, float]]
 
 
 UDP_COUNTERS = ("sidecar.udp.received", "sidecar.udp.rejected.invalid_header",
-                "sidecar.udp.rejected.missing_header", "sidecar.udp.rejected.empty_segment")
+                "sidecar.udp.rejected.missing_header", "sidecar.udp.rejected.empty_segment",
+                "sidecar.udp.rejected.empty_datagram")
 UPSTREAM_COUNTERS = tuple(
     f"sidecar.upstream.{name}" for name in (
         "sent", "batches", "retries.throttled", "retries.server_error", "retries.connection",
@@ -48,6 +49,19 @@ def counter_name(key: str) -> str:
 
 def gauge_name(gauge: str) -> str:
     return GAUGE_PREFIX + gauge
+EMF_COUNTERS = tuple(
+    f"sidecar.emf.{name}" for name in (
+        "received", "accepted", "rejected.too_large", "rejected.out_of_window", "rejected.invalid_emf",
+        "dropped.buffer_limit", "dropped.line_timeout", "upstream.sent", "upstream.dropped.buffer_full",
+        "upstream.dropped.retries_exhausted", "upstream.dropped.shutdown", "upstream.dropped.rejected",
+    )
+)  # fmt: skip
+OTLP_COUNTERS = tuple(
+    f"sidecar.otlp.{name}" for name in (
+        "requests.received", "requests.accepted", "requests.rejected.busy", "spans.received",
+        "spans.rejected.buffer_full",
+    )
+)  # fmt: skip
 
 
 class StatsCollector:
@@ -56,6 +70,10 @@ class StatsCollector:
     def __init__(self, gauges: Gauges, declared: Iterable[str] = ()) -> None:
         self._gauges = gauges
         self._declared = tuple(declared)
+
+    def declare(self, keys: Iterable[str]) -> None:
+        """Export these counters at 0 too (a receiver added after the sidecar was built)."""
+        self._declared += tuple(keys)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -102,19 +120,16 @@ class AdminServer(HTTPListener):
         self._server = BoundedHTTPServer(address, _Handler, "admin", self, max_connections=16)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
     disable_nagle_algorithm = True
-    timeout = 10.0
-    """A client that never finishes its request must not keep one of the 16 slots from health
-    checks for ever."""
-    server: BoundedHTTPServer
 
     def do_GET(self) -> None:
         admin: AdminServer = self.server.owner
         path = self.path.split("?", 1)[0]
         if path == "/health":
             ok, body = admin.health()
-            self._reply(200 if ok else 503, "application/json", json.dumps(body).encode())
+            text = mask_urls(json.dumps(body, default=str))  # errors may quote an endpoint URL
+            self._reply(200 if ok else 503, "application/json", text.encode())
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -128,7 +143,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Health probes every few seconds would flood the logs."""
-

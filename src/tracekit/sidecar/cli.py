@@ -14,7 +14,6 @@ Prometheus metrics, retries, bounded memory and counted drops.
   TCP   tcp-address    sampling proxy for SDKs: POST /GetSamplingRules, /SamplingTargets,
                        /SamplingStatisticSummaries only (SigV4-signed with the task's
                        credentials); any other path gets 403; bodies over 64 KiB get 413.
-                       A connection idle for 30 s is closed.
   HTTP  admin-address  GET /health (200 ok / 503 + JSON reason; an ECS container healthCheck)
                        and GET /metrics (Prometheus text); with --local also the trace
                        viewer at / and its JSON under /api/.
@@ -28,6 +27,10 @@ the trace viewer at / (trace list, waterfall, service map, EMF metrics, sampling
 (OTEL_TRACES_SAMPLER=xray_deferred) until they end (--tail-idle, --tail-max-wait), then keeps
 them by the tail: policies of --sampling-dir (error responses) or else by its head rules; other
 traces pass unchanged. Decisions are counted in /metrics (tracekit_sidecar_tail_*).
+
+Every HTTP port (proxy, admin, OTLP) wants request headers within 5 s of connecting (15 s for the
+next request on a kept-alive connection) and a body within 15 s; when its connections are all
+taken, the one waiting longest for its headers is closed, so slow clients never lock out /health.
 """
 
 EPILOG = """\

@@ -14,6 +14,7 @@ import errno
 import json
 import socket
 import threading
+import time
 from typing import Protocol
 
 from tracekit._shared import stats
@@ -23,6 +24,13 @@ DEFAULT_PORT = 25888
 MAX_LINE = 1_048_576 - 26
 """The largest PutLogEvents event: 1 MiB including the 26 bytes counted per event."""
 MAX_CONNECTIONS = 128
+MAX_BUFFERED = 16 * 1024 * 1024
+"""Bytes of partial lines that all TCP connections together may hold; a connection whose line
+does not fit is closed (``dropped.buffer_limit``), so 128 clients cannot hold 128 MB."""
+IDLE_TIMEOUT = 300.0
+"""Seconds a TCP connection may stay silent (agent clients keep theirs open between flushes)."""
+LINE_TIMEOUT = 30.0
+"""Seconds a line may take from its first byte to its newline; slower connections are closed."""
 UDP_BUFFER = 65_535
 UDP_RECEIVE_BUFFER = 1024 * 1024
 """Kernel buffer for EMF datagrams, so that a burst of flushes is not dropped by the kernel."""
@@ -53,10 +61,17 @@ class EmfReceiver:
         shipper: LineShipper,
         max_line: int = MAX_LINE,
         max_connections: int = MAX_CONNECTIONS,
+        max_buffered: int = MAX_BUFFERED,
+        idle_timeout: float = IDLE_TIMEOUT,
+        line_timeout: float = LINE_TIMEOUT,
         shutdown_timeout: float = 10.0,
     ) -> None:
+        from tracekit.sidecar.httpserver import ByteBudget
+
         self.shipper = shipper
         self._max_line = max_line
+        self.budget = ByteBudget(max_buffered)
+        self._idle_timeout, self._line_timeout = idle_timeout, line_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
         self._shutdown_timeout = shutdown_timeout
         self._tcp, self._udp = _bind_pair(host, port)
@@ -101,6 +116,9 @@ class EmfReceiver:
         stats.incr(f"{STATS}.received")
         if len(line) > self._max_line:
             return _reject("too_large", origin, f"{len(line)} bytes; at most {self._max_line}")
+        return self._check(line, origin)
+
+    def _check(self, line: bytes, origin: str) -> bool:
         try:
             text = line.decode("utf-8")
             doc = json.loads(text)
@@ -114,6 +132,11 @@ class EmfReceiver:
         if problems:
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             return _reject("invalid_emf", origin, problems[0] + more)
+        from tracekit.logs.cwlogs import in_window
+
+        if not in_window(doc["_aws"]["Timestamp"]):
+            when = f"Timestamp {doc['_aws']['Timestamp']}"
+            return _reject("out_of_window", origin, f"{when}: CloudWatch takes 14 days back to 2 h ahead")
         try:
             shipped = self.shipper.put(text, doc["_aws"]["Timestamp"])
         except Exception as exc:  # a failing shipper loses this line, not the connection
@@ -143,29 +166,55 @@ class EmfReceiver:
             ).start()
 
     def _serve(self, conn: socket.socket, origin: str) -> None:
-        """Read newline-delimited lines; an overlong line is skipped up to its newline."""
-        pending = b""
-        skipping = False
+        """Read newline-delimited lines within the idle and line deadlines and the byte budget.
+
+        An overlong line, a line over its deadline or one that the budget cannot hold closes the
+        connection (counted): skipping to the next newline would keep reading what is refused.
+        """
+        pending = bytearray()
+        held = 0  # bytes of the budget this connection holds
         try:
+            conn.settimeout(self._idle_timeout)
+            line_started = 0.0
             while chunk := conn.recv(65_536):
+                if not pending:
+                    line_started = time.monotonic()
                 pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if skipping:
-                        skipping = False
-                    else:
+                if b"\n" in chunk:
+                    *lines, rest = bytes(pending).split(b"\n")
+                    pending = bytearray(rest)
+                    for line in lines:
                         self.accept_line(line, origin)
+                    line_started = time.monotonic()
                 if len(pending) > self._max_line:
-                    if not skipping:
-                        _reject("too_large", origin, f"a line over {self._max_line} bytes")
-                    skipping, pending = True, b""
-            if pending and not skipping:
-                self.accept_line(pending, origin)
+                    stats.incr(f"{STATS}.received")
+                    _reject("too_large", origin, f"a line over {self._max_line} bytes: connection closed")
+                    return
+                want = -(-len(pending) // 65_536) * 65_536  # reserved in 64 KiB steps
+                if want > held and not self.budget.take(want - held):
+                    _drop("buffer_limit", origin, "partial lines of all connections over the limit")
+                    return
+                if want < held:
+                    self.budget.give(held - want)
+                held = want
+                waited = time.monotonic() - line_started
+                if pending and waited > self._line_timeout:
+                    _drop("line_timeout", origin, f"no newline within {self._line_timeout:g} s")
+                    return
+                conn.settimeout(self._line_timeout - waited if pending else self._idle_timeout)
+            if pending:
+                self.accept_line(bytes(pending), origin)
+        except TimeoutError:
+            if pending:
+                _drop("line_timeout", origin, f"no newline within {self._line_timeout:g} s")
+            else:
+                stats.incr(f"{STATS}.connections.idle_closed")
         except OSError:
             pass  # the peer went away or stop() shut the socket
         except Exception as exc:  # a connection thread must never die noisily
             stats.report(f"{STATS}.connection", exc)
         finally:
+            self.budget.give(held)
             with self._lock:
                 self._conns.discard(conn)
             conn.close()
@@ -197,6 +246,15 @@ def _reject(reason: str, origin: str, detail: str) -> bool:
         detail,
     )
     return False
+
+
+def _drop(reason: str, origin: str, detail: str) -> None:
+    """A partial line lost with its connection: one line received, dropped for ``reason``."""
+    stats.incr(f"{STATS}.received")
+    stats.incr(f"{STATS}.dropped.{reason}")
+    stats.warn_once_per_interval(
+        f"{STATS}.dropped.{reason}", "tracekit sidecar: EMF connection %s closed: %s", origin, detail
+    )
 
 
 def _bind_pair(host: str, port: int, attempts: int = 20) -> tuple[socket.socket, socket.socket]:

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from tracekit.sidecar.store import EmfStore
 
 Address = tuple[str, int]
+EMF_STATS = "sidecar.emf"
+EMF_SHARE = 4
+"""EMF lines waiting for CloudWatch Logs may hold 1/EMF_SHARE of ``--memory-limit``."""
 
 class IngestSettings(Protocol):
     """What the receivers read from the sidecar's ``Settings``."""
@@ -41,6 +44,8 @@ class IngestSettings(Protocol):
     def local(self) -> bool: ...
     @property
     def retry_for(self) -> float: ...
+    @property
+    def memory_limit(self) -> int: ...
     @property
     def shutdown_timeout(self) -> float: ...
 
@@ -123,7 +128,8 @@ def _emf(
         stream = settings.emf_log_stream or socket.gethostname()
         shipper = LogsShipper(
             settings.emf_log_group, stream, region=region, endpoint_url=settings.logs_endpoint_url,
-            emf=True,
+            emf=True, retry_for=settings.retry_for, stats_prefix=f"{EMF_STATS}.upstream",
+            max_buffer_bytes=settings.memory_limit * 1024 * 1024 // EMF_SHARE,
         )  # fmt: skip
     return EmfReceiver(address[0], address[1], shipper=shipper, shutdown_timeout=share)
 

@@ -6,13 +6,18 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any
 
-from tracekit._shared.redaction import redact
+from tracekit._shared.redaction import mask_urls, redact
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", ...fields}``; ``extra={"fields": {...}}`` adds keys."""
+    """``{"time", "level", "logger", "message", ...fields}``; ``extra={"fields": {...}}`` adds keys.
+
+    Sensitive keys are redacted and credentials in URLs masked, wherever they appear in the line;
+    an exception is its type and message (a traceback would be dozens of lines, in no log pipeline).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -25,9 +30,9 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update({str(k): redact(v, str(k)) for k, v in fields.items()})
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        if record.exc_info and record.exc_info[1] is not None:  # the cause in one line, no traceback
+            entry["exception"] = "".join(traceback.format_exception_only(record.exc_info[1])).strip()
+        return mask_urls(json.dumps(entry, default=str))
 
 
 def configure(level: str) -> None:

@@ -11,11 +11,9 @@ message whose repeated fields (``resource_spans``) are the union of theirs, so n
 from __future__ import annotations
 
 import http.client
-import random
-import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue, QueuedSink
@@ -48,6 +46,9 @@ class OtlpForwarder(QueuedSink[bytes]):
             raise ValueError(f"--otlp-forward {url!r} is not valid: expected http(s)://host[:port]/path")
         self.url = url
         self._path = parts.path or "/v1/traces"
+        netloc = parts.netloc.rpartition("@")[2]
+        self._plain_url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        self._auth = _basic_auth(parts.username, parts.password)
         self._timeout = timeout
         self._retry_for = retry_for
         sign = parts.hostname.endswith(".amazonaws.com") if sigv4 is None else sigv4
@@ -75,21 +76,15 @@ class OtlpForwarder(QueuedSink[bytes]):
 
     def _deliver(self, bodies: list[bytes]) -> None:
         body = b"".join(bodies)
-        deadline = time.monotonic() + self._retry_for
-        backoff = 0.1
-        while True:
-            outcome = self._post(body)
-            if outcome is None:
-                stats.incr(f"{STATS}.sent_requests", len(bodies))
-                return
-            retry, reason = outcome
-            left = deadline - time.monotonic()
-            if not retry or left <= 0 or self._queue.aborted.is_set():
-                self._queue.count_dropped(reason, len(bodies))
-                return
-            stats.incr(f"{STATS}.retries")
-            backoff = min(backoff * 2, 5.0)
-            self._queue.aborted.wait(min(left, random.uniform(backoff / 2, backoff)))
+        reason = self._queue.retry(
+            lambda: self._post(body),
+            retry_for=self._retry_for,
+            on_retry=lambda _: stats.incr(f"{STATS}.retries"),
+        )
+        if reason is None:
+            stats.incr(f"{STATS}.sent_requests", len(bodies))
+        elif not self._queue.abandoned:
+            self._queue.count_dropped(reason, len(bodies))
 
     def _post(self, body: bytes) -> tuple[bool, str] | None:
         """None when delivered, else (worth retrying, reason); failures are logged rate-limited."""
@@ -109,12 +104,21 @@ class OtlpForwarder(QueuedSink[bytes]):
     def _send(self, body: bytes) -> int:
         if self._signed is not None:
             return self._signed.post(self._path, body, PROTOBUF).status
-        request = urllib.request.Request(
-            self.url, data=body, method="POST", headers={"Content-Type": PROTOBUF}
-        )
+        headers = {"Content-Type": PROTOBUF, **self._auth}
+        request = urllib.request.Request(self._plain_url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 response.read()
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return exc.code
+
+
+def _basic_auth(user: str | None, password: str | None) -> dict[str, str]:
+    """``user:password@`` in the URL becomes an ``Authorization: Basic`` header (never logged)."""
+    if user is None:
+        return {}
+    import base64
+
+    pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tracekit._shared import stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, ByteBudget, HTTPListener
 from tracekit.sidecar.otlp_forward import OtlpForwarder
 from tracekit.sidecar.otlp_spans import JSON, PROTOBUF, OtlpDecodeError, parse_request, span_count
 from tracekit.xray.transports import SegmentSink
@@ -25,7 +24,10 @@ TRACES_PATH = "/v1/traces"
 MAX_BODY = 4 * 1024 * 1024
 """Largest accepted body, compressed and decompressed (OTLP exporters send far smaller batches)."""
 MAX_CONNECTIONS = 32
-"""Concurrent connections: with MAX_BODY, bounds what requests can hold in memory (128 MiB)."""
+"""Concurrent connections."""
+MAX_BUFFERED = 16 * 1024 * 1024
+"""Bytes that the bodies being received may hold at once, over all connections (a compressed
+body reserves ``MAX_BODY`` for what it may inflate to); beyond, 503 with Retry-After."""
 STATS = "sidecar.otlp"
 """Counters: ``spans.received``, ``spans.rejected.<reason>``, ``requests.rejected.<reason>``."""
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0, "": 0}
@@ -56,6 +58,7 @@ class OtlpHttpReceiver(HTTPListener):
         annotate_all: bool = False,
         max_body: int = MAX_BODY,
         max_connections: int = MAX_CONNECTIONS,
+        max_buffered: int = MAX_BUFFERED,
         shutdown_timeout: float = 10.0,
     ) -> None:
         if sink is None and forwarder is None:
@@ -64,6 +67,7 @@ class OtlpHttpReceiver(HTTPListener):
         self.forwarder = forwarder
         self._annotate_all = annotate_all
         self._max_body = max_body
+        self.budget = ByteBudget(max_buffered)
         self._shutdown_timeout = shutdown_timeout
         self._server = BoundedHTTPServer(
             (host, port), _Handler, "otlp", self, max_connections, stats_prefix=f"{STATS}.requests"
@@ -96,6 +100,7 @@ class OtlpHttpReceiver(HTTPListener):
             return self._accept(request, raw, kind, reply_type)
         except Exception as exc:  # a bug here must cost one request, not the receiver
             stats.report(f"{STATS}.internal", exc)
+            stats.incr(f"{STATS}.requests.rejected.internal")
             return Reply(500, reply_type, _status_body(13, "internal error", reply_type))
 
     def _accept(self, request: Any, raw: bytes, kind: str, reply_type: str) -> Reply:
@@ -104,7 +109,9 @@ class OtlpHttpReceiver(HTTPListener):
         forward_refused = self.forwarder is not None and not self._forward(request, raw, kind)
         problems, refused = self._translate(request) if self.sink is not None else ([], 0)
         if (self.forwarder is None or forward_refused) and (self.sink is None or refused == total > 0):
+            stats.incr(f"{STATS}.requests.rejected.buffer_full")
             return Reply(503, reply_type, _status_body(14, "sidecar buffer full", reply_type), 1)
+        stats.incr(f"{STATS}.requests.accepted")
         return Reply(200, reply_type, _response_body(problems, reply_type))
 
     def _forward(self, request: Any, raw: bytes, kind: str) -> bool:
@@ -203,33 +210,43 @@ def _encode(message: Any, content_type: str) -> bytes:
     return bytes(message.SerializeToString())
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
     protocol_version = "HTTP/1.1"
-    timeout = 30.0
-    server: BoundedHTTPServer
 
     def do_POST(self) -> None:
+        stats.incr(f"{STATS}.requests.received")
         if self.path.split("?", 1)[0] != TRACES_PATH:
-            self._reply(Reply(404, "text/plain", f"not found: POST {TRACES_PATH}\n".encode()))
+            stats.incr(f"{STATS}.requests.rejected.not_found")
+            self._reply(Reply(404, "text/plain", f"not found: POST {TRACES_PATH}\n".encode()), close=True)
             return
         receiver: OtlpHttpReceiver = self.server.owner
         length = self._content_length(receiver._max_body)
         if length is None:
             return
-        body = self.rfile.read(length)
-        self._reply(
-            receiver.handle(
-                body, self.headers.get("Content-Type", ""), self.headers.get("Content-Encoding", "")
-            )
-        )
+        encoding = self.headers.get("Content-Encoding", "")
+        held = length + (receiver._max_body if encoding.strip().lower() not in ("", "identity") else 0)
+        if not receiver.budget.take(held):
+            stats.incr(f"{STATS}.requests.rejected.busy")
+            busy = Reply(503, "text/plain", b"receiving too much at once: retry\n", retry_after=1)
+            self._reply(busy, close=True)
+            return
+        try:
+            body = self.rfile.read(length)
+            reply = receiver.handle(body, self.headers.get("Content-Type", ""), encoding)
+        finally:
+            receiver.budget.give(held)
+        self._reply(reply)
 
     def do_GET(self) -> None:
+        stats.incr(f"{STATS}.requests.received")
+        stats.incr(f"{STATS}.requests.rejected.method")
         self._reply(Reply(405, "text/plain", f"use POST {TRACES_PATH}\n".encode()))
 
     def _content_length(self, limit: int) -> int | None:
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            stats.incr(f"{STATS}.requests.rejected.length_required")
             self._reply(Reply(411, "text/plain", b"Content-Length required\n"), close=True)
             return None
         if not 0 <= length <= limit:
@@ -249,6 +266,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the sidecar counts requests instead of writing an access log to stderr."""

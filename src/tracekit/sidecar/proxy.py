@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler
 
 from tracekit._shared import stats
 from tracekit._shared.sigv4 import SignedHTTP
-from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener
 
 SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
 MAX_BODY = 64 * 1024
@@ -69,12 +68,9 @@ class SamplingProxy(HTTPListener):
         return reply
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    timeout = 30.0
-    """A client that stops sending (or idles on keep-alive) frees its connection slot after this."""
-    server: BoundedHTTPServer
 
     def do_POST(self) -> None:
         self._serve("POST")
@@ -118,6 +114,3 @@ class _Handler(BaseHTTPRequestHandler):
             stats.incr("sidecar.proxy.rejected.too_large")
             return error_reply(413, "RequestTooLarge", f"body must be 0..{MAX_BODY} bytes")
         return None
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Request lines are not logged: /metrics counts them."""

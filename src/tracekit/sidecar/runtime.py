@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tracekit._shared import stats
 from tracekit._shared.settings import ConfigError
 from tracekit.sidecar.admin import (
+    EMF_COUNTERS,
+    OTLP_COUNTERS,
     QUEUED_GAUGE,
     UDP_COUNTERS,
     UPSTREAM_AGE_GAUGE,
@@ -62,7 +64,8 @@ class Sidecar:
         self.telemetry: TelemetryReporter | None = None
         self.sink: SegmentSink = self._build_sink()
         declared = UDP_COUNTERS + (UPSTREAM_COUNTERS if self.sender is not None else ())
-        self.registry.register(StatsCollector(self._gauges, declared))
+        self.counters = StatsCollector(self._gauges, declared)
+        self.registry.register(self.counters)
         try:
             self.tail = self._tail_sampler(self.sink) if settings.tail_sampling else None
             if self.tail is not None:
@@ -89,6 +92,7 @@ class Sidecar:
     def add(self, listener: Listener) -> None:
         """Plug in another receiver (OTLP, EMF...) before ``start``; it feeds ``self.sink``."""
         self.listeners.append(listener)
+        self.counters.declare({"emf": EMF_COUNTERS, "otlp": OTLP_COUNTERS}.get(listener.name, ()))
 
     def _build_sink(self) -> SegmentSink:
         s = self.settings
@@ -278,6 +282,7 @@ def summarize(counts: dict[str, int]) -> dict[str, Any]:
         "received": counts.get("sidecar.udp.received", 0),
         "otlp_spans_received": counts.get("sidecar.otlp.spans.received", 0),
         "emf_lines_received": counts.get("sidecar.emf.received", 0),
+        "emf_lines_sent": counts.get("sidecar.emf.upstream.sent", 0),
         "sent": counts.get("sidecar.upstream.sent", 0),
         "stored": counts.get("sidecar.local.stored", 0),
     }

@@ -66,7 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("admin_address", listen_address, "/health and /metrics", "HOST:PORT"),
     Option("region", str, "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, ECS metadata)"),
     Option("endpoint_url", http_url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
-    Option("memory_limit", positive(int), "MB of buffered documents; beyond, drops are counted", "MB"),
+    Option("memory_limit", positive(int), "MB of buffered documents (EMF lines: a quarter of it); "
+           "beyond, drops are counted", "MB"),
     Option("workers", positive(int), "concurrent PutTraceSegments senders", "N"),
     Option("batch_timeout", positive(float), "seconds a partial batch (<50) waits", "S"),
     Option("retry_for", positive(float), "seconds a failing batch is retried, then dropped", "S"),

@@ -46,6 +46,8 @@ MAX_DECIDED = 50_000
 """Decided trace ids remembered so that late documents follow their trace's decision."""
 TRACE_OVERHEAD = 512
 """Bytes charged to the buffer per trace besides its documents (bookkeeping, the root's fields)."""
+DOCUMENT_OVERHEAD = 100
+"""Bytes a buffered document holds besides its own (bytes object header, tuple, list slot)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class TailSampler:
         if unknown and _is_trace_root(doc):
             stats.incr(f"{STATS}.decided.passthrough")
             return [*self._release(trace_id, keep=True), raw]
-        cost = len(raw) + (TRACE_OVERHEAD if trace is None else 0)
+        cost = len(raw) + DOCUMENT_OVERHEAD + (TRACE_OVERHEAD if trace is None else 0)
         full = self._bytes + cost > self._max_bytes
         if unknown and full:
             stats.incr(f"{STATS}.overflow_forwarded")
@@ -201,7 +203,7 @@ class TailSampler:
             trace = self._traces[trace_id] = _Trace(now, now)
         trace.last = now
         trace.docs.append((raw, marked))
-        trace.size += len(raw)
+        trace.size += len(raw) + DOCUMENT_OVERHEAD
         self._bytes += cost
         self._count += 1
         if marked:  # the outermost marked root decides; a completed one replaces itself

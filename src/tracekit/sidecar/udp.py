@@ -77,6 +77,8 @@ class UdpListener:
 
     def _handle(self, datagram: bytes) -> None:
         if not datagram:
+            if not self._stopping:  # stop() wakes the loop with an empty datagram of its own
+                stats.incr("sidecar.udp.rejected.empty_datagram")
             return
         try:
             document = decode(datagram)

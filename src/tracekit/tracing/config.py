@@ -48,9 +48,12 @@ class Config:
     instrument: tuple[str, ...] = ()
     """Libraries whose calls are traced (``TRACEKIT_INSTRUMENT``: ``botocore,requests``, ``all``)."""
     sql_query: bool = False
+    """Keep database statements in X-Ray's ``sql.sanitized_query`` (``TRACEKIT_SQL_QUERY``)."""
     xray_sdk_bridge: bool = False
     """Record the X-Ray SDK's ``xray_recorder`` into tracekit (``TRACEKIT_XRAY_SDK_BRIDGE``)."""
-    """Keep database statements in X-Ray's ``sql.sanitized_query`` (``TRACEKIT_SQL_QUERY``)."""
+    flush_timeout: float = 5.0
+    """Seconds the exit flush (every exporter, at interpreter exit) may take, whatever the upstream
+    does (``TRACEKIT_FLUSH_TIMEOUT``); what is unsent then is lost, counted as ``exit.flush_timeout``."""
     sampling_rules: str | None = None
     """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
     centralized rules cannot be reached; default: 1 trace per second and 5%."""
@@ -102,6 +105,10 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     if "TRACEKIT_XRAY_SDK_BRIDGE" in env:
         values["xray_sdk_bridge"] = checked(
             "TRACEKIT_XRAY_SDK_BRIDGE", env["TRACEKIT_XRAY_SDK_BRIDGE"], settings.boolean
+        )
+    if "TRACEKIT_FLUSH_TIMEOUT" in env:
+        values["flush_timeout"] = checked(
+            "TRACEKIT_FLUSH_TIMEOUT", env["TRACEKIT_FLUSH_TIMEOUT"], settings.positive(float, zero=True)
         )
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
@@ -156,6 +163,8 @@ def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
     if set(found) != {"tcp", "udp"}:
         raise ConfigError(name, value, accepted)
     return found["udp"], found["tcp"]
+
+
 
 
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ Nothing here touches the network: exporters connect lazily from their own thread
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import threading
 from collections.abc import Sequence
@@ -65,6 +66,9 @@ def configure(
             return None
         provider = _build_provider(cfg, sampler, extra_processors)
         _state["provider"] = provider
+        if not _state.get("atexit_registered"):
+            atexit.register(_exit_flush)
+            _state["atexit_registered"] = True
         _state["tracer"] = provider.get_tracer("tracekit", settings.VERSION)
         _install_globals(provider)
         if cfg.instrument or cfg.xray_sdk_bridge:
@@ -145,6 +149,26 @@ def shutdown() -> None:
                 stats.report("shutdown", exc)
 
 
+def _exit_flush() -> None:
+    """At interpreter exit: flush and stop the exporters, waiting at most ``flush_timeout``.
+
+    The work runs on a daemon thread so that an upstream that hangs, refuses or does not resolve
+    costs the application's exit that long and no more; daemon threads end with the interpreter.
+    """
+    if _state.get("provider") is None:
+        return
+    timeout = current_config().flush_timeout
+    worker = threading.Thread(target=shutdown, name="tracekit-exit-flush", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        stats.incr("exit.flush_timeout")
+        stats.warn_once_per_interval(
+            "exit.flush_timeout", "tracekit: exit flush stopped after %g s (TRACEKIT_FLUSH_TIMEOUT): "
+            "spans not yet sent are lost", timeout,
+        )  # fmt: skip
+
+
 def _build_provider(
     cfg: _config.Config, sampler: Sampler | None, extra: tuple[SpanProcessor, ...]
 ) -> TracerProvider:
@@ -155,7 +179,7 @@ def _build_provider(
         resource=resource,
         sampler=XRayParentBased(root),
         id_generator=XRayIdGenerator(),
-        shutdown_on_exit=True,
+        shutdown_on_exit=False,  # _exit_flush does it, within the flush timeout
     )
     for processor in (*_exporter_processors(cfg), *extra, *_sampler_processors(root)):
         provider.add_span_processor(processor)

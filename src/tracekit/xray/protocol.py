@@ -47,4 +47,7 @@ def _same_header(header: bytes) -> bool:
         value = json.loads(header)
     except (ValueError, RecursionError):
         return False
-    return isinstance(value, dict) and value.get("format") == "json" and value.get("version") == 1
+    if not isinstance(value, dict) or value.get("format") != "json":
+        return False
+    version = value.get("version")
+    return type(version) is int and version == 1  # true and 1.0 equal 1 in Python, not on the wire

@@ -10,7 +10,6 @@ full jitter. Nothing is dropped silently: every document that does not reach X-R
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from collections.abc import Callable
@@ -22,6 +21,12 @@ from tracekit._shared.sigv4 import Response, SignedHTTP, SigningError
 
 MAX_BATCH = 50
 """PutTraceSegments documents per call that every X-Ray sender uses."""
+MAX_BATCH_BYTES = 1024 * 1024
+"""Bytes of documents per call: a batch of 50 documents of 60 KB would be 3 MB, held several times
+over while it is sent."""
+DELIVERY_COPIES = 2.0
+"""Copies of a batch held while it is sent (the JSON body being built, then the body sent),
+counted against ``max_buffer_bytes`` so that the limit bounds what is really held."""
 PATH = "/TraceSegments"
 _CODE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -67,28 +72,21 @@ class SegmentSender(QueuedSink[str | bytes]):
             max_wait=batch_timeout,
             name=stats_prefix,
             on_exit=self.http.close,
+            max_batch_bytes=MAX_BATCH_BYTES,
+            delivery_copies=DELIVERY_COPIES,
         )
 
     def _deliver(self, batch: list[str | bytes]) -> None:
         """One PutTraceSegments call, retried until it is answered, refused, or too late."""
-        docs = [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in batch]
-        body = json.dumps({"TraceSegmentDocuments": docs}).encode()
-        give_up = time.monotonic() + self._retry_for
-        attempt = 0
-        while (failure := self._attempt(body, len(batch))) is not None:
-            retry, reason = failure
-            if not retry:
-                self._count(f"dropped.{reason}", len(batch))
-                return
-            attempt += 1
-            delay = random.uniform(0, min(self._max_backoff, 0.05 * 2**attempt))
-            if time.monotonic() + delay > give_up:
-                self._count("dropped.retries_exhausted", len(batch))
-                return
-            self._count(f"retries.{reason}")
-            if self._queue.aborted.wait(delay):
-                self._count("dropped.shutdown", len(batch))
-                return
+        body = request_body(batch)
+        reason = self._queue.retry(
+            lambda: self._attempt(body, len(batch)),
+            retry_for=self._retry_for,
+            max_backoff=self._max_backoff,
+            on_retry=lambda why: self._count(f"retries.{why}"),
+        )
+        if reason is not None:
+            self._count(f"dropped.{reason}", len(batch))
 
     def _attempt(self, body: bytes, count: int) -> tuple[bool, str] | None:
         """Send once: None when answered, else (worth retrying?, reason)."""
@@ -134,3 +132,17 @@ class SegmentSender(QueuedSink[str | bytes]):
     def _count(self, name: str, n: int = 1) -> None:
         if not self._queue.abandoned:
             stats.incr(f"{self._prefix}.{name}", n)
+
+
+def request_body(batch: list[str | bytes]) -> bytes:
+    """``{"TraceSegmentDocuments": [...]}`` built from the parts at once (one copy, not three)."""
+    parts = [b'{"TraceSegmentDocuments":[']
+    for i, doc in enumerate(batch):
+        text = doc if isinstance(doc, str) else doc.decode("utf-8", "replace")
+        parts.append(b"," + _quote(text) if i else _quote(text))
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _quote(text: str) -> bytes:
+    return json.dumps(text).encode()

@@ -4,10 +4,20 @@ PutTraceSegments (:class:`tracekit.xray.sender.SegmentSender`, on hosts without 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from typing import Any, Protocol
 
 from tracekit._shared import stats
+from tracekit._shared.forking import reset_after_fork
 from tracekit.xray import protocol
+
+RESOLVE_WAIT = 1.0
+"""Seconds the first document waits for the daemon's name to resolve."""
+REFRESH = 60.0
+"""Seconds between background look-ups of a daemon name that resolved."""
+RETRY = 5.0
+"""Seconds between background look-ups of a daemon name that did not resolve."""
 
 
 class SegmentSink(Protocol):
@@ -32,31 +42,87 @@ class SegmentSink(Protocol):
 
 
 class UdpSink:
-    """Datagrams to the X-Ray daemon (or the tracekit sidecar). Never blocks, never raises."""
+    """Datagrams to the X-Ray daemon (or the tracekit sidecar). Never blocks, never raises.
+
+    The daemon's name is resolved once, off the sending thread, and refreshed in the background
+    every :data:`REFRESH` seconds (the daemon may move); only the very first send waits for it, at
+    most :data:`RESOLVE_WAIT`. While the name does not resolve, documents are dropped at once and
+    counted (``xray.documents_dropped.unresolved``), so an unresolvable daemon costs the
+    application no time per span and none at exit.
+    """
 
     def __init__(self, address: tuple[str, int]) -> None:
         self._address = address
-        self._resolved: Any = None
+        self._target: tuple[int, Any] | None = _numeric(address)
+        """(address family, socket address) once resolved."""
         self._sock: socket.socket | None = None
+        self._reset()
+        reset_after_fork(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._resolving = False
+        self._attempted = time.monotonic() if self._target is not None else -REFRESH
+        self._first = threading.Event()
+        if self._target is not None:
+            self._first.set()
+
+    def forked(self) -> None:
+        """In a forked child: no resolver thread runs; keep what was resolved."""
+        self._reset()
 
     def submit(self, document: bytes) -> bool:
+        target = self._target
+        if time.monotonic() - self._attempted > (REFRESH if target is not None else RETRY):
+            self._refresh()
+        if target is None and not self._first.is_set():
+            self._first.wait(RESOLVE_WAIT)  # the first document only
+            target = self._target
+        if target is None:
+            stats.incr("xray.documents_dropped.unresolved")
+            stats.warn_once_per_interval(
+                "xray.udp_resolve", "tracekit: X-Ray daemon %s:%s does not resolve: documents "
+                "are dropped (counted) until it does", *self._address,
+            )  # fmt: skip
+            return False
         try:
-            if self._sock is None:
-                host, port = self._address
-                # An ASCII host as bytes skips loading the idna codec (~1.5 ms of a Lambda cold start).
-                query = host.encode() if host.isascii() else host
-                info = socket.getaddrinfo(query, port, type=socket.SOCK_DGRAM)[0]
-                self._sock = socket.socket(info[0], socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-                self._resolved = info[4]
-            self._sock.sendto(protocol.encode(document), self._resolved)
+            sock = self._sock
+            if sock is None or sock.family != target[0]:
+                sock = self._sock = socket.socket(target[0], socket.SOCK_DGRAM)
+                sock.setblocking(False)
+            sock.sendto(protocol.encode(document), target[1])
             stats.incr("xray.documents_sent")
             return True
         except OSError as exc:
-            self._sock = None  # re-resolve next time: the daemon may have moved
             stats.incr("xray.documents_dropped.send_error")
             stats.report("xray.udp_send", exc)
             return False
+
+    def _refresh(self) -> None:
+        """Resolve the daemon's name again on a background thread (one at a time)."""
+        with self._lock:
+            if self._resolving:
+                return
+            self._resolving = True
+            self._attempted = time.monotonic()
+        try:
+            threading.Thread(target=self._resolve, name="tracekit-xray-resolve", daemon=True).start()
+        except RuntimeError:  # out of threads: try again later
+            self._resolving = False
+
+    def _resolve(self) -> None:
+        host, port = self._address
+        try:
+            # An ASCII host as bytes skips loading the idna codec (~1.5 ms of a Lambda cold start).
+            query = host.encode() if host.isascii() else host
+            info = socket.getaddrinfo(query, port, type=socket.SOCK_DGRAM)[0]
+            self._target = (info[0], info[4])
+        except (OSError, UnicodeError):
+            pass  # keep the last good address, if any; submit counts the drops
+        finally:
+            self._attempted = time.monotonic()
+            self._resolving = False
+            self._first.set()
 
     def flush(self, timeout: float) -> bool:
         return True
@@ -68,3 +134,15 @@ class UdpSink:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _numeric(address: tuple[str, int]) -> tuple[int, Any] | None:
+    """The target of a numeric address (parsed, no lookup and no wait); None for a name."""
+    host, port = address
+    for family, sockaddr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return family, sockaddr
+    return None
