@@ -54,6 +54,9 @@ class Config:
     flush_timeout: float = 5.0
     """Seconds the exit flush (every exporter, at interpreter exit) may take, whatever the upstream
     does (``TRACEKIT_FLUSH_TIMEOUT``); what is unsent then is lost, counted as ``exit.flush_timeout``."""
+    lean: bool = True
+    """Use tracekit's lean spans when only X-Ray (or nothing) exports and no SDK span processor is
+    given (``TRACEKIT_LEAN``); ``false`` always uses the OpenTelemetry SDK."""
     sampling_rules: str | None = None
     """Local sampling rules (file or directory, tracekit or X-Ray SDK format) used when the
     centralized rules cannot be reached; default: 1 trace per second and 5%."""
@@ -110,6 +113,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         values["flush_timeout"] = checked(
             "TRACEKIT_FLUSH_TIMEOUT", env["TRACEKIT_FLUSH_TIMEOUT"], settings.positive(float, zero=True)
         )
+    if "TRACEKIT_LEAN" in env:
+        values["lean"] = checked("TRACEKIT_LEAN", env["TRACEKIT_LEAN"], settings.boolean)
     if "TRACEKIT_SAMPLING_RULES" in env:
         values["sampling_rules"] = env["TRACEKIT_SAMPLING_RULES"]
     values["region"] = settings.region(env=env)

@@ -31,8 +31,12 @@ from opentelemetry.util.types import Attributes
 
 from tracekit._shared import settings, stats
 from tracekit.tracing import config as _config
+from tracekit.tracing.lean import LeanTracerProvider
 from tracekit.tracing.propagation import XRayPropagator, decision_requested
 from tracekit.xray.ids import XRayIdGenerator
+
+Provider = TracerProvider | LeanTracerProvider
+"""What ``configure`` builds: the lean provider, or the SDK's when something needs the SDK."""
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
@@ -42,7 +46,7 @@ def configure(
     service: str | None = None,
     exporters: Sequence[str] | str | None = None,
     **overrides: Any,
-) -> TracerProvider | None:
+) -> Provider | None:
     """Set up tracing once for this process; returns the provider (``None`` when disabled).
 
     ``exporters`` is any of ``xray``, ``otlp``, ``console`` (default from ``TRACEKIT_EXPORTERS``,
@@ -55,7 +59,7 @@ def configure(
     key = (cfg, sampler, extra_processors)
     with _lock:
         if _state.get("key") == key:
-            provider: TracerProvider | None = _state.get("provider")
+            provider: Provider | None = _state.get("provider")
             return provider
         shutdown()
         _state["key"] = key
@@ -124,7 +128,7 @@ def current_config() -> _config.Config:
 
 def force_flush(timeout: float = 5.0) -> bool:
     """Send every finished span now; True when all exporters finished within ``timeout``."""
-    provider: TracerProvider | None = _state.get("provider")
+    provider: Provider | None = _state.get("provider")
     if provider is None:
         return True
     try:
@@ -137,7 +141,7 @@ def force_flush(timeout: float = 5.0) -> bool:
 def shutdown() -> None:
     """Flush and stop the current provider (tests and re-configuration)."""
     with _lock:
-        provider: TracerProvider | None = _state.pop("provider", None)
+        provider: Provider | None = _state.pop("provider", None)
         _state.pop("tracer", None)
         _state.pop("key", None)
         _state.pop("config", None)
@@ -171,19 +175,28 @@ def _exit_flush() -> None:
 
 def _build_provider(
     cfg: _config.Config, sampler: Sampler | None, extra: tuple[SpanProcessor, ...]
-) -> TracerProvider:
+) -> Provider:
     attributes: dict[str, str] = {**cfg.resource_attributes, "service.name": cfg.service}
     resource = Resource.create(attributes)
     root = sampler or _default_sampler(cfg)
-    provider = TracerProvider(
-        resource=resource,
-        sampler=XRayParentBased(root),
-        id_generator=XRayIdGenerator(),
-        shutdown_on_exit=False,  # _exit_flush does it, within the flush timeout
-    )
+    provider: Provider
+    if _lean_enough(cfg, extra):
+        provider = LeanTracerProvider(resource, XRayParentBased(root), XRayIdGenerator())
+    else:
+        provider = TracerProvider(
+            resource=resource,
+            sampler=XRayParentBased(root),
+            id_generator=XRayIdGenerator(),
+            shutdown_on_exit=False,  # _exit_flush does it, within the flush timeout
+        )
     for processor in (*_exporter_processors(cfg), *extra, *_sampler_processors(root)):
         provider.add_span_processor(processor)
     return provider
+
+
+def _lean_enough(cfg: _config.Config, extra: tuple[SpanProcessor, ...]) -> bool:
+    """Lean spans serve X-Ray output; OTLP, console and extra processors get the SDK's spans."""
+    return cfg.lean and not extra and set(cfg.exporters) <= {"xray"}
 
 
 def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
@@ -306,7 +319,7 @@ class XRayParentBased(Sampler):
         return f"XRayParentBased{{root={self.root.get_description()}}}"
 
 
-def _install_globals(provider: TracerProvider) -> None:
+def _install_globals(provider: Provider) -> None:
     """Make tracekit's provider and propagators the process-wide OTel defaults (once)."""
     if _state.get("globals_installed"):
         _state["proxy_provider"].target = provider
@@ -326,7 +339,7 @@ def _install_globals(provider: TracerProvider) -> None:
 class _SwitchableProvider(trace.TracerProvider):
     """OTel allows one global provider per process; this lets ``configure`` swap what is behind it."""
 
-    def __init__(self, target: TracerProvider) -> None:
+    def __init__(self, target: Provider) -> None:
         self.target = target
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
@@ -336,7 +349,7 @@ class _SwitchableProvider(trace.TracerProvider):
 class _SwitchableTracer(trace.Tracer):
     def __init__(self, owner: _SwitchableProvider, args: Any, kwargs: Any) -> None:
         self._owner, self._args, self._kwargs = owner, args, kwargs
-        self._cached: tuple[TracerProvider, trace.Tracer] | None = None
+        self._cached: tuple[Provider, trace.Tracer] | None = None
 
     def _tracer(self) -> trace.Tracer:
         cached, target = self._cached, self._owner.target
