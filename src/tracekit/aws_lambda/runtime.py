@@ -94,8 +94,9 @@ def lambda_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "resource_attributes": {**resource_attributes(env), **from_env.resource_attributes}
     }
     if not env.get("OTEL_TRACES_SAMPLER"):
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+        from tracekit.tracing.lean import ALWAYS_ON
 
-        # Only reached without a decision from Lambda (local runs, ``Sampled=?``).
+        # Only reached without a decision from Lambda (local runs, ``Sampled=?``); the SDK's
+        # ALWAYS_ON by its methods, which leaves the SDK unimported on the lean path.
         defaults["sampler"] = ALWAYS_ON
     return defaults

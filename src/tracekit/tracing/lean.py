@@ -11,6 +11,7 @@ limits, exception events and status rules are the SDK's, so documents and header
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 import traceback
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from opentelemetry import trace
 from opentelemetry.attributes import _clean_attribute_value
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -32,6 +33,58 @@ LIMIT = 128
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+class Decision(enum.Enum):
+    """The SDK's sampling decisions (same names and meaning), for samplers on the lean path."""
+
+    DROP = 0
+    RECORD_ONLY = 1
+    RECORD_AND_SAMPLE = 2
+
+    def is_recording(self) -> bool:
+        return self is not Decision.DROP
+
+    def is_sampled(self) -> bool:
+        return self is Decision.RECORD_AND_SAMPLE
+
+
+class SamplingResult(NamedTuple):
+    """The SDK's ``SamplingResult`` fields."""
+
+    decision: Decision
+    attributes: Attributes = None
+    trace_state: TraceState | None = None
+
+
+class _AlwaysOn:
+    """The SDK's ``ALWAYS_ON`` (what Lambda uses without a decision from the runtime)."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+
+    def get_description(self) -> str:
+        return "AlwaysOnSampler"
+
+
+ALWAYS_ON = _AlwaysOn()
+
+
+class Resource(NamedTuple):
+    """The resource's attributes, as the translator reads them from the SDK's ``Resource``."""
+
+    attributes: Mapping[str, AttributeValue]
+    schema_url: str = ""
 
 
 class LeanProcessor(Protocol):
@@ -367,4 +420,7 @@ class LeanTracerProvider(trace.TracerProvider):
                 stats.report("shutdown", exc)
 
 
-__all__ = ["Event", "LeanSpan", "LeanTracer", "LeanTracerProvider", "Scope"]
+__all__ = [
+    "ALWAYS_ON", "Decision", "Event", "LeanSpan", "LeanTracer", "LeanTracerProvider", "Resource",
+    "SamplingResult", "Scope",
+]

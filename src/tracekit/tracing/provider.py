@@ -12,30 +12,25 @@ import contextvars
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 from tracekit._shared import settings, stats
 from tracekit.tracing import config as _config
+from tracekit.tracing import lean
 from tracekit.tracing.lean import LeanTracerProvider
 from tracekit.tracing.propagation import XRayPropagator, decision_requested
 from tracekit.xray.ids import XRayIdGenerator
 
-Provider = TracerProvider | LeanTracerProvider
+if TYPE_CHECKING:  # the SDK is imported only when the provider needs it (see _lean_enough)
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+
+Provider: TypeAlias = "TracerProvider | LeanTracerProvider"
 """What ``configure`` builds: the lean provider, or the SDK's when something needs the SDK."""
 
 _lock = threading.RLock()
@@ -177,16 +172,20 @@ def _build_provider(
     cfg: _config.Config, sampler: Sampler | None, extra: tuple[SpanProcessor, ...]
 ) -> Provider:
     attributes: dict[str, str] = {**cfg.resource_attributes, "service.name": cfg.service}
-    resource = Resource.create(attributes)
     root = sampler or _default_sampler(cfg)
     provider: Provider
     if _lean_enough(cfg, extra):
-        provider = LeanTracerProvider(resource, XRayParentBased(root), XRayIdGenerator())
+        provider = LeanTracerProvider(
+            lean.Resource(attributes), XRayParentBased(root, lean=True), XRayIdGenerator()
+        )
     else:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+
         provider = TracerProvider(
-            resource=resource,
-            sampler=XRayParentBased(root),
-            id_generator=XRayIdGenerator(),
+            resource=Resource.create(attributes),
+            sampler=XRayParentBased(root),  # type: ignore[arg-type]  # a Sampler by its methods
+            id_generator=XRayIdGenerator(),  # type: ignore[arg-type]  # IdGenerator's methods
             shutdown_on_exit=False,  # _exit_flush does it, within the flush timeout
         )
     for processor in (*_exporter_processors(cfg), *extra, *_sampler_processors(root)):
@@ -215,7 +214,7 @@ def _exporter_processors(cfg: _config.Config) -> list[SpanProcessor]:
     return processors
 
 
-def _xray_processor(cfg: _config.Config) -> SpanProcessor:
+def _xray_processor(cfg: _config.Config) -> SpanProcessor:  # by its methods
     from tracekit.xray.processor import XRaySpanProcessor
     from tracekit.xray.transports import SegmentSink, UdpSink
 
@@ -226,7 +225,7 @@ def _xray_processor(cfg: _config.Config) -> SpanProcessor:
         sink = SegmentSender(cfg.region, cfg.endpoint_url, workers=1)
     else:
         sink = UdpSink(cfg.daemon_udp)
-    return XRaySpanProcessor(
+    return XRaySpanProcessor(  # type: ignore[return-value]
         sink, max_queue=cfg.max_queue, annotate_all=cfg.annotate_all, sql_query=cfg.sql_query
     )
 
@@ -238,7 +237,9 @@ def _default_sampler(cfg: _config.Config) -> Sampler:
     name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "")
     if name in ("always_on", "parentbased_always_on"):
-        return ALWAYS_ON
+        return lean.ALWAYS_ON  # type: ignore[return-value]  # the SDK's, without importing the SDK
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
+
     if name in ("always_off", "parentbased_always_off"):
         return ALWAYS_OFF
     if name in ("traceidratio", "parentbased_traceidratio"):
@@ -262,7 +263,7 @@ def _xray_sampler(cfg: _config.Config) -> Sampler:
     try:
         from tracekit.sampling.sampler import XRaySampler
     except ImportError:
-        return ALWAYS_ON
+        return lean.ALWAYS_ON  # type: ignore[return-value]
     from tracekit.xray.segments import origin_for
 
     host, port = cfg.daemon_tcp
@@ -280,11 +281,22 @@ def _sampler_processors(sampler: Sampler) -> list[SpanProcessor]:
     return [factory()] if callable(factory) else []
 
 
-class XRayParentBased(Sampler):
-    """Honour the caller's decision; ask ``root`` only for new traces and ``Sampled=?`` headers."""
+class XRayParentBased:
+    """Honour the caller's decision; ask ``root`` only for new traces and ``Sampled=?`` headers.
 
-    def __init__(self, root: Sampler) -> None:
+    An SDK ``Sampler`` by its methods. Its results are the SDK's, or with ``lean=True`` those of
+    :mod:`tracekit.tracing.lean` (same fields), so that the lean path does not import the SDK;
+    ``root`` may be either kind.
+    """
+
+    def __init__(self, root: Sampler, *, lean: bool = False) -> None:
         self.root = root
+        if lean:
+            from tracekit.tracing.lean import Decision, SamplingResult
+        else:
+            from opentelemetry.sdk.trace.sampling import Decision, SamplingResult  # type: ignore[assignment]
+        self._decision: Any = Decision
+        self._result: Any = SamplingResult
 
     def should_sample(
         self,
@@ -298,22 +310,25 @@ class XRayParentBased(Sampler):
     ) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
         open_decision = parent.is_remote and decision_requested(parent_context)
+        decisions = self._decision
         if parent.is_valid and not open_decision:
-            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
-            kept = attributes if decision is Decision.RECORD_AND_SAMPLE else None
-            return SamplingResult(decision, kept, parent.trace_state)
+            sampled = parent.trace_flags.sampled
+            decision = decisions.RECORD_AND_SAMPLE if sampled else decisions.DROP
+            return self._result(decision, attributes if sampled else None, parent.trace_state)  # type: ignore[no-any-return]
         try:
             result = self.root.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state
             )
         except Exception as exc:  # a sampler bug must not fail the request
             stats.report("sampler", exc)
-            return SamplingResult(Decision.DROP, None, None)
-        if not attributes or result.decision is Decision.DROP:
+            return self._result(decisions.DROP, None, None)  # type: ignore[no-any-return]
+        if not attributes and type(result.decision) is decisions:
             return result
         # The SDK starts a span with the sampler's attributes only: keep the caller's too.
-        merged = {**attributes, **(result.attributes or {})}
-        return SamplingResult(result.decision, merged, result.trace_state)
+        kept: Attributes = result.attributes
+        if attributes and result.decision.is_recording():  # type: ignore[no-untyped-call]
+            kept = {**attributes, **(kept or {})}
+        return self._result(decisions[result.decision.name], kept, result.trace_state)  # type: ignore[no-any-return]
 
     def get_description(self) -> str:
         return f"XRayParentBased{{root={self.root.get_description()}}}"

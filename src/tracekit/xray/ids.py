@@ -10,14 +10,19 @@ import os
 import random
 import time
 
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-
 _RANDOM = random.Random()
 os.register_at_fork(after_in_child=_RANDOM.seed)  # forked workers must not repeat ids
 
 
-class XRayIdGenerator(IdGenerator):
-    """Trace ids with the creation time in their first 32 bits; random 64-bit span ids."""
+class XRayIdGenerator:
+    """Trace ids with the creation time in their first 32 bits; random 64-bit span ids.
+
+    It has the methods of the SDK's ``IdGenerator`` without subclassing it, so that the lean span
+    path (:mod:`tracekit.tracing.lean`) never imports the SDK."""
+
+    def is_trace_id_random(self) -> bool:
+        """The first 32 bits are a time: W3C's "random trace id" flag must stay off."""
+        return False
 
     def generate_span_id(self) -> int:
         span_id = _RANDOM.getrandbits(64)

@@ -14,14 +14,17 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from tracekit._shared import stats
 from tracekit.xray.documents import split_document
 from tracekit.xray.segments import Document, is_local_root, is_segment, to_document
 from tracekit.xray.transports import SegmentSink
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, Span
 
 _GATHER_SECONDS = 0.02
 """After a wake-up the worker lets spans gather this long: one thread switch per batch, not per
@@ -32,8 +35,11 @@ _HELP_WAIT = 0.1
 """How long a caller that finds the queue full waits for the worker's drain before dropping."""
 
 
-class XRaySpanProcessor(SpanProcessor):
-    """An OTel span processor that emits sampled spans as X-Ray documents."""
+class XRaySpanProcessor:
+    """An OTel span processor that emits sampled spans as X-Ray documents.
+
+    It has the SDK ``SpanProcessor``'s methods without subclassing it: the lean span path
+    (:mod:`tracekit.tracing.lean`) uses it without importing the SDK."""
 
     def __init__(
         self,
@@ -67,6 +73,9 @@ class XRaySpanProcessor(SpanProcessor):
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def _on_ending(self, span: Span) -> None:
         return None
 
     def on_end(self, span: ReadableSpan) -> None:

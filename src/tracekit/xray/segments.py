@@ -13,16 +13,18 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import VERSION
 from tracekit.xray import ids
+
+if TYPE_CHECKING:  # the SDK's span or tracekit's lean span: the same read interface
+    from opentelemetry.sdk.trace import ReadableSpan
 
 Document = dict[str, Any]
 
