@@ -38,7 +38,8 @@ def handler(event, context):
         raise ValueError("bad order " + str(event["fail"]))
     return {"statusCode": event.get("status", 200), "loaded": loaded()}
 
-HEAVY = ("boto3", "botocore", "google", "requests", "opentelemetry.exporter", "tracekit.sampling")
+HEAVY = ("boto3", "botocore", "google", "requests", "opentelemetry.exporter", "opentelemetry.sdk",
+         "tracekit.sampling")
 
 def loaded():  # none of these may load on the Lambda path unless configured
     return sorted(m for m in sys.modules if m.startswith(HEAVY))
@@ -82,7 +83,7 @@ def test_decorated_handler_under_awslambdaric(
     }
 
     kind, body, _ = function.invoke(http_event, _header(ROOT_A, PARENT_A, 1))
-    assert (kind, body) == ("response", {"statusCode": 200, "loaded": []})  # no boto3, OTLP, protobuf
+    assert (kind, body) == ("response", {"statusCode": 200, "loaded": []})  # no boto3, OTLP, protobuf, OTel SDK
     first = daemon.wait_for(1)[0]
     assert first["trace_id"] == ROOT_A and first["parent_id"] == PARENT_A
     assert first["type"] == "subsegment" and first["name"] == "app.handler"
