@@ -122,7 +122,10 @@ def _cleaned(attributes: Attributes, into: dict[str, AttributeValue] | None = No
     out: dict[str, Any] = {} if into is None else into
     if attributes:
         for key, value in attributes.items():
-            _set(out, key, value)
+            if type(value) in _PLAIN and type(key) is str and key and key not in out and len(out) < LIMIT:
+                out[key] = value  # the common case, inline: a new, valid, plain attribute
+            else:
+                _set(out, key, value)
     return out
 
 
