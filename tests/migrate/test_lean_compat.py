@@ -139,3 +139,32 @@ def test_lean_span_keeps_the_sdks_rules(reset: None, xray_daemon: Any) -> None:
     validate_document(work)
     linked = {"trace_id": to_xray_trace_id(link_to.trace_id), "id": f"{link_to.span_id:016x}"}
     assert work["links"] == [linked]
+
+
+def test_the_sdk_is_used_where_something_needs_it(
+    reset: None, xray_daemon: Any, otlp_receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tracekit._shared.settings import ConfigError
+
+    daemon = ("127.0.0.1", xray_daemon.port)
+    cases: list[tuple[dict[str, Any], type]] = [
+        ({"exporters": ["xray"]}, LeanTracerProvider),
+        ({"exporters": "none"}, LeanTracerProvider),
+        ({"exporters": ["xray", "otlp"], "otlp_endpoint": otlp_receiver.traces_url}, TracerProvider),
+        ({"exporters": ["xray"], "span_processors": [SimpleSpanProcessor(InMemorySpanExporter())]},
+         TracerProvider),
+        ({"exporters": ["xray"], "lean": False}, TracerProvider),
+    ]
+    for kwargs, expected in cases:
+        built = tracekit.configure(daemon_udp=daemon, sampler=ALWAYS_ON, **kwargs)
+        assert isinstance(built, expected), kwargs
+        provider.shutdown()
+    monkeypatch.setenv("TRACEKIT_LEAN", "false")
+    assert isinstance(tracekit.configure(daemon_udp=daemon, exporters=["xray"]), TracerProvider)
+    provider.shutdown()
+    monkeypatch.setenv("TRACEKIT_LEAN", "maybe")
+    with pytest.raises(ConfigError, match="TRACEKIT_LEAN"):
+        tracekit.configure(daemon_udp=daemon, exporters=["xray"])
