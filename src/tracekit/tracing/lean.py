@@ -145,6 +145,11 @@ def _set(attributes: dict[str, Any], key: str, value: Any) -> None:
     attributes[key] = value
 
 
+def _linkable(context: SpanContext | None, attributes: Attributes) -> bool:
+    """The SDK keeps a link to a valid span, or to an invalid one that carries something."""
+    return bool(context and (context.is_valid or attributes or context.trace_state))
+
+
 class LeanSpan(trace.Span):
     """A recording span: the API's writes, the SDK ``ReadableSpan``'s reads, processors on end."""
 
@@ -187,7 +192,7 @@ class LeanSpan(trace.Span):
         self._processors = tracer.processors
         self._attributes = attributes
         self._events: list[Event] = []
-        self._links: list[Link] = list(links[:LIMIT]) if links else []
+        self._links = [link for link in links if link and _linkable(link.context, link.attributes)][:LIMIT]
         self._status = Status(StatusCode.UNSET)
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
@@ -239,7 +244,7 @@ class LeanSpan(trace.Span):
             self._events.append(Event(name, _cleaned(attributes), timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
-        if self.end_time is None and context.is_valid and len(self._links) < LIMIT:
+        if self.end_time is None and _linkable(context, attributes) and len(self._links) < LIMIT:
             self._links.append(Link(context, _cleaned(attributes)))
 
     def update_name(self, name: str) -> None:
