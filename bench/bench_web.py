@@ -18,8 +18,8 @@ Two modes, both interleaving the variants over several rounds (shuffled) and rep
 
 Run with: .venv-bench/bin/python bench/bench_web.py [--served]
 
-To see where tracekit's share goes: ``.venv-bench/bin/py-spy record -r 2000 -f raw -o out.txt --
-.venv-bench/bin/python bench/bench_web.py --only flask`` (py-spy counts a thread waiting for the
+To see where tracekit's share goes: ``.venv-bench/bin/py-spy record -r 1000 -f raw -o out.txt --
+.venv-bench/bin/python bench/bench_web.py --profile tracekit`` (py-spy counts a thread waiting for the
 GIL inside a socket call as busy; the CPU figures here come from process time). In served mode,
 ``--serve flask tracekit --port 8000 --udp 2000`` runs one server alone, for ``py-spy record --pid``.
 """
@@ -221,6 +221,16 @@ def wsgi_driver(app: Any) -> Callable[[int], None]:
                 close()
 
     return run
+
+
+def profile_alone(variant: str, n: int) -> int:
+    """``n`` requests into one Flask variant and nothing else, so that a profiler's shares are its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))  # datagrams nobody reads are dropped by the kernel, as with no daemon
+        app, flush = build("flask", variant, Sink(udp.getsockname()[1], _free_port()))
+        wsgi_driver(app)(n)
+        flush()
+    return 0
 
 
 def asgi_driver(app: Any, loop: asyncio.AbstractEventLoop) -> Callable[[int], None]:
@@ -492,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="with --serve")
     parser.add_argument("--udp", type=int, default=2000, help="with --serve: X-Ray sink port")
     parser.add_argument("--otlp", type=int, default=4318, help="with --serve: OTLP/HTTP sink port")
+    parser.add_argument("--profile", metavar="VARIANT", help="only this Flask variant, in-process (py-spy)")
     parser.add_argument("--sinks", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -501,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         return client_loop()
     if args.serve:
         return serve(*args.serve, args.port, Sink(args.udp, args.otlp))
+    if args.profile:
+        return profile_alone(args.profile, args.requests * args.rounds)
     import logging
 
     logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
