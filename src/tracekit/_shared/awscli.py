@@ -61,12 +61,15 @@ def is_loopback(url: str | None) -> bool:
 
 def aws_call(args: argparse.Namespace, func: Callable[[], int]) -> int:
     """Run an AWS-backed command; an API or credentials error becomes one line and exit 1."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
     try:
         return func()
     except (BotoCoreError, ClientError) as exc:
-        emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
+        text = str(exc)
+        if isinstance(exc, NoRegionError):
+            text = "no AWS region: pass --region or set AWS_REGION"
+        emit(args, {"ok": False, "error": text}, f"error: {text}")
         return 1
 
 
