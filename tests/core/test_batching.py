@@ -145,7 +145,7 @@ def test_batches_are_cut_by_bytes_and_their_copies_count_against_the_limit() -> 
         release.wait(5)
 
     queue: BatchQueue[bytes] = BatchQueue(
-        send, name="test.copies", max_batch=50, max_bytes=10_000, max_batch_bytes=2_000,
+        send, name="test.copies", max_batch=50, max_bytes=10_000, max_batch_bytes=2_000, max_wait=5.0,
         delivery_copies=2.0, size=len,
     )  # fmt: skip
     assert all(queue.submit(b"x" * 1000) for _ in range(2))

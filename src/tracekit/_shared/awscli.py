@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracekit._shared.planning import ApplyReport
@@ -26,6 +26,12 @@ def add_aws_options(parser: argparse.ArgumentParser, endpoint_help: str) -> None
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """``data`` as JSON with ``--json``, else ``text``."""
     print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def print_problems(args: argparse.Namespace, problems: Sequence[Any]) -> None:
+    """The files' problems, one ``file:line: field: problem`` line each (or as JSON)."""
+    emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
+         "\n".join(str(p) for p in problems))
 
 
 def client(args: argparse.Namespace, service: str) -> Any:
@@ -55,53 +61,57 @@ def is_loopback(url: str | None) -> bool:
 
 def aws_call(args: argparse.Namespace, func: Callable[[], int]) -> int:
     """Run an AWS-backed command; an API or credentials error becomes one line and exit 1."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
     try:
         return func()
     except (BotoCoreError, ClientError) as exc:
-        emit(args, {"ok": False, "error": str(exc)}, f"error: {exc}")
+        text = str(exc)
+        if isinstance(exc, NoRegionError):
+            text = "no AWS region: pass --region or set AWS_REGION"
+        emit(args, {"ok": False, "error": text}, f"error: {text}")
         return 1
 
 
-MakePlan = Callable[[], Any]
-"""Builds the plan (or returns None after printing the problems of the files)."""
+MakePlan = Callable[[argparse.Namespace], Any]
+"""Builds the plan from the parsed options (or returns None after printing the files' problems)."""
+ApplyPlan = Callable[[argparse.Namespace, Any], ApplyReport]
+Handler = Callable[[argparse.Namespace], int]
 
 
-def plan_command(args: argparse.Namespace, make_plan: MakePlan) -> int:
-    """Print the plan; exit 1 when it holds a change the API cannot make."""
-    def run() -> int:
-        result = make_plan()
+def plan_handlers(make_plan: MakePlan, apply: ApplyPlan) -> dict[str, Handler]:
+    """The ``plan``, ``drift`` and ``apply`` commands over one plan builder.
+
+    ``plan`` exits 1 when the plan holds a change the API cannot make; ``drift`` exits 2 when the
+    account differs from the files (for CI); ``apply`` exits 1 when a change failed.
+    """
+
+    def plan(args: argparse.Namespace) -> int:
+        result = make_plan(args)
         if result is None:
             return 1
         emit(args, result.to_json(), result.text())
         return 1 if result.blocked else 0
 
-    return aws_call(args, run)
-
-
-def drift_command(args: argparse.Namespace, make_plan: MakePlan) -> int:
-    """Exit 2 when the account differs from the files (for CI), 0 when it does not."""
-    def run() -> int:
-        result = make_plan()
+    def drift(args: argparse.Namespace) -> int:
+        result = make_plan(args)
         if result is None:
             return 1
         emit(args, {"drift": not result.empty, **result.to_json()},
              "drift:\n" + result.text() if not result.empty else "no drift")
         return 0 if result.empty else 2
 
-    return aws_call(args, run)
-
-
-def apply_command(args: argparse.Namespace, make_plan: MakePlan,
-                  apply: Callable[[Any], ApplyReport]) -> int:
-    """Perform the plan; exit 1 when a change failed."""
-    def run() -> int:
-        result = make_plan()
+    def apply_plan(args: argparse.Namespace) -> int:
+        result = make_plan(args)
         if result is None:
             return 1
-        report = apply(result)
+        report = apply(args, result)
         emit(args, report.to_json(), report.text())
         return 0 if report.ok else 1
 
-    return aws_call(args, run)
+    commands = {"plan": plan, "drift": drift, "apply": apply_plan}
+    return {name: _as_aws_call(command) for name, command in commands.items()}
+
+
+def _as_aws_call(command: Handler) -> Handler:
+    return lambda args: aws_call(args, lambda: command(args))

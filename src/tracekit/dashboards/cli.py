@@ -31,11 +31,12 @@ def register(subparsers: Any) -> None:
         "metrics tracekit emits, in step with an account.",
     )
     top.set_defaults(handler=lambda args: _help(top))
+    handlers = awscli.plan_handlers(_make_plan, _apply_plan)
     sub = top.add_subparsers(dest="dashboards_command", metavar="COMMAND")
     _add(sub, "validate", _validate, "check the spec files and what they generate", aws=False)
-    _add(sub, "plan", _plan, "show the changes that make CloudWatch match the files")
-    _add(sub, "apply", _apply, "perform the plan (idempotent; retries throttling)")
-    _add(sub, "drift", _drift, "exit 2 when the account differs from the files (for CI)")
+    _add(sub, "plan", handlers["plan"], "show the changes that make CloudWatch match the files")
+    _add(sub, "apply", handlers["apply"], "perform the plan (idempotent; retries throttling)")
+    _add(sub, "drift", handlers["drift"], "exit 2 when the account differs from the files (for CI)")
     export = _add(sub, "export", _export, "write the live dashboards and alarms to a spec file",
                   files=False)
     export.add_argument("-o", "--output", help="file to write (.yaml or .json; default stdout)")
@@ -92,8 +93,7 @@ def _load(args: argparse.Namespace, region: str) -> Any:
     problems += more
     problems.sort(key=lambda p: (p.file, p.line))  # stable: in reading order within a line
     if problems:
-        awscli.emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
-                    "\n".join(str(p) for p in problems))
+        awscli.print_problems(args, problems)
         return None
     return desired
 
@@ -123,19 +123,10 @@ def _make_plan(args: argparse.Namespace) -> Any:
     return plan.make_plan(desired, plan.live(client, args.prefix))
 
 
-def _plan(args: argparse.Namespace) -> int:
-    return awscli.plan_command(args, lambda: _make_plan(args))
-
-
-def _drift(args: argparse.Namespace) -> int:
-    return awscli.drift_command(args, lambda: _make_plan(args))
-
-
-def _apply(args: argparse.Namespace) -> int:
+def _apply_plan(args: argparse.Namespace, result: Any) -> Any:
     from tracekit.dashboards import plan
 
-    return awscli.apply_command(args, lambda: _make_plan(args),
-                                lambda result: plan.apply(_client(args), result))
+    return plan.apply(_client(args), result)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from tracekit._shared import hooks, stats
 from tracekit.metrics import red
+from tracekit.metrics.model import Kind
 from tracekit.metrics.recorder import Recorder, Scope, current_scope
 from tracekit.metrics.sinks import Output
 from tracekit.metrics.spec import UNITS, MetricError
@@ -131,11 +132,7 @@ def count(
     resolution: int = 60,
 ) -> None:
     """Add to a counter; a flush emits the sum of the values recorded since the last one."""
-    recorder = _state.recorder or _active()
-    if recorder is None:
-        _refuse(name)
-    else:
-        recorder.record("count", name, value, unit, dimensions, resolution)
+    _record("count", name, value, unit, dimensions, resolution)
 
 
 def gauge(
@@ -146,11 +143,7 @@ def gauge(
     resolution: int = 60,
 ) -> None:
     """Record a level (queue depth, pool size); every value is kept."""
-    recorder = _state.recorder or _active()
-    if recorder is None:
-        _refuse(name)
-    else:
-        recorder.record("gauge", name, value, unit, dimensions, resolution)
+    _record("gauge", name, value, unit, dimensions, resolution)
 
 
 def observe(
@@ -161,14 +154,20 @@ def observe(
     resolution: int = 60,
 ) -> None:
     """Record one observation of a distribution (latency, size): CloudWatch keeps percentiles."""
+    _record("observe", name, value, unit, dimensions, resolution)
+
+
+timing = observe
+
+
+def _record(
+    kind: Kind, name: str, value: float, unit: str, dimensions: Mapping[str, str] | None, resolution: int
+) -> None:
     recorder = _state.recorder or _active()
     if recorder is None:
         _refuse(name)
     else:
-        recorder.record("observe", name, value, unit, dimensions, resolution)
-
-
-timing = observe
+        recorder.record(kind, name, value, unit, dimensions, resolution)
 
 
 def _refuse(name: str) -> None:

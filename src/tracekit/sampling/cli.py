@@ -33,12 +33,13 @@ def register(subparsers: Any) -> None:
         description="Keep X-Ray sampling rules in files and an account in step.",
     )
     top.set_defaults(handler=lambda args: _help(top))
+    handlers = awscli.plan_handlers(_make_plan, _apply_plan)
     sub = top.add_subparsers(dest="sampling_command", metavar="COMMAND")
     _add(sub, "validate", _validate, "check rule files against every constraint of the X-Ray API",
          aws=False)
-    plan = _add(sub, "plan", _plan, "show the create/update/delete steps that make X-Ray match")
-    apply = _add(sub, "apply", _apply, "perform the plan (idempotent; retries throttling)")
-    drift = _add(sub, "drift", _drift, "exit 2 when the live rules differ from the files (for CI)")
+    plan = _add(sub, "plan", handlers["plan"], "show the create/update/delete steps that make X-Ray match")
+    apply = _add(sub, "apply", handlers["apply"], "perform the plan (idempotent; retries throttling)")
+    drift = _add(sub, "drift", handlers["drift"], "exit 2 when the live rules differ from the files (for CI)")
     for parser in (plan, apply, drift):
         parser.add_argument("--prune-unmanaged", action="store_true",
                             help="also delete live rules that tracekit did not create")
@@ -117,8 +118,7 @@ def _load(args: argparse.Namespace, sdk_file: str | None = None) -> Any:
     else:
         ruleset, problems = rules.check([sdk_file], sdk_only=True)
     if problems:
-        awscli.emit(args, {"ok": False, "problems": [p.to_json() for p in problems]},
-              "\n".join(str(p) for p in problems))
+        awscli.print_problems(args, problems)
         return None
     return ruleset
 
@@ -146,19 +146,10 @@ def _make_plan(args: argparse.Namespace) -> Any:
     return plan.make_plan(ruleset, plan.live_rules(_client(args)), args.prune_unmanaged)
 
 
-def _plan(args: argparse.Namespace) -> int:
-    return awscli.plan_command(args, lambda: _make_plan(args))
-
-
-def _drift(args: argparse.Namespace) -> int:
-    return awscli.drift_command(args, lambda: _make_plan(args))
-
-
-def _apply(args: argparse.Namespace) -> int:
+def _apply_plan(args: argparse.Namespace, result: Any) -> Any:
     from tracekit.sampling import plan
 
-    return awscli.apply_command(args, lambda: _make_plan(args),
-                                lambda result: plan.apply(_client(args), result))
+    return plan.apply(_client(args), result)
 
 
 def _write(args: argparse.Namespace, ruleset: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import mask_urls
-from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener, send_reply
 from tracekit.sidecar.viewer.api import Viewer
 from tracekit.sidecar.viewer.server import answer
 
@@ -138,8 +138,4 @@ class _Handler(BoundedHandler):
             self._reply(404, "text/plain", b"not found: try /health or /metrics\n")
 
     def _reply(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_reply(self, (status, {"Content-Type": content_type}, body))

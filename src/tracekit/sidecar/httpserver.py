@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,6 +38,21 @@ IDLE_TIMEOUT = 15.0
 """Seconds a kept-alive connection may wait for (the headers of) its next request."""
 READ_TIMEOUT = 15.0
 """Seconds to read a request body once the headers are in."""
+
+
+Reply = tuple[int, Mapping[str, str], bytes]
+"""What a handler of the sidecar's HTTP ports answers: status, headers, body."""
+
+
+def send_reply(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """Status line, headers, ``Content-Length`` and body."""
+    status, headers, body = reply
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 class ByteBudget:

@@ -12,13 +12,12 @@ from collections.abc import Callable, Mapping
 
 from tracekit._shared import stats
 from tracekit._shared.sigv4 import SignedHTTP
-from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener
+from tracekit.sidecar.httpserver import BoundedHandler, BoundedHTTPServer, HTTPListener, Reply, send_reply
 
 SAMPLING_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries"})
 MAX_BODY = 64 * 1024
 """Largest request body accepted; 25 statistics documents take about 5 KB."""
 
-Reply = tuple[int, Mapping[str, str], bytes]
 Backend = Callable[[str, str, Mapping[str, str], bytes], Reply]
 """``(method, path, headers, body) -> (status, headers, body)``: upstream X-Ray or a local plane."""
 
@@ -93,13 +92,7 @@ class _Handler(BoundedHandler):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             reply = self.server.owner.handle(method, self.path, headers, body)
-        status, headers_out, payload = reply
-        self.send_response(status)
-        for key, value in headers_out.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_reply(self, reply)
 
     def _refuse_body(self) -> Reply | None:
         """An error reply for a body that is chunked, unsized or over ``MAX_BODY``; else None."""

@@ -27,10 +27,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tracekit.sidecar import store
+from tracekit.sidecar.httpserver import Reply
 from tracekit.sidecar.viewer.servicemap import service_map
 from tracekit.xray.tree import Document, seconds, walk
 
-Reply = tuple[int, dict[str, str], bytes]
 Overview = Callable[[], dict[str, Any]]
 
 TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")

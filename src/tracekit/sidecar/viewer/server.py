@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from tracekit._shared import stats
-from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener
-from tracekit.sidecar.viewer.api import Reply, Viewer
+from tracekit.sidecar.httpserver import BoundedHTTPServer, HTTPListener, send_reply
+from tracekit.sidecar.viewer.api import Viewer
 
 
 def answer(handler: BaseHTTPRequestHandler, viewer: Viewer) -> bool:
@@ -23,18 +23,8 @@ def answer(handler: BaseHTTPRequestHandler, viewer: Viewer) -> bool:
         reply = 500, {"Content-Type": "text/plain"}, b"internal error: see the sidecar's log\n"
     if reply is None:
         return False
-    send(handler, reply)
+    send_reply(handler, reply)
     return True
-
-
-def send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
-    status, headers, body = reply
-    handler.send_response(status)
-    for name, value in headers.items():
-        handler.send_header(name, value)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 class ViewerServer(HTTPListener):
@@ -55,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         owner: ViewerServer = self.server.owner
         if not answer(self, owner.viewer):
-            send(self, (404, {"Content-Type": "text/plain"}, b"not found: the viewer is at /\n"))
+            send_reply(self, (404, {"Content-Type": "text/plain"}, b"not found: the viewer is at /\n"))
 
     def log_message(self, format: str, *args: object) -> None:
         """The page polls every few seconds: no line per request."""
