@@ -398,7 +398,10 @@ class LeanTracerProvider(trace.TracerProvider):
         self._lock = threading.Lock()
 
     def add_span_processor(self, processor: LeanProcessor) -> None:
-        """Processors are called in the order added; tracers see processors added later too."""
+        """Processors are called in the order added; tracers see processors added later too.
+
+        They receive :class:`LeanSpan` s (the ``ReadableSpan`` read interface, not the SDK's class):
+        an SDK processor or exporter goes to ``configure(span_processors=...)``, which picks the SDK."""
         with self._lock:
             self.processors.append(processor)
 
