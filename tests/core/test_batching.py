@@ -160,3 +160,21 @@ def test_batches_are_cut_by_bytes_and_their_copies_count_against_the_limit() -> 
     assert queue.flush(5) and queue.buffered_bytes == 0
     assert [len(b) for b in batches] == [2, 2, 2]
     queue.close(1)
+
+
+def test_a_flapping_upstream_logs_its_outage_lines_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    _stats.reset()
+    caplog.set_level("WARNING", logger="tracekit")
+    calls = {"n": 0}
+
+    def flapping() -> tuple[bool, str] | None:  # every other attempt fails
+        calls["n"] += 1
+        return (True, "server_error") if calls["n"] % 2 else None
+
+    queue: BatchQueue[int] = BatchQueue(
+        lambda batch: None, name="test.flap", max_items=10, max_batch=1, size=lambda _: 1
+    )
+    for _ in range(5):
+        assert queue.retry(flapping, retry_for=5, max_backoff=0.01) is None
+    lines = [r.getMessage() for r in caplog.records if "test.flap: upstream" in r.getMessage()]
+    assert len(lines) == 2 and "failing (server_error)" in lines[0] and "again" in lines[1], lines

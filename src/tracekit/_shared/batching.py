@@ -15,7 +15,7 @@ close take a deadline; and every item that is not delivered is counted under
 :meth:`BatchQueue.retry` is the one retry loop of the senders that use it: capped exponential
 backoff with full jitter within a time budget, ended early by ``close``; it logs one warning when
 the upstream starts failing and one when it answers again (an outage is two lines, not silence and
-not a line per batch).
+not a line per batch; each kind at most once a minute, so a flapping upstream is not a flood).
 
 Threads start with the first item, so building a sender costs nothing; in a forked child (gunicorn
 ``--preload``, multiprocessing) the queue starts empty, since the parent delivers what it queued.
@@ -23,8 +23,6 @@ Threads start with the first item, so building a sender costs nothing; in a fork
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import random
 import threading
 import time
@@ -38,7 +36,6 @@ from tracekit._shared.forking import reset_after_fork
 T = TypeVar("T")
 Attempt = Callable[[], "tuple[bool, str] | None"]
 """One try at delivering: None when done, else (worth retrying?, reason)."""
-logger = logging.getLogger("tracekit")
 ITEM_OVERHEAD = 64
 """Bytes counted per queued ``str``/``bytes`` item on top of its length (object header, queue slot)."""
 
@@ -276,15 +273,18 @@ class BatchQueue(Generic[T]):
             if (reason is None) == (since is None):
                 return  # no change
             self._down_since = now if reason is not None else None
-        with contextlib.suppress(Exception):
-            if reason is not None:
-                logger.warning(
-                    "tracekit: %s: upstream failing (%s); each batch is retried for up to %g s",
-                    self.name, reason, retry_for,
-                )  # fmt: skip
-            else:
-                logger.warning("tracekit: %s: upstream answering again after %.1f s", self.name,
-                               now - (since or now))  # fmt: skip
+        # Rate-limited per kind like every tracekit warning: a flapping upstream is not a flood.
+        if reason is not None:
+            stats.warn_once_per_interval(
+                f"{self.name}.upstream_failing",
+                "tracekit: %s: upstream failing (%s); each batch is retried for up to %g s",
+                self.name, reason, retry_for,
+            )  # fmt: skip
+        else:
+            stats.warn_once_per_interval(
+                f"{self.name}.upstream_back", "tracekit: %s: upstream answering again after %.1f s",
+                self.name, now - (since or now),
+            )  # fmt: skip
 
     # -- the workers' side ------------------------------------------------------------------------
 
