@@ -290,13 +290,17 @@ class XRayParentBased:
     """
 
     def __init__(self, root: Sampler, *, lean: bool = False) -> None:
-        self.root = root
         if lean:
-            from tracekit.tracing.lean import Decision, SamplingResult
+            from tracekit.tracing.lean import ALWAYS_ON, Decision, SamplingResult
+
+            if getattr(root, "get_description", str)() == "AlwaysOnSampler":
+                root = ALWAYS_ON  # type: ignore[assignment]  # the SDK's decisions, none to convert
         else:
             from opentelemetry.sdk.trace.sampling import Decision, SamplingResult  # type: ignore[assignment]
+        self.root = root
         self._decision: Any = Decision
         self._result: Any = SamplingResult
+        self._same_kind: dict[Any, Any] = {decision: decision for decision in Decision}
 
     def should_sample(
         self,
@@ -322,13 +326,14 @@ class XRayParentBased:
         except Exception as exc:  # a sampler bug must not fail the request
             stats.report("sampler", exc)
             return self._result(decisions.DROP, None, None)  # type: ignore[no-any-return]
-        if not attributes and type(result.decision) is decisions:
-            return result
+        decision = self._same_kind.get(result.decision) or decisions[result.decision.name]
         # The SDK starts a span with the sampler's attributes only: keep the caller's too.
         kept: Attributes = result.attributes
-        if attributes and result.decision.is_recording():  # type: ignore[no-untyped-call]
+        if attributes and kept is not attributes and decision.is_recording():
             kept = {**attributes, **(kept or {})}
-        return self._result(decisions[result.decision.name], kept, result.trace_state)  # type: ignore[no-any-return]
+        if decision is result.decision and kept is result.attributes:
+            return result
+        return self._result(decision, kept, result.trace_state)  # type: ignore[no-any-return]
 
     def get_description(self) -> str:
         return f"XRayParentBased{{root={self.root.get_description()}}}"
