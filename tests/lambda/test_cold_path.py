@@ -19,6 +19,7 @@ TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8
 NEVER_LOADED = (
     "boto3", "botocore", "opentelemetry.sdk", "opentelemetry.exporter", "google.protobuf", "structlog",
     "asyncio", "tracekit.sampling", "tracekit.tracing.instrument", "tracekit.logs.otlp_export",
+    "tracekit._shared.batching",  # metrics go to stdout, X-Ray documents over UDP
     # set up only when something imports them (tracekit._shared.post_import): ~2 ms
     "opentelemetry.propagate", "opentelemetry.baggage", "concurrent.futures",
     # no dataclass is built on the cold path: ~0.5 ms each
