@@ -20,6 +20,7 @@ NEVER_LOADED = (
     "boto3", "botocore", "opentelemetry.sdk", "opentelemetry.exporter", "google.protobuf", "structlog",
     "asyncio", "tracekit.sampling", "tracekit.tracing.instrument", "tracekit.logs.otlp_export",
     "tracekit._shared.batching",  # metrics go to stdout, X-Ray documents over UDP
+    "importlib.metadata",  # no entry-point scan: the default context and propagators need none
     # set up only when something imports them (tracekit._shared.post_import): ~2 ms
     "opentelemetry.propagate", "opentelemetry.baggage", "concurrent.futures",
     # no dataclass is built on the cold path: ~0.5 ms each
