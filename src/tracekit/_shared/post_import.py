@@ -63,6 +63,8 @@ class _Finder:
 
 
 class _Loader:
+    """The module's own loader, then the hooks waiting for it."""
+
     def __init__(self, loader: Any) -> None:
         self.loader = loader
 

@@ -20,7 +20,7 @@ SIGV4_MODES = ("auto", "xray", "logs", "off")
 DEFAULT_DAEMON = ("127.0.0.1", 2000)
 
 
-_NONE: Mapping[str, str] = MappingProxyType({})
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class Config(NamedTuple):
@@ -30,12 +30,12 @@ class Config(NamedTuple):
     this size costs ~1 ms to build."""
 
     service: str = settings.DEFAULT_SERVICE
-    resource_attributes: Mapping[str, str] = _NONE
+    resource_attributes: Mapping[str, str] = _EMPTY
     disabled: bool = False
     exporters: tuple[str, ...] = ("xray",)
     otlp_endpoint: str | None = None
     otlp_protocol: str = "http/protobuf"
-    otlp_headers: Mapping[str, str] = _NONE
+    otlp_headers: Mapping[str, str] = _EMPTY
     otlp_sigv4: str = "auto"
     """SigV4-sign OTLP requests: ``auto`` (AWS hosts), ``xray``/``logs`` (always, as that service),
     ``off``."""
@@ -196,11 +196,6 @@ def _context_missing(text: str) -> str:
 _FIELD_NAMES = set(Config._fields)
 
 
-def replace(config: Config, **changes: Any) -> Config:
-    """``config`` with some fields changed."""
-    return config._replace(**changes)
-
-
 def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(overrides) - _FIELD_NAMES
     if unknown:
@@ -239,7 +234,7 @@ def _address_override(name: str, value: object) -> tuple[str, int]:
 
 
 __all__ = [
-    "Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "replace", "sigv4_mode",
+    "Config", "ConfigError", "load", "parse_daemon_address", "parse_exporters", "sigv4_mode",
 ]
 
 
