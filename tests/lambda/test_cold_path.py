@@ -85,7 +85,7 @@ def test_the_cold_path_loads_only_what_the_invocation_uses_and_keeps_the_otel_gl
     assert report["in_pool"] == report["span_id"]
 
 
-def test_post_import_hooks(tmp_path: object) -> None:
+def test_post_import_hooks() -> None:
     """A hook runs at once on an imported module, else right after the import; a failing hook is
     counted and the import succeeds; the module keeps its own loader; the finder goes away."""
     code = '''
