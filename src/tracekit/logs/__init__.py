@@ -178,29 +178,19 @@ def _replace_pipeline(pipeline: Pipeline | None) -> None:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Send the records waiting for OTLP export; True when done within ``timeout`` seconds.
-
-    The SDK's flush ignores its timeout (it exports on the calling thread, retries included), so it
-    runs on a helper thread: the Lambda decorator calls this right before the handler returns.
-    """
+    """Send the records waiting for OTLP export; True when done within ``timeout`` seconds (the
+    Lambda decorator calls this right before the handler returns)."""
     pipeline = _pipeline
     if pipeline is None:
         return True
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            pipeline.flush(timeout)
-        except Exception as exc:
-            stats.report("logs.otlp.flush", exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="tracekit-logs-flush", daemon=True).start()
-    if done.wait(timeout):
-        return True
-    stats.incr("logs.otlp.flush_timeouts")
-    return False
+    try:
+        done = pipeline.flush(timeout)
+    except Exception as exc:
+        stats.report("logs.otlp.flush", exc)
+        return False
+    if not done:
+        stats.incr("logs.otlp.flush_timeouts")
+    return done
 
 
 def _parse_level(level: str | int | None, env: Mapping[str, str]) -> int:
