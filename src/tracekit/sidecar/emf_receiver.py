@@ -44,6 +44,9 @@ class LineShipper(Protocol):
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool: ...
 
+    @property
+    def buffered_bytes(self) -> int: ...
+
     def close(self, timeout: float) -> object: ...
 
 
@@ -109,6 +112,11 @@ class EmfReceiver:
     def address(self) -> tuple[str, int]:
         host, port = self._tcp.getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Valid lines waiting to be shipped (their share of ``--memory-limit``)."""
+        return self.shipper.buffered_bytes
 
     # -- lines -----------------------------------------------------------------------------------
 
