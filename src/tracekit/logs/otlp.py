@@ -70,7 +70,8 @@ class Target:
 def target_from(env: Mapping[str, str]) -> Target:
     """``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` (else ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/logs``), the
     matching ``*_HEADERS``, ``TRACEKIT_OTLP_LOGS_SIGV4`` / ``TRACEKIT_OTLP_SIGV4``, the region and
-    ``TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES``; a CloudWatch Logs target without its log group and stream headers is a ``ConfigError``."""
+    ``TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES``; a CloudWatch Logs target without its log group and
+    stream headers is a ``ConfigError``."""
     from tracekit._shared.otlp_http import sigv4_service
     from tracekit.tracing.config import sigv4_mode
 
