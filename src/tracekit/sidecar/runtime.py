@@ -143,6 +143,7 @@ class Sidecar:
             "mode": "local" if self.settings.local else "xray",
             "admin": _fmt(self.admin.address()),
             "memory_limit_mb": self.settings.memory_limit,
+            "buffer_limits_bytes": {k: v for k, v in buffers(self.settings)._asdict().items() if v},
             "tail_sampling": self.settings.tail_sampling,
             "udp_receive_buffer": self.udp.receive_buffer,
         }
