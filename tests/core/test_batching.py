@@ -178,3 +178,36 @@ def test_a_flapping_upstream_logs_its_outage_lines_once_a_minute(caplog: pytest.
         assert queue.retry(flapping, retry_for=5, max_backoff=0.01) is None
     lines = [r.getMessage() for r in caplog.records if "test.flap: upstream" in r.getMessage()]
     assert len(lines) == 2 and "failing (server_error)" in lines[0] and "again" in lines[1], lines
+
+
+def test_what_is_held_with_the_copies_of_batches_in_flight_never_passes_max_bytes() -> None:
+    """Room is kept for the copies of each worker's batch, whatever sizes come and go."""
+    import random
+
+    _stats.reset()
+    rng = random.Random(3)
+    seen: list[int] = []
+
+    def send(batch: list[bytes]) -> None:
+        seen.append(queue.buffered_bytes)  # this batch and its copies are counted now
+        time.sleep(rng.random() / 200)
+
+    queue: BatchQueue[bytes] = BatchQueue(
+        send, name="test.held", max_batch=50, max_bytes=20_000, max_batch_bytes=5_000, workers=3,
+        delivery_copies=2.0, size=len,
+    )  # fmt: skip
+
+    def produce() -> None:
+        for _ in range(1500):
+            queue.submit(b"x" * rng.randrange(1, 1500))
+            seen.append(queue.buffered_bytes)
+
+    producers = [threading.Thread(target=produce) for _ in range(2)]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join()
+    assert queue.flush(10) and queue.buffered_bytes == 0
+    queue.close(1)
+    assert max(seen) <= 20_000 and max(seen) > 15_000, max(seen)
+    assert _stats.stats()["test.held.dropped.buffer_full"] > 0

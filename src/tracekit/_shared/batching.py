@@ -105,7 +105,9 @@ class BatchQueue(Generic[T]):
         """``max_batch_bytes`` caps a batch's size (at least one item); ``delivery_copies`` is how
         many copies of a batch ``deliver`` makes (a request body...): a batch being delivered
         counts ``1 + delivery_copies`` times its size against ``max_bytes``, so that the limit
-        bounds the memory really held, not only the queue."""
+        bounds the memory really held, not only the queue. Room for the copies of ``workers``
+        batches is kept free (:meth:`_reserve_for_copies`), so what is held never passes
+        ``max_bytes``."""
         if max_batch < 1 or workers < 1 or (max_bytes or 1) < 1 or (max_items or 1) < 1:
             raise ValueError("max_batch, max_bytes, max_items and workers must be positive")
         self.name = name
@@ -116,12 +118,23 @@ class BatchQueue(Generic[T]):
         self._size = size
         self._max_batch_bytes = max_batch_bytes
         self._copies = delivery_copies
+        self._reserve = self._reserve_for_copies(workers)
         self._workers = workers
         self._max_wait = max_wait
         self._on_exit = on_exit
         self._after_fork = after_fork
         self._reset()
         reset_after_fork(self)
+
+    def _reserve_for_copies(self, workers: int) -> int:
+        """Bytes of ``max_bytes`` kept for the copies of batches being delivered: ``workers``
+        batches of at most ``max_batch_bytes``, which is lowered when needed so that items keep at
+        least ``1 / (1 + delivery_copies)`` of the limit."""
+        if self._max_bytes is None or not self._copies:
+            return 0
+        cap = max(1, int(self._max_bytes / (1 + self._copies) / workers))
+        self._max_batch_bytes = min(self._max_batch_bytes or cap, cap)
+        return int(workers * self._copies * self._max_batch_bytes)
 
     def _reset(self) -> None:
         """Empty state: at construction and in a forked child."""
@@ -171,7 +184,15 @@ class BatchQueue(Generic[T]):
     def _full(self, size: int) -> bool:
         held = len(self._pending) + self._inflight
         over_items = self._max_items is not None and held >= self._max_items
-        return over_items or (self._max_bytes is not None and self._bytes + size > self._max_bytes)
+        if over_items or self._max_bytes is None:
+            return over_items
+        if not self._reserve:
+            return self._bytes + size > self._max_bytes
+        # Items held (queued or being delivered, without copies) plus the copies of ``workers`` full
+        # batches: what is held never passes ``max_bytes``, however batches come and go.
+        items = self._queued_bytes + (self._bytes - self._queued_bytes) / (1 + self._copies)
+        too_big = size > (self._max_batch_bytes or 0)  # alone in a batch, its copies would not fit
+        return too_big or items + size > self._max_bytes - self._reserve
 
     @property
     def buffered_bytes(self) -> int:
