@@ -204,8 +204,10 @@ class ServerTracing:
         """Start the server span and make it current; ``None``: leave this request alone."""
         try:
             tracer = provider.get_tracer()
-            if tracer is None:
-                return self._red_only(method) if self._record is not None else None
+            if tracer is None:  # RED metrics alone, if they are on
+                metrics = hooks.metrics
+                on = self._record is not None and metrics is not None and metrics.is_configured()
+                return self._red_only(method) if on else None
             if self.excluded(url):
                 return _excluded(method)
             carrier = {name: value for name in TRACE_HEADERS if (value := headers(name))}
