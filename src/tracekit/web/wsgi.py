@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from opentelemetry import context as otel_context
-
 from tracekit._shared import stats
+from tracekit.tracing import current
 from tracekit.web import server
 
 Environ = dict[str, Any]
@@ -52,7 +51,7 @@ class TraceMiddleware:
         if request is None:
             return self.app(environ, start_response)
         exchange = _Exchange(self, request, environ, start_response)
-        token = otel_context.attach(request.context)
+        token = current.attach(request.context)
         try:
             exchange.inner = self.app(environ, exchange.start_response)
         except BaseException as exc:
@@ -60,7 +59,7 @@ class TraceMiddleware:
             self._finish(request, environ)
             raise
         finally:
-            otel_context.detach(token)
+            current.detach(token)
         return exchange
 
     def _start(self, environ: Environ) -> server.Request | None:
@@ -135,7 +134,7 @@ class _Exchange:
         left = None if counted else request.size
         chunks = iter(self.inner)
         while True:
-            token = otel_context.attach(request.context)
+            token = current.attach(request.context)
             try:
                 chunk = next(chunks)
             except StopIteration:
@@ -145,7 +144,7 @@ class _Exchange:
                 request.fail(exc)
                 raise
             finally:
-                otel_context.detach(token)
+                current.detach(token)
             if counted:
                 request.size = (request.size or 0) + len(chunk)
             elif left is not None:
