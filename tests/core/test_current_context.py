@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 
 import pytest
-
 from opentelemetry import context as api
 from opentelemetry import trace
 
