@@ -147,6 +147,30 @@ def test_lean_span_keeps_the_sdks_rules(reset: None, xray_daemon: Any) -> None:
     assert work["links"] == [linked]
 
 
+def test_lean_attributes_end_up_as_the_sdks_for_the_same_writes(reset: None) -> None:
+    """New, overlapping, invalid and overflowing writes: same keys, values and order as the SDK."""
+    writes: list[dict[str, Any]] = [
+        {"a": 2, "f": "y"},
+        {"d": 1.5, "e": True, "seq": [1, 2]},
+        {"": "no key", "bad": object(), "g": None},
+        {f"k{i}": i for i in range(130)},
+        {"k5": "again", "h": "new"},
+    ]
+    first = {"a": 1, "b": "x", "c": ("p", "q")}
+    tracekit.configure(exporters=["xray"], daemon_udp=("127.0.0.1", 9), sampler=ALWAYS_ON)
+    tracer = provider.get_tracer()
+    assert tracer is not None
+    spans = [
+        tracer.start_span("lean", attributes=first),
+        TracerProvider().get_tracer("sdk").start_span("sdk", attributes=first),
+    ]
+    for span in spans:
+        for attributes in writes:
+            span.set_attributes(attributes)
+    lean, sdk = (list(span.attributes.items()) for span in spans)  # type: ignore[attr-defined]
+    assert isinstance(spans[0], LeanSpan) and lean == sdk and len(lean) == 128
+
+
 def test_the_sdk_is_used_where_something_needs_it(
     reset: None, xray_daemon: Any, otlp_receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

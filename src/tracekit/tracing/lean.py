@@ -121,16 +121,25 @@ def _cleaned(attributes: Attributes, into: dict[str, AttributeValue] | None = No
     """Validated attributes, as the SDK keeps them: invalid keys dropped, sequences made tuples,
     at most :data:`LIMIT` keys (the oldest go first)."""
     out: dict[str, Any] = {} if into is None else into
-    if attributes:
-        for key, value in attributes.items():
-            if type(value) in _PLAIN and type(key) is str and key and key not in out and len(out) < LIMIT:
-                out[key] = value  # the common case, inline: a new, valid, plain attribute
-            else:
-                _set(out, key, value)
+    if not attributes:
+        return out
+    if (  # the common case, checked in C: new, non-empty string keys, plain values, room for all
+        _PLAIN_TYPES.issuperset(map(type, attributes.values()))
+        and _STR_TYPE.issuperset(map(type, attributes))
+        and "" not in attributes
+        and len(out) + len(attributes) <= LIMIT
+        and out.keys().isdisjoint(attributes)
+    ):
+        out.update(attributes)
+        return out
+    for key, value in attributes.items():
+        _set(out, key, value)
     return out
 
 
 _PLAIN = (str, bool, int, float)
+_PLAIN_TYPES = frozenset(_PLAIN)
+_STR_TYPE = frozenset((str,))
 
 
 def _set(attributes: dict[str, Any], key: str, value: Any) -> None:
