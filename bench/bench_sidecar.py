@@ -201,12 +201,14 @@ def process_usage(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-def run_rate(target: str, rate: int, args: argparse.Namespace, sender: Sender, stub_url: str,
-             first: int) -> dict[str, Any]:  # fmt: skip
+def run_rate(target: str, rate: int, args: argparse.Namespace, sender: Sender, stub: subprocess.Popen[str],
+             stub_url: str, first: int) -> dict[str, Any]:  # fmt: skip
     start = start_daemon if target == "daemon" else start_sidecar
     proc, port = start(stub_url, args)
     try:
-        return measure(proc, port, rate, args, sender, stub_url, first)
+        stub_before = process_usage(stub.pid)[0]
+        result = measure(proc, port, rate, args, sender, stub_url, first)
+        return {**result, "stub_cpu": process_usage(stub.pid)[0] - stub_before}
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -246,7 +248,8 @@ def row(rate: int, target: str, r: dict[str, Any], seconds: float) -> str:
     return (
         f"{rate:>7} {target:<8} {r['sent']:>8} {r['send_rate']:>8.0f} {r['delivered']:>9} "
         f"{r['lost']:>7} {100 * r['lost'] / r['sent']:>6.2f} {r['duplicates']:>4} "
-        f"{r['cpu'] / seconds:>6.2f} {r['rss']:>6.1f}MB {r['sender_cpu'] / seconds:>7.2f}  "
+        f"{r['cpu'] / seconds:>6.2f} {r['rss']:>6.1f}MB {r['sender_cpu'] / seconds:>7.2f} "
+        f"{r['stub_cpu'] / seconds:>7.2f}  "
         f"{r['dropped'] or '-'} exit={r['exit']}"
     )
 
@@ -283,12 +286,12 @@ def main() -> None:
     stub, stub_url = start_stub()
     try:
         print(f"{'rate/s':>7} {'target':<8} {'sent':>8} {'sent/s':>8} {'delivered':>9} {'lost':>7} "
-              f"{'loss%':>6} {'dup':>4} {'cpu/s':>6} {'peakRSS':>8} {'sendcpu':>7}  drops")
+              f"{'loss%':>6} {'dup':>4} {'cpu/s':>6} {'peakRSS':>8} {'sendcpu':>7} {'stubcpu':>7}  drops")
         first = 0
         for rate in (int(r) for r in args.rates.split(",")):
             results = {}
             for target in targets:
-                results[target] = r = run_rate(target, rate, args, sender, stub_url, first)
+                results[target] = r = run_rate(target, rate, args, sender, stub, stub_url, first)
                 first += r["sent"]
                 print(row(rate, target, r, args.seconds), flush=True)
             if args.daemon:

@@ -178,3 +178,28 @@ def test_a_flapping_upstream_logs_its_outage_lines_once_a_minute(caplog: pytest.
         assert queue.retry(flapping, retry_for=5, max_backoff=0.01) is None
     lines = [r.getMessage() for r in caplog.records if "test.flap: upstream" in r.getMessage()]
     assert len(lines) == 2 and "failing (server_error)" in lines[0] and "again" in lines[1], lines
+
+
+def test_a_batch_taken_from_a_full_queue_stays_within_the_limit() -> None:
+    """The queue fills before the worker wakes (a burst): its copies were kept room for."""
+    _stats.reset()
+    release = threading.Event()
+    taken: list[int] = []
+
+    def send(batch: list[bytes]) -> None:
+        taken.append(len(batch))
+        release.wait(5)
+
+    queue: BatchQueue[bytes] = BatchQueue(
+        send, name="test.burst", max_batch=50, max_bytes=6_000, max_wait=0.2, delivery_copies=2.0,
+        size=len,
+    )  # fmt: skip
+    accepted = [queue.submit(b"x" * 100) for _ in range(60)].count(True)
+    assert 0 < accepted < 50  # full by bytes, so the worker waits for max_wait, then takes all
+    deadline = time.monotonic() + 5
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert taken == [accepted] and queue.buffered_bytes == 3 * 100 * accepted <= 6_000
+    assert _stats.stats()["test.burst.dropped.buffer_full"] == 60 - accepted
+    release.set()
+    queue.close(2)

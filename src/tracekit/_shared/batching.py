@@ -129,6 +129,7 @@ class BatchQueue(Generic[T]):
         self._bytes = 0
         self._queued_bytes = 0
         self._inflight = 0
+        self._batches_inflight = 0
         self._oldest = 0.0
         self._urgent = 0
         self._closed = False
@@ -171,7 +172,23 @@ class BatchQueue(Generic[T]):
     def _full(self, size: int) -> bool:
         held = len(self._pending) + self._inflight
         over_items = self._max_items is not None and held >= self._max_items
-        return over_items or (self._max_bytes is not None and self._bytes + size > self._max_bytes)
+        if over_items or self._max_bytes is None:
+            return over_items
+        return self._bytes + size + self._copies_reserve(size) > self._max_bytes
+
+    def _copies_reserve(self, size: int) -> int:
+        """Room kept for the copies that idle workers add when they take queued items: a batch's
+        worth each, so that a batch taken from a full queue does not carry the bytes held over
+        ``max_bytes`` (a receiver that fills the queue faster than a worker wakes did). A busy
+        worker frees its own batch and copies before it takes another."""
+        idle = self._workers - self._batches_inflight
+        if not self._copies or idle <= 0:
+            return 0
+        queued = self._queued_bytes + size
+        batch = self._max_batch * max(size, queued // (len(self._pending) + 1))
+        if self._max_batch_bytes is not None:
+            batch = max(min(batch, self._max_batch_bytes), size)
+        return int(self._copies * min(queued, idle * batch))
 
     @property
     def buffered_bytes(self) -> int:
@@ -329,6 +346,7 @@ class BatchQueue(Generic[T]):
                         extra = int(size * self._copies)
                         self._bytes += extra
                         self._inflight += len(batch)
+                        self._batches_inflight += 1
                         self._oldest = time.monotonic()
                         return batch, size + extra
                     self._ready.wait(self._max_wait - waited)
@@ -359,6 +377,7 @@ class BatchQueue(Generic[T]):
     def _release(self, count: int, held: int) -> None:
         with self._lock:
             self._inflight -= count
+            self._batches_inflight -= 1
             self._bytes -= held
             if not self._pending and not self._inflight:
                 self._idle.notify_all()
