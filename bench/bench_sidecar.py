@@ -147,6 +147,9 @@ def start_sidecar(stub_url: str, args: argparse.Namespace) -> tuple[subprocess.P
         "--tcp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
         "--admin-address", f"127.0.0.1:{admin}", "--workers", str(args.workers),
         "--memory-limit", str(args.memory_limit), "--receive-buffer", str(args.receive_buffer),
+        # every receiver on, as deployed, on free ports (the defaults may be taken on this machine)
+        "--otlp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+        "--emf-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
     ]
     proc = subprocess.Popen(cmd, env={**os.environ, **FAKE_CREDENTIALS}, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
