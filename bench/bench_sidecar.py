@@ -145,12 +145,14 @@ def start_sidecar(stub_url: str, args: argparse.Namespace) -> tuple[subprocess.P
         sys.executable, "-m", "tracekit.cli", "sidecar", "--region", "us-east-1",
         "--endpoint-url", stub_url, "--udp-address", f"127.0.0.1:{udp}",
         "--tcp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
-        "--admin-address", f"127.0.0.1:{admin}", "--workers", str(args.workers),
-        "--memory-limit", str(args.memory_limit), "--receive-buffer", str(args.receive_buffer),
+        "--admin-address", f"127.0.0.1:{admin}",
         # every receiver on, as deployed, on free ports (the defaults may be taken on this machine)
         "--otlp-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
         "--emf-address", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
     ]
+    for option in ("workers", "memory_limit", "receive_buffer"):  # else the sidecar's defaults
+        if getattr(args, option) is not None:
+            cmd += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     proc = subprocess.Popen(cmd, env={**os.environ, **FAKE_CREDENTIALS}, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -272,9 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rates", default="20000,40000,80000", help="documents per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per rate")
-    parser.add_argument("--workers", type=int, default=4, help="sidecar --workers")
-    parser.add_argument("--memory-limit", type=int, default=32, help="sidecar --memory-limit MB")
-    parser.add_argument("--receive-buffer", type=int, default=16, help="sidecar --receive-buffer MB")
+    parser.add_argument("--workers", type=int, help="sidecar --workers (default: its own)")
+    parser.add_argument("--memory-limit", type=int, help="sidecar --memory-limit MB (default: its own)")
+    parser.add_argument("--receive-buffer", type=int, help="sidecar --receive-buffer MB (default: its own)")
     parser.add_argument("--capacity-seconds", type=float, default=2.0, help="stub capacity check")
     parser.add_argument("--daemon", metavar="PATH", help="X-Ray daemon binary to run the same rates against")
     args = parser.parse_args()
