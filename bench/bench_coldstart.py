@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 GOAL = 0.25
-"""tracekit's import + init must be at most this fraction of Powertools'."""
+"""tracekit's import + init + first invocation must be at most this fraction of Powertools'."""
 ROOT = Path(__file__).resolve().parent.parent
 
 PRELOAD = "import awslambdaric.bootstrap, http.client, time, json, sys\n"
@@ -271,8 +271,9 @@ def _report(samples: dict[str, list[dict[str, float]]], rounds: int) -> None:
     print(f"AWS SDK calls traced by the exec wrapper (botocore instrumentation) add {traced:.1f} ms "
           "to the import+init of a function that uses boto3")
     for name in ("tracekit", "tracekit-structlog", "tracekit-stdlib"):
-        verdict = _median(samples[name], "init") / _median(base, "init") <= GOAL
-        print(f"goal: {name} import+init <= {GOAL} x Powertools: {'met' if verdict else 'NOT met'}")
+        verdict = _median(samples[name], "total") / _median(base, "total") <= GOAL
+        verdict_text = "met" if verdict else "NOT met"
+        print(f"goal: {name} import+init+1st invoke <= {GOAL} x Powertools: {verdict_text}")
 
 
 def _report_layers(sizes: dict[str, tuple[int, int]]) -> None:

@@ -164,7 +164,7 @@ def memory(args: argparse.Namespace) -> None:
         stub.stop()
         print(f"memory: {size // 1024:>2} KB documents, --memory-limit {limit:>2} MB: "
               f"RSS idle {idle:.1f} MB, peak {peak:.1f} MB, growth {peak - idle:.1f} MB "
-              f"(limit + {peak - idle - limit:.1f}); "
+              f"(limit {peak - idle - limit:+.1f}); "
               f"received {summary['received']}, dropped {summary['dropped']}")
 
 

@@ -180,26 +180,34 @@ def test_a_flapping_upstream_logs_its_outage_lines_once_a_minute(caplog: pytest.
     assert len(lines) == 2 and "failing (server_error)" in lines[0] and "again" in lines[1], lines
 
 
-def test_a_batch_taken_from_a_full_queue_stays_within_the_limit() -> None:
-    """The queue fills before the worker wakes (a burst): its copies were kept room for."""
+def test_what_is_held_with_the_copies_of_batches_in_flight_never_passes_max_bytes() -> None:
+    """Room is kept for the copies of each worker's batch, whatever sizes come and go."""
+    import random
+
     _stats.reset()
-    release = threading.Event()
-    taken: list[int] = []
+    rng = random.Random(3)
+    seen: list[int] = []
 
     def send(batch: list[bytes]) -> None:
-        taken.append(len(batch))
-        release.wait(5)
+        seen.append(queue.buffered_bytes)  # this batch and its copies are counted now
+        time.sleep(rng.random() / 200)
 
     queue: BatchQueue[bytes] = BatchQueue(
-        send, name="test.burst", max_batch=50, max_bytes=6_000, max_wait=0.2, delivery_copies=2.0,
-        size=len,
+        send, name="test.held", max_batch=50, max_bytes=20_000, max_batch_bytes=5_000, workers=3,
+        delivery_copies=2.0, size=len,
     )  # fmt: skip
-    accepted = [queue.submit(b"x" * 100) for _ in range(60)].count(True)
-    assert 0 < accepted < 50  # full by bytes, so the worker waits for max_wait, then takes all
-    deadline = time.monotonic() + 5
-    while not taken and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert taken == [accepted] and queue.buffered_bytes == 3 * 100 * accepted <= 6_000
-    assert _stats.stats()["test.burst.dropped.buffer_full"] == 60 - accepted
-    release.set()
-    queue.close(2)
+
+    def produce() -> None:
+        for _ in range(1500):
+            queue.submit(b"x" * rng.randrange(1, 1500))
+            seen.append(queue.buffered_bytes)
+
+    producers = [threading.Thread(target=produce) for _ in range(2)]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join()
+    assert queue.flush(10) and queue.buffered_bytes == 0
+    queue.close(1)
+    assert max(seen) <= 20_000 and max(seen) > 15_000, max(seen)
+    assert _stats.stats()["test.held.dropped.buffer_full"] > 0

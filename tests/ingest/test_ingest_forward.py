@@ -128,7 +128,8 @@ def test_rejected_and_unreachable_batches_are_counted_as_dropped(otlp_receiver: 
 
 def test_full_forward_buffer_makes_the_receiver_answer_503(otlp_receiver: OtlpReceiver) -> None:
     otlp_receiver.fail(503)
-    forwarder = OtlpForwarder(otlp_receiver.traces_url, max_bytes=200, retry_for=30)
+    # 800 bytes: 400 for requests (3 of 55 + 64 bytes), 400 kept for the joined bodies being sent
+    forwarder = OtlpForwarder(otlp_receiver.traces_url, max_bytes=800, retry_for=30)
     rx = OtlpHttpReceiver("127.0.0.1", 0, sink=None, forwarder=forwarder)
     rx.start()
     try:

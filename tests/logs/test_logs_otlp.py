@@ -154,7 +154,7 @@ def test_records_over_the_queue_limit_are_dropped_and_counted(receiver: OtlpRece
         for n in range(5):  # the batch worker sleeps until a batch is full or flushed
             pipeline.emit({"timestamp": "2026-12-03T08:00:00.000Z", "level": "info", "message": f"m{n}",
                            "logger": "app"})
-        assert _stats.stats()["logs.otlp.dropped.queue_full"] == 2
+        assert _stats.stats()["logs.otlp.dropped.buffer_full"] == 2
         assert pipeline.flush(5)
         assert sorted(r["body"] for r in receiver.wait_for_logs(3)) == ["m0", "m1", "m2"]
         pipeline.emit({"level": "info", "message": "room again", "logger": "app"})  # no timestamp: now
@@ -162,3 +162,73 @@ def test_records_over_the_queue_limit_are_dropped_and_counted(receiver: OtlpRece
         assert receiver.wait_for_logs(4)[-1]["body"] == "room again"
     finally:
         pipeline.shutdown()
+
+
+def _configure(receiver: OtlpReceiver, **env: str) -> None:
+    logs.configure(stdlib=False, stream=io.StringIO(), otlp=True,
+                   env={"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": receiver.logs_url, **env})
+
+
+def test_batches_are_split_so_no_request_exceeds_cloudwatchs_1_mib(receiver: OtlpReceiver) -> None:
+    """300 records of 10 KB: one count-cut batch of 256 would be a 2.6 MB request."""
+    _configure(receiver)
+    log = logs.get_logger("app")
+    for n in range(300):
+        log.info(f"{n:03d} " + "x" * 10_000, order=n)
+    assert logs.flush(10)
+    records = receiver.wait_for_logs(300)
+    assert sorted(r["attributes"]["order"] for r in records) == list(range(300))
+    sizes = [r.body_size for r in receiver.requests()]
+    assert all(r.status == 200 for r in receiver.requests())
+    assert max(sizes) <= otlp.MAX_REQUEST_BYTES < sum(sizes), sizes
+    assert max(sizes) > 0.9 * otlp.MAX_REQUEST_BYTES  # batches are not cut far below the limit
+
+
+def test_a_configured_request_limit_holds_for_any_mix_of_records(receiver: OtlpReceiver) -> None:
+    import random
+
+    _configure(receiver, TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES="8192")
+    log = logs.get_logger("app")
+    rng = random.Random(7)
+    sent = []
+    for n in range(150):
+        text = "".join(rng.choice("ab é€😀") for _ in range(rng.randrange(0, 1500)))
+        fields = {"order": n, "tags": ["t"] * rng.randrange(5), "cart": {"items": rng.randrange(9)},
+                  "price": rng.random(), "ok": n % 2 == 0}  # fmt: skip
+        log.warning(text, **fields)
+        sent.append(text)
+    assert logs.flush(10)
+    records = receiver.wait_for_logs(150)
+    assert sorted(r["body"] for r in records) == sorted(sent)
+    sizes = [r.body_size for r in receiver.requests()]
+    assert max(sizes) <= 8192 and len(sizes) > 10, sizes
+    assert sum(sizes) / len(sizes) > 8192 / 2, sizes
+    assert "logs.otlp.truncated" not in _stats.stats()
+
+
+def test_a_record_over_the_limit_is_cut_to_fit_or_dropped_and_counted(
+    receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    _configure(receiver, TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES="8192")
+    log = logs.get_logger("app")
+    log.error("é" * 20_000, order=1)  # 40 KB of message: cut at a character boundary
+    log.error("small", order=2, blob="z" * 20_000)  # over the limit without its body: dropped
+    log.error("after", order=3)
+    assert logs.flush(10)
+    records = receiver.wait_for_logs(2)
+    assert [r["attributes"]["order"] for r in records] == [1, 3]
+    assert set(records[0]["body"]) == {"é"} and 3000 < len(records[0]["body"]) < 4096
+    assert all(r.body_size <= 8192 for r in receiver.requests())
+    counts = _stats.stats()
+    assert counts["logs.otlp.truncated"] == counts["logs.otlp.dropped.too_large"] == 1
+    warned = [r.getMessage() for r in caplog.records if "request limit" in r.getMessage()]
+    assert len(warned) == 2 and "8192-byte" in warned[0], warned
+
+
+def test_the_request_limit_setting_is_checked() -> None:
+    assert otlp.target_from({}).max_request_bytes == 1_048_576
+    env = {"TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES": "65536"}
+    assert otlp.target_from(env).max_request_bytes == 65536
+    for bad in ("1MB", "0", "100"):
+        with pytest.raises(ConfigError, match=f"TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES='{bad}' is not valid"):
+            otlp.target_from({"TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES": bad})

@@ -10,11 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
-from sidecar_helpers import HEADER, XRayStub, document, get, send_udp, wait_until
+from sidecar_helpers import HEADER, FlakyUpstream, XRayStub, document, get, send_udp, wait_until
 
 from tracekit._shared import stats as _stats
 from tracekit.sidecar.runtime import Sidecar
@@ -43,7 +44,7 @@ def test_rss_growth_stays_within_the_memory_limit(size_kb: int, limit_mb: int) -
     """A slow upstream and documents sent as fast as UDP goes: the buffer fills and stays full."""
     stub = XRayStub().start()
     stub.delay = 0.2
-    proc, udp = _start_sidecar(stub.url, "--memory-limit", str(limit_mb))
+    proc, udp, _ = _start_sidecar(stub.url, "--memory-limit", str(limit_mb))
     try:
         time.sleep(0.3)
         idle = peak = _rss_mb(proc.pid)
@@ -68,7 +69,9 @@ def test_rss_growth_stays_within_the_memory_limit(size_kb: int, limit_mb: int) -
     assert peak - idle < limit_mb + MEMORY_SLACK_MB, (idle, peak)
 
 
-def _start_sidecar(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+def _start_sidecar(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int], str]:
+    """The sidecar process (UDP and admin ports only, unless ``extra`` says more); its UDP address
+    and its ``/health`` URL."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         udp = probe.getsockname()[:2]
@@ -83,8 +86,62 @@ def _start_sidecar(endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], t
          "--shutdown-timeout", "1", *extra],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_until(lambda: get(f"http://127.0.0.1:{admin_port}/health")[0] in (200, 503))
-    return proc, udp
+    health = f"http://127.0.0.1:{admin_port}/health"
+    wait_until(lambda: get(health)[0] in (200, 503))
+    return proc, udp, health
+
+
+def test_a_flood_of_emf_lines_and_documents_stays_within_one_memory_limit(stub: XRayStub) -> None:
+    """EMF lines come out of --memory-limit, not on top: with X-Ray slow and CloudWatch Logs down,
+    what the process buffers (documents, lines, and the copies of batches being sent) stays under it."""
+    stub.delay = 0.5
+    logs = FlakyUpstream("http://127.0.0.1:9").start()
+    logs.outage(120)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        emf = probe.getsockname()[1]
+    proc, udp, health = _start_sidecar(
+        stub.url, "--memory-limit", "4", "--emf-address", f"127.0.0.1:{emf}", "--logs-endpoint-url",
+        logs.url, "--emf-log-group", "/flood", "--emf-log-stream", "s", "--retry-for", "60",
+    )  # fmt: skip
+    seen: list[dict[str, int]] = []
+    try:
+        def flood_emf() -> None:
+            with socket.create_connection(("127.0.0.1", emf), timeout=10) as conn:
+                for i in range(4000):  # 8 MB of lines
+                    conn.sendall(_emf_line(i) + b"\n")
+
+        sender = threading.Thread(target=flood_emf)
+        sender.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(1000):  # 8 MB of documents
+                with contextlib.suppress(OSError):
+                    sock.sendto(HEADER + b"\n" + document(i, 8 * 1024), udp)
+                if i % 50 == 0:
+                    seen.append(json.loads(get(health)[1])["buffers"])
+        while sender.is_alive() or len(seen) < 200:
+            body = json.loads(get(health)[1])
+            assert body["buffer_limit_bytes"] == 4 * 1024 * 1024
+            seen.append(body["buffers"])
+            time.sleep(0.01)
+        sender.join()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        logs.stop()
+    peak = max(seen, key=lambda parts: sum(parts.values()))
+    assert sum(peak.values()) <= 4 * 1024 * 1024, peak
+    assert max(parts["emf"] for parts in seen) > 512 * 1024  # both buffers were full
+    assert max(parts["segments"] for parts in seen) > 1024 * 1024
+    summary = next(json.loads(line) for line in err.splitlines() if "sidecar stopped" in line)
+    assert summary["dropped"]["emf.upstream.buffer_full"] > 0
+    assert summary["dropped"]["upstream.buffer_full"] > 0
+
+
+def _emf_line(i: int) -> bytes:
+    metrics = [{"Namespace": "Flood", "Dimensions": [["Route"]], "Metrics": [{"Name": "Latency"}]}]
+    aws = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": metrics}
+    return json.dumps({"_aws": aws, "Route": "/r", "Latency": i, "Pad": "p" * 2000}).encode()
 
 
 def _rss_mb(pid: int) -> float:

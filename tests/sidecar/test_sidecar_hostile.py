@@ -297,3 +297,78 @@ def test_emf_partial_lines_share_one_byte_budget_and_a_line_deadline() -> None:
         for conn in conns:
             conn.close()
         rx.stop()
+
+
+def _emf_line(i: int) -> bytes:
+    metrics = [{"Namespace": "Shop", "Dimensions": [["Route"]], "Metrics": [{"Name": "Latency"}]}]
+    aws = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": metrics}
+    doc = {"_aws": aws, "Route": "/", "Latency": i}
+    return json.dumps(doc).encode() + b"\n"
+
+
+def _closed_by_peer(conn: socket.socket) -> bool:
+    conn.settimeout(0.2)
+    try:
+        return conn.recv(10) == b""
+    except TimeoutError:
+        return False
+    except OSError:  # reset
+        return True
+
+
+def test_at_the_connection_cap_a_new_emf_client_evicts_the_longest_silent_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tracekit.sidecar.emf_receiver import MAX_CONNECTIONS, EmfReceiver
+
+    _stats.reset()
+    lines = _Lines()
+    rx = EmfReceiver("127.0.0.1", 0, shipper=lines)
+    rx.start()
+    partial = socket.create_connection(rx.address(), timeout=5)  # the oldest, in the middle of a line
+    partial.sendall(b'{"_aws": ')
+    wait_until(lambda: rx.budget.used > 0)
+    idle = [socket.create_connection(rx.address(), timeout=5) for _ in range(MAX_CONNECTIONS - 1)]
+    try:
+        with socket.create_connection(rx.address(), timeout=5) as late:
+            late.sendall(b"".join(_emf_line(i) for i in range(3)))
+            wait_until(lambda: len(lines.lines) == 3)
+        assert [json.loads(line)["Latency"] for line in lines.lines] == [0, 1, 2]
+        assert _closed_by_peer(idle[0])  # silent longest: evicted
+        assert not _closed_by_peer(idle[1]) and not _closed_by_peer(partial)
+        counts = _stats.stats()
+        assert counts["sidecar.emf.connections.evicted"] == 1
+        assert "sidecar.emf.rejected.too_many_connections" not in counts
+        warned = [r.getMessage() for r in caplog.records if "connection cap" in r.getMessage()]
+        assert len(warned) == 1 and "silent" in warned[0], warned
+    finally:
+        for conn in (partial, *idle):
+            conn.close()
+        rx.stop()
+
+
+def test_with_every_emf_connection_mid_line_the_oldest_line_is_evicted_and_counted() -> None:
+    from tracekit.sidecar.emf_receiver import EmfReceiver
+
+    _stats.reset()
+    lines = _Lines()
+    rx = EmfReceiver("127.0.0.1", 0, shipper=lines, max_connections=4)
+    rx.start()
+    conns = []
+    try:
+        for i in range(1, 5):
+            conns.append(socket.create_connection(rx.address(), timeout=5))
+            conns[-1].sendall(_emf_line(i)[:20])
+            wait_until(lambda held=i * 65_536: rx.budget.used == held)  # its line started
+        with socket.create_connection(rx.address(), timeout=5) as late:
+            late.sendall(_emf_line(9))
+            wait_until(lambda: len(lines.lines) == 1)
+        wait_until(lambda: _stats.stats().get("sidecar.emf.dropped.evicted") == 1)
+        assert _closed_by_peer(conns[0]) and not _closed_by_peer(conns[1])
+        counts = _stats.stats()
+        assert counts["sidecar.emf.connections.evicted"] == 1
+        assert counts["sidecar.emf.received"] == counts["sidecar.emf.accepted"] + 1 == 2
+    finally:
+        for conn in conns:
+            conn.close()
+        rx.stop()

@@ -91,6 +91,8 @@ class Request:
     service: str | None = None
     region: str | None = None
     signed_headers: tuple[str, ...] = ()
+    body_size: int = 0
+    """HTTP body bytes once decompressed (what a request size limit is about)."""
 
 
 @dataclass
@@ -298,6 +300,7 @@ class OtlpReceiver:
         parse: Callable[[], Any],
         path: str = TRACES_PATH,
         check: dict[str, Any] | None = None,
+        body_size: int = 0,
     ) -> tuple[int, _Fault | None]:
         """Apply a fault or decode the request; record the call; return (status, fault).
 
@@ -322,7 +325,7 @@ class OtlpReceiver:
             self._spans.extend(spans)
             self._logs.extend(logs)
             self._requests.append(Request(transport, headers, content_type, encoding, status, len(spans),
-                                          path, len(logs), **check))
+                                          path, len(logs), **check, body_size=body_size))
             self._cond.notify_all()
         return status, fault
 
@@ -506,7 +509,11 @@ class _Handler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         check = receiver._check_sigv4(f"http://{self.headers.get('Host')}{self.path}", headers, body)
         meta = ("http", headers, content_type, encoding)
-        status, fault = receiver._accept(meta, parse, path, check)
+        try:
+            size = len(_decompress(encoding, body))
+        except (ValueError, OSError, zlib.error):
+            size = 0  # parse() answers 400
+        status, fault = receiver._accept(meta, parse, path, check, size)
         extra = {}
         if fault is not None and fault.retry_after is not None:
             extra["Retry-After"] = f"{fault.retry_after:g}"

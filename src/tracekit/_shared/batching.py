@@ -105,7 +105,9 @@ class BatchQueue(Generic[T]):
         """``max_batch_bytes`` caps a batch's size (at least one item); ``delivery_copies`` is how
         many copies of a batch ``deliver`` makes (a request body...): a batch being delivered
         counts ``1 + delivery_copies`` times its size against ``max_bytes``, so that the limit
-        bounds the memory really held, not only the queue."""
+        bounds the memory really held, not only the queue. Room for the copies of ``workers``
+        batches is kept free (:meth:`_reserve_for_copies`), so what is held never passes
+        ``max_bytes``."""
         if max_batch < 1 or workers < 1 or (max_bytes or 1) < 1 or (max_items or 1) < 1:
             raise ValueError("max_batch, max_bytes, max_items and workers must be positive")
         self.name = name
@@ -116,6 +118,7 @@ class BatchQueue(Generic[T]):
         self._size = size
         self._max_batch_bytes = max_batch_bytes
         self._copies = delivery_copies
+        self._reserve = self._reserve_for_copies(workers)
         self._workers = workers
         self._max_wait = max_wait
         self._on_exit = on_exit
@@ -123,13 +126,22 @@ class BatchQueue(Generic[T]):
         self._reset()
         reset_after_fork(self)
 
+    def _reserve_for_copies(self, workers: int) -> int:
+        """Bytes of ``max_bytes`` kept for the copies of batches being delivered: ``workers``
+        batches of at most ``max_batch_bytes``, which is lowered when needed so that items keep at
+        least ``1 / (1 + delivery_copies)`` of the limit."""
+        if self._max_bytes is None or not self._copies:
+            return 0
+        cap = max(1, int(self._max_bytes / (1 + self._copies) / workers))
+        self._max_batch_bytes = min(self._max_batch_bytes or cap, cap)
+        return int(workers * self._copies * self._max_batch_bytes)
+
     def _reset(self) -> None:
         """Empty state: at construction and in a forked child."""
         self._pending: deque[tuple[T, int]] = deque()
         self._bytes = 0
         self._queued_bytes = 0
         self._inflight = 0
-        self._batches_inflight = 0
         self._oldest = 0.0
         self._urgent = 0
         self._closed = False
@@ -174,21 +186,13 @@ class BatchQueue(Generic[T]):
         over_items = self._max_items is not None and held >= self._max_items
         if over_items or self._max_bytes is None:
             return over_items
-        return self._bytes + size + self._copies_reserve(size) > self._max_bytes
-
-    def _copies_reserve(self, size: int) -> int:
-        """Room kept for the copies that idle workers add when they take queued items: a batch's
-        worth each, so that a batch taken from a full queue does not carry the bytes held over
-        ``max_bytes`` (a receiver that fills the queue faster than a worker wakes did). A busy
-        worker frees its own batch and copies before it takes another."""
-        idle = self._workers - self._batches_inflight
-        if not self._copies or idle <= 0:
-            return 0
-        queued = self._queued_bytes + size
-        batch = self._max_batch * max(size, queued // (len(self._pending) + 1))
-        if self._max_batch_bytes is not None:
-            batch = max(min(batch, self._max_batch_bytes), size)
-        return int(self._copies * min(queued, idle * batch))
+        if not self._reserve:
+            return self._bytes + size > self._max_bytes
+        # Items held (queued or being delivered, without copies) plus the copies of ``workers`` full
+        # batches: what is held never passes ``max_bytes``, however batches come and go.
+        items = self._queued_bytes + (self._bytes - self._queued_bytes) / (1 + self._copies)
+        too_big = size > (self._max_batch_bytes or 0)  # alone in a batch, its copies would not fit
+        return too_big or items + size > self._max_bytes - self._reserve
 
     @property
     def buffered_bytes(self) -> int:
@@ -346,7 +350,6 @@ class BatchQueue(Generic[T]):
                         extra = int(size * self._copies)
                         self._bytes += extra
                         self._inflight += len(batch)
-                        self._batches_inflight += 1
                         self._oldest = time.monotonic()
                         return batch, size + extra
                     self._ready.wait(self._max_wait - waited)
@@ -377,7 +380,6 @@ class BatchQueue(Generic[T]):
     def _release(self, count: int, held: int) -> None:
         with self._lock:
             self._inflight -= count
-            self._batches_inflight -= 1
             self._bytes -= held
             if not self._pending and not self._inflight:
                 self._idle.notify_all()

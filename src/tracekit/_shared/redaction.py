@@ -33,7 +33,10 @@ _pattern = re.compile("|".join(re.escape(k) for k in DEFAULT_SENSITIVE), re.IGNO
 def add_sensitive_keys(keys: Iterable[str]) -> None:
     """Extend the sensitive-key list (``TRACEKIT_REDACT_KEYS`` does the same from the environment)."""
     global _extra, _pattern
-    _extra = tuple(dict.fromkeys((*_extra, *(k.lower() for k in keys if k))))
+    extra = tuple(dict.fromkeys((*_extra, *(k.lower() for k in keys if k))))
+    if extra == _extra:
+        return  # nothing new (the usual case, on every configure): keep the compiled pattern and cache
+    _extra = extra
     words = (*DEFAULT_SENSITIVE, *_extra)
     _pattern = re.compile("|".join(re.escape(k) for k in words), re.IGNORECASE)
     is_sensitive.cache_clear()

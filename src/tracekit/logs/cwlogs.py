@@ -73,7 +73,7 @@ class LogsShipper:
             max_bytes=max_buffer_bytes,
             max_batch=MAX_BATCH_EVENTS,
             size=lambda event: event.size + EVENT_MEMORY,
-            max_batch_bytes=MAX_BATCH_BYTES,
+            max_batch_bytes=MAX_BATCH_BYTES + EVENT_MEMORY,  # the largest event fits; _send cuts calls
             delivery_copies=2.0,  # the request botocore serialises, then its encoded body
             max_wait=linger,
             after_fork=self._forked,

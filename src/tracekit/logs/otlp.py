@@ -12,7 +12,8 @@ shared session adds (:mod:`tracekit._shared.otlp_http`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from tracekit._shared import settings
 from tracekit._shared.settings import ConfigError
@@ -20,6 +21,10 @@ from tracekit._shared.settings import ConfigError
 EXPORTERS = ("stdout", "otlp")
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/logs"
 LOG_GROUP_HEADERS = ("x-aws-log-group", "x-aws-log-stream")
+MAX_REQUEST_BYTES = 1_048_576
+"""CloudWatch Logs' OTLP endpoint takes request bodies up to 1 MiB, uncompressed (what ADOT's
+logs exporter keeps under too)."""
+MIN_REQUEST_BYTES = 4096
 
 
 def parse_exporters(name: str, value: str | Sequence[str]) -> tuple[str, ...]:
@@ -51,20 +56,23 @@ def exporters_from(env: Mapping[str, str], exporters: str | Sequence[str] | None
     return names
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where OTLP log records go and how the requests are signed."""
+class Target(NamedTuple):
+    """Where OTLP log records go and how the requests are signed (a NamedTuple: this module is
+    loaded on every Lambda cold start, where a dataclass costs ~0.5 ms to build)."""
 
     endpoint: str = DEFAULT_ENDPOINT
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
     sigv4: str = "auto"
     region: str | None = None
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    """Largest request body, before compression (``TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES``)."""
 
 
 def target_from(env: Mapping[str, str]) -> Target:
     """``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` (else ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/logs``), the
-    matching ``*_HEADERS``, ``TRACEKIT_OTLP_LOGS_SIGV4`` / ``TRACEKIT_OTLP_SIGV4`` and the region;
-    a CloudWatch Logs target without its log group and stream headers is a ``ConfigError``."""
+    matching ``*_HEADERS``, ``TRACEKIT_OTLP_LOGS_SIGV4`` / ``TRACEKIT_OTLP_SIGV4``, the region and
+    ``TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES``; a CloudWatch Logs target without its log group and
+    stream headers is a ``ConfigError``."""
     from tracekit._shared.otlp_http import sigv4_service
     from tracekit.tracing.config import sigv4_mode
 
@@ -82,7 +90,7 @@ def target_from(env: Mapping[str, str]) -> Target:
         (v for v in ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") if v in env), None
     )
     headers = settings.pairs(headers_var, env[headers_var]) if headers_var else {}
-    target = Target(endpoint, headers, sigv4_mode(env, "logs"), settings.region(env=env))
+    target = Target(endpoint, headers, sigv4_mode(env, "logs"), settings.region(env=env), _max_request(env))
     lowered = {k.lower() for k in headers}
     if sigv4_service(endpoint, target.sigv4, "logs") == "logs" and not lowered >= set(LOG_GROUP_HEADERS):
         raise ConfigError(
@@ -92,3 +100,15 @@ def target_from(env: Mapping[str, str]) -> Target:
             "naming an existing group and stream)",
         )
     return target
+
+
+def _max_request(env: Mapping[str, str]) -> int:
+    """``TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES``, at least :data:`MIN_REQUEST_BYTES` (a request also
+    carries the resource and the scope)."""
+    name = "TRACEKIT_OTLP_LOGS_MAX_REQUEST_BYTES"
+    if name not in env:
+        return MAX_REQUEST_BYTES
+    value = settings.checked(name, env[name], settings.positive(int))
+    if value < MIN_REQUEST_BYTES:
+        raise ConfigError(name, env[name], f"a number of bytes >= {MIN_REQUEST_BYTES}")
+    return value

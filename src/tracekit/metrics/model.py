@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 Kind = Literal["count", "gauge", "observe"]
@@ -21,20 +20,25 @@ class Series(NamedTuple):
     dimensions: Dimensions
 
 
-@dataclass
 class Batch:
     """One flush: ``values[i]`` holds what was recorded for ``series[i]`` since the last flush.
 
     ``memo`` is the same dict for every batch with the same ``series`` (the recorder caches the
     description of a scope's shape), so outputs can keep per-shape work there (EMF fragments).
+    A plain class, not a dataclass: cheaper to define on a Lambda cold start.
     """
 
-    namespace: str
-    timestamp_ms: int
-    series: Sequence[Series]
-    values: Sequence[list[float]]
-    properties: dict[str, object] = field(default_factory=dict)
-    memo: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("memo", "namespace", "properties", "series", "timestamp_ms", "values")
+
+    def __init__(self, namespace: str, timestamp_ms: int, series: Sequence[Series],
+                 values: Sequence[list[float]], properties: dict[str, object] | None = None,
+                 memo: dict[str, Any] | None = None) -> None:
+        self.namespace = namespace
+        self.timestamp_ms = timestamp_ms
+        self.series = series
+        self.values = values
+        self.properties = {} if properties is None else properties
+        self.memo = {} if memo is None else memo
 
     def items(self) -> Iterator[tuple[Series, list[float]]]:
         return zip(self.series, self.values, strict=True)

@@ -5,7 +5,7 @@ generated from them (``tracekit.dashboards``), so that a renamed metric cannot l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_NAMESPACE = "tracekit"
 """Without ``namespace=``, ``AWS_EMF_NAMESPACE`` or ``POWERTOOLS_METRICS_NAMESPACE``."""
@@ -16,9 +16,11 @@ METHOD = "Method"
 FUNCTION = "function_name"
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A metric tracekit emits, with its unit and its dimensions besides ``ServiceName``."""
+class Metric(NamedTuple):
+    """A metric tracekit emits, with its unit and its dimensions besides ``ServiceName``.
+
+    A NamedTuple, not a dataclass: it is defined on every Lambda cold start, where a dataclass
+    costs ~0.5 ms to build."""
 
     name: str
     unit: str

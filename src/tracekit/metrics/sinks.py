@@ -14,7 +14,6 @@ from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
 from tracekit._shared import stats
-from tracekit._shared.batching import BatchQueue
 from tracekit._shared.forking import reset_after_fork
 from tracekit._shared.settings import ConfigError, family_of
 from tracekit.metrics import emf
@@ -103,6 +102,8 @@ class AgentWriter:
         self._sock: socket.socket | None = None
         self._max_backoff = max_backoff
         self._backoff = 0.0
+        from tracekit._shared.batching import BatchQueue  # not loaded where metrics go to stdout (Lambda)
+
         self._worker: BatchQueue[str] = BatchQueue(
             self._send, name="metrics.agent", max_items=max_lines, max_batch=500, after_fork=self._forget
         )

@@ -52,8 +52,9 @@ def gauge_name(gauge: str) -> str:
 EMF_COUNTERS = tuple(
     f"sidecar.emf.{name}" for name in (
         "received", "accepted", "rejected.too_large", "rejected.out_of_window", "rejected.invalid_emf",
-        "dropped.buffer_limit", "dropped.line_timeout", "upstream.sent", "upstream.dropped.buffer_full",
-        "upstream.dropped.retries_exhausted", "upstream.dropped.shutdown", "upstream.dropped.rejected",
+        "dropped.buffer_limit", "dropped.line_timeout", "connections.evicted", "upstream.sent",
+        "upstream.dropped.buffer_full", "upstream.dropped.retries_exhausted", "upstream.dropped.shutdown",
+        "upstream.dropped.rejected",
     )
 )  # fmt: skip
 OTLP_COUNTERS = tuple(

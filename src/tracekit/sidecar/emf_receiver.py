@@ -24,6 +24,8 @@ DEFAULT_PORT = 25888
 MAX_LINE = 1_048_576 - 26
 """The largest PutLogEvents event: 1 MiB including the 26 bytes counted per event."""
 MAX_CONNECTIONS = 128
+"""TCP connections at once; at the cap a new client evicts the one that has waited longest
+(silent ones first, then the oldest unfinished line), so idle agent clients cannot lock the port."""
 MAX_BUFFERED = 16 * 1024 * 1024
 """Bytes of partial lines that all TCP connections together may hold; a connection whose line
 does not fit is closed (``dropped.buffer_limit``), so 128 clients cannot hold 128 MB."""
@@ -41,6 +43,9 @@ class LineShipper(Protocol):
     """Where valid EMF lines go (``tracekit.logs.cwlogs.LogsShipper`` in the sidecar)."""
 
     def put(self, message: str, timestamp_ms: int | None = None) -> bool: ...
+
+    @property
+    def buffered_bytes(self) -> int: ...
 
     def close(self, timeout: float) -> object: ...
 
@@ -75,7 +80,9 @@ class EmfReceiver:
         self._slots = threading.BoundedSemaphore(max_connections)
         self._shutdown_timeout = shutdown_timeout
         self._tcp, self._udp = _bind_pair(host, port)
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, tuple[bool, float]] = {}
+        """Each TCP connection's state for eviction: (mid-line, waiting since)."""
+        self._evicted: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -105,6 +112,11 @@ class EmfReceiver:
     def address(self) -> tuple[str, int]:
         host, port = self._tcp.getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Valid lines waiting to be shipped (their share of ``--memory-limit``)."""
+        return self.shipper.buffered_bytes
 
     # -- lines -----------------------------------------------------------------------------------
 
@@ -154,22 +166,49 @@ class EmfReceiver:
                 conn, peer = self._tcp.accept()
             except OSError:
                 return
-            if not self._slots.acquire(blocking=False):
+            if not self._slots.acquire(blocking=False) and not self._evict_longest_waiting():
                 stats.incr(f"{STATS}.rejected.too_many_connections")
                 conn.close()
                 continue
             with self._lock:
-                self._conns.add(conn)
+                self._conns[conn] = (False, time.monotonic())
             origin = f"tcp {peer[0]}:{peer[1]}"
             threading.Thread(
                 target=self._serve, args=(conn, origin), name="tracekit-emf-conn", daemon=True
             ).start()
 
+    def _evict_longest_waiting(self) -> bool:
+        """Close the connection silent longest (else the one with the oldest unfinished line) to
+        make room for a new one; True once its slot is ours. Its partial line, if any, is dropped
+        (``dropped.evicted``) by its own thread."""
+        with self._lock:
+            candidates = {c: state for c, state in self._conns.items() if c not in self._evicted}
+            if not candidates:
+                return False
+            victim = min(candidates, key=candidates.__getitem__)
+            self._evicted.add(victim)
+            mid_line, since = candidates[victim]
+        stats.incr(f"{STATS}.connections.evicted")
+        what = "with an unfinished line" if mid_line else "silent"
+        stats.warn_once_per_interval(
+            f"{STATS}.connections.evicted",
+            "tracekit sidecar: EMF port at its %d-connection cap: closed one %s for %.0f s to admit a "
+            "new client (counted as sidecar.emf.connections.evicted)",
+            len(candidates), what, time.monotonic() - since,
+        )  # fmt: skip
+        _shutdown(victim)
+        return self._slots.acquire(timeout=1.0)
+
+    def _mark(self, conn: socket.socket, mid_line: bool, since: float) -> None:
+        with self._lock:
+            self._conns[conn] = (mid_line, since)
+
     def _serve(self, conn: socket.socket, origin: str) -> None:
         """Read newline-delimited lines within the idle and line deadlines and the byte budget.
 
         An overlong line, a line over its deadline or one that the budget cannot hold closes the
-        connection (counted): skipping to the next newline would keep reading what is refused.
+        connection (counted): skipping to the next newline would keep reading what is refused. A
+        partial line lost with its connection (reset, eviction) is counted too.
         """
         pending = bytearray()
         held = 0  # bytes of the budget this connection holds
@@ -186,13 +225,16 @@ class EmfReceiver:
                     for line in lines:
                         self.accept_line(line, origin)
                     line_started = time.monotonic()
+                self._mark(conn, bool(pending), line_started)
                 if len(pending) > self._max_line:
                     stats.incr(f"{STATS}.received")
                     _reject("too_large", origin, f"a line over {self._max_line} bytes: connection closed")
+                    pending.clear()
                     return
                 want = -(-len(pending) // 65_536) * 65_536  # reserved in 64 KiB steps
                 if want > held and not self.budget.take(want - held):
                     _drop("buffer_limit", origin, "partial lines of all connections over the limit")
+                    pending.clear()
                     return
                 if want < held:
                     self.budget.give(held - want)
@@ -200,23 +242,31 @@ class EmfReceiver:
                 waited = time.monotonic() - line_started
                 if pending and waited > self._line_timeout:
                     _drop("line_timeout", origin, f"no newline within {self._line_timeout:g} s")
+                    pending.clear()
                     return
                 conn.settimeout(self._line_timeout - waited if pending else self._idle_timeout)
-            if pending:
+            if pending and conn not in self._evicted:  # the client's last line, without newline
                 self.accept_line(bytes(pending), origin)
+                pending.clear()
         except TimeoutError:
             if pending:
                 _drop("line_timeout", origin, f"no newline within {self._line_timeout:g} s")
+                pending.clear()
             else:
                 stats.incr(f"{STATS}.connections.idle_closed")
         except OSError:
-            pass  # the peer went away or stop() shut the socket
+            pass  # the peer went away or stop() or an eviction shut the socket
         except Exception as exc:  # a connection thread must never die noisily
             stats.report(f"{STATS}.connection", exc)
         finally:
             self.budget.give(held)
             with self._lock:
-                self._conns.discard(conn)
+                del self._conns[conn]
+                evicted = conn in self._evicted
+                self._evicted.discard(conn)
+            if pending:  # a line not yet counted, lost with its connection
+                reason = "evicted" if evicted else "connection_lost"
+                _drop(reason, origin, "closed before the line's newline")
             conn.close()
             self._slots.release()
 

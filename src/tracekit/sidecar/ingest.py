@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 Address = tuple[str, int]
 EMF_STATS = "sidecar.emf"
-EMF_SHARE = 4
-"""EMF lines waiting for CloudWatch Logs may hold 1/EMF_SHARE of ``--memory-limit``."""
 
 class IngestSettings(Protocol):
     """What the receivers read from the sidecar's ``Settings``."""
@@ -55,6 +53,7 @@ def attach(sidecar: Any) -> None:
 
     In local mode the EMF lines are kept in the sidecar's store too, for the viewer.
     """
+    from tracekit.sidecar.settings import buffers
     from tracekit.sidecar.store import EmfStore
 
     sender = sidecar.sender
@@ -62,7 +61,7 @@ def attach(sidecar: Any) -> None:
     region = sender.http.region if sender is not None else settings.region
     emf_store = None
     if settings.local and settings.emf_address is not None:
-        emf_store = EmfStore(sidecar.db_path, settings.local_retention, settings.memory_limit * 1024 * 1024)
+        emf_store = EmfStore(sidecar.db_path, settings.local_retention, buffers(settings).emf)
     for listener in listeners(settings, sidecar.sink, region, emf_store):
         sidecar.add(listener)
 
@@ -99,9 +98,13 @@ def _otlp(
 ) -> Listener:
     from tracekit.sidecar.otlp_forward import OtlpForwarder
     from tracekit.sidecar.otlp_receiver import OtlpHttpReceiver
+    from tracekit.sidecar.settings import buffers
 
     url = settings.otlp_forward
-    forwarder = OtlpForwarder(url, region=region, retry_for=settings.retry_for) if url else None
+    forwarder = None
+    if url:
+        limit = buffers(settings).otlp_forward
+        forwarder = OtlpForwarder(url, region=region, retry_for=settings.retry_for, max_bytes=limit)
     translate = settings.otlp_translate
     if translate is None:
         translate = forwarder is None
@@ -116,6 +119,7 @@ def _emf(
     emf_store: EmfStore | None,
 ) -> Listener:
     from tracekit.sidecar.emf_receiver import EmfReceiver, LineShipper
+    from tracekit.sidecar.settings import buffers
 
     shipper: LineShipper
     if settings.local:
@@ -129,7 +133,7 @@ def _emf(
         shipper = LogsShipper(
             settings.emf_log_group, stream, region=region, endpoint_url=settings.logs_endpoint_url,
             emf=True, retry_for=settings.retry_for, stats_prefix=f"{EMF_STATS}.upstream",
-            max_buffer_bytes=settings.memory_limit * 1024 * 1024 // EMF_SHARE,
+            max_buffer_bytes=buffers(settings).emf,
         )  # fmt: skip
     return EmfReceiver(address[0], address[1], shipper=shipper, shutdown_timeout=share)
 
@@ -147,6 +151,10 @@ class StreamLines:
         with self._lock:  # one connection thread per client: keep lines whole
             self._stream.write(message + "\n")
         return self._store.submit(message) if self._store is not None else True
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._store.buffered_bytes if self._store is not None else 0
 
     def close(self, timeout: float) -> None:
         self._stream.flush()

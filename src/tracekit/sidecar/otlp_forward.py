@@ -68,6 +68,7 @@ class OtlpForwarder(QueuedSink[bytes]):
             workers=workers,
             max_wait=0.5,
             name=STATS,
+            delivery_copies=1.0,  # the requests joined into one body
         )
 
     @property

@@ -82,6 +82,11 @@ class OtlpHttpReceiver(HTTPListener):
         if self.forwarder is not None:
             self.forwarder.close(self._shutdown_timeout)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Requests waiting to be forwarded (translated spans are in the shared sink's count)."""
+        return self.forwarder.buffered_bytes if self.forwarder is not None else 0
+
     def handle(self, body: bytes, content_type: str, encoding: str) -> Reply:
         """Answer one export request as OTLP/HTTP specifies (never raises)."""
         kind = content_type.split(";", 1)[0].strip().lower()

@@ -7,7 +7,7 @@ nothing else in the sidecar changes.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Service(Protocol):
@@ -26,3 +26,14 @@ class Listener(Service, Protocol):
     def address(self) -> tuple[str, int]:
         """Where it listens (the real port when configured with port 0)."""
         ...
+
+
+@runtime_checkable
+class Buffered(Protocol):
+    """A listener with an output buffer of its own (EMF lines, forwarded OTLP), within the
+    sidecar's ``--memory-limit``."""
+
+    name: str
+
+    @property
+    def buffered_bytes(self) -> int: ...

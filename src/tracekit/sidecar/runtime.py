@@ -23,9 +23,9 @@ from tracekit.sidecar.admin import (
     AdminServer,
     StatsCollector,
 )
-from tracekit.sidecar.pipeline import Listener, Service
+from tracekit.sidecar.pipeline import Buffered, Listener, Service
 from tracekit.sidecar.proxy import SamplingProxy, upstream_backend
-from tracekit.sidecar.settings import OPTIONS, Address, Settings, default_db_path, ecs_region
+from tracekit.sidecar.settings import MB, OPTIONS, Address, Settings, buffers, default_db_path, ecs_region
 from tracekit.sidecar.store import LocalStore
 from tracekit.sidecar.telemetry import TelemetryReporter
 from tracekit.sidecar.udp import UdpListener
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tracekit.sidecar")
 L = TypeVar("L")
-MB = 1024 * 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -97,7 +96,7 @@ class Sidecar:
     def _build_sink(self) -> SegmentSink:
         s = self.settings
         if s.local:
-            return LocalStore(self.db_path, s.local_retention, s.memory_limit * MB)
+            return LocalStore(self.db_path, s.local_retention, buffers(s).segments)
         region = s.region or ecs_region()
         if not region:
             raise ConfigError(
@@ -106,7 +105,7 @@ class Sidecar:
         self.sender = SegmentSender(
             region,
             s.endpoint_url,
-            max_buffer_bytes=s.memory_limit * MB,
+            max_buffer_bytes=buffers(s).segments,
             workers=s.workers,
             batch_timeout=s.batch_timeout,
             retry_for=s.retry_for,
@@ -144,6 +143,7 @@ class Sidecar:
             "mode": "local" if self.settings.local else "xray",
             "admin": _fmt(self.admin.address()),
             "memory_limit_mb": self.settings.memory_limit,
+            "buffer_limits_bytes": {k: v for k, v in buffers(self.settings)._asdict().items() if v},
             "tail_sampling": self.settings.tail_sampling,
             "udp_receive_buffer": self.udp.receive_buffer,
         }
@@ -188,13 +188,27 @@ class Sidecar:
         body: dict[str, Any] = {
             "mode": "local" if self.settings.local else "xray",
             "uptime_seconds": round(time.monotonic() - self._started, 1),
-            "buffered_bytes": self.sink.buffered_bytes,
-            "buffer_limit_bytes": self.settings.memory_limit * MB,
+            "buffered_bytes": sum(self.buffered().values()),
+            "buffer_limit_bytes": self.buffer_limit,
+            "buffers": self.buffered(),
             "queued_documents": self.sink.queued,
         }
         ok, reason = self._judge(body)
         body.update(status="ok" if ok else "unhealthy", reason=reason)
         return ok, body
+
+    def buffered(self) -> dict[str, int]:
+        """Bytes held by each output buffer: the segments sink's and the listeners' own."""
+        held = {"segments": self.sink.buffered_bytes}
+        held.update({lst.name: lst.buffered_bytes for lst in self.listeners if isinstance(lst, Buffered)})
+        return held
+
+    @property
+    def buffer_limit(self) -> int:
+        """What :meth:`buffered` may hold in all: ``--memory-limit``, plus ``--tail-buffer`` with
+        tail sampling (its traces are in the segments sink's count)."""
+        tail = self.settings.tail_buffer if self.settings.tail_sampling else 0
+        return (self.settings.memory_limit + tail) * MB
 
     def _judge(self, body: dict[str, Any]) -> tuple[bool, str]:
         if self._stopping:
@@ -222,8 +236,8 @@ class Sidecar:
     def _gauges(self) -> dict[str, float]:
         gauges = {
             QUEUED_GAUGE: float(self.sink.queued),
-            "buffered_bytes": float(self.sink.buffered_bytes),
-            "buffer_limit_bytes": float(self.settings.memory_limit * MB),
+            "buffered_bytes": float(sum(self.buffered().values())),
+            "buffer_limit_bytes": float(self.buffer_limit),
         }
         age = self._upstream_age()
         if age is not None:

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from tracekit._shared.settings import ConfigError, boolean, http_url, listen_address, positive, region
 
@@ -66,8 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("admin_address", listen_address, "/health and /metrics", "HOST:PORT"),
     Option("region", str, "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, ECS metadata)"),
     Option("endpoint_url", http_url, "X-Ray-compatible endpoint instead of xray.REGION", "URL"),
-    Option("memory_limit", positive(int), "MB of buffered documents (EMF lines: a quarter of it); "
-           "beyond, drops are counted", "MB"),
+    Option("memory_limit", positive(int), "MB of buffered documents, EMF lines and forwarded OTLP "
+           "(a quarter each for the last two when on); beyond, drops are counted", "MB"),
     Option("workers", positive(int), "concurrent PutTraceSegments senders", "N"),
     Option("batch_timeout", positive(float), "seconds a partial batch (<50) waits", "S"),
     Option("retry_for", positive(float), "seconds a failing batch is retried, then dropped", "S"),
@@ -138,6 +138,42 @@ class Settings:
     emf_log_group: str = "/tracekit/emf"
     emf_log_stream: str | None = None
     logs_endpoint_url: str | None = None
+
+
+MB = 1024 * 1024
+SHARE = 4
+"""EMF lines and forwarded OTLP requests each get 1/SHARE of ``--memory-limit`` when they are on."""
+
+
+class Buffers(NamedTuple):
+    """``--memory-limit`` in bytes, split between the sidecar's output buffers."""
+
+    segments: int
+    """X-Ray documents (UDP and translated OTLP) waiting for PutTraceSegments or the local store."""
+    emf: int
+    """EMF lines waiting for PutLogEvents or the local store."""
+    otlp_forward: int
+    """OTLP requests waiting for ``--otlp-forward``."""
+
+
+class _BufferSettings(Protocol):
+    @property
+    def memory_limit(self) -> int: ...
+    @property
+    def emf_address(self) -> Address | None: ...
+    @property
+    def otlp_address(self) -> Address | None: ...
+    @property
+    def otlp_forward(self) -> str | None: ...
+
+
+def buffers(settings: _BufferSettings) -> Buffers:
+    """One limit for all buffers: what EMF and OTLP forwarding hold comes out of it, not on top, and
+    X-Ray documents keep at least half, so a flood of metrics cannot crowd out traces."""
+    total = settings.memory_limit * MB
+    emf = total // SHARE if settings.emf_address is not None else 0
+    forward = total // SHARE if settings.otlp_address is not None and settings.otlp_forward else 0
+    return Buffers(total - emf - forward, emf, forward)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

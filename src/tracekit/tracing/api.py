@@ -20,7 +20,6 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import REDACTED, is_sensitive, redact
-from tracekit.tracing import instrument as outbound
 from tracekit.tracing import propagation, provider
 from tracekit.xray import ids
 from tracekit.xray.segments import (
@@ -139,6 +138,8 @@ def instrument(*names: str) -> list[str]:
     the names instrumented so far. An unknown name raises ``ConfigError``; a missing package logs one
     line. Configures tracekit with defaults first, as any tracekit call does.
     """
+    from tracekit.tracing import instrument as outbound  # not on the cold path of a function
+
     selected = outbound.parse("tracekit.instrument", names or ("all",))
     provider.get_tracer()
     return outbound.enable(selected)

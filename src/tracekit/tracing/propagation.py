@@ -8,7 +8,7 @@ the request starts a fresh trace.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -31,15 +31,16 @@ _CARRY_KEY = "tracekit.xray_extra"
 _REQUESTED_KEY = "tracekit.xray_sampled_requested"
 
 
-@dataclass(frozen=True)
-class XRayHeader:
-    """A parsed trace header. ``sampled`` is True, False, or None for ``?`` / absent."""
+class XRayHeader(NamedTuple):
+    """A parsed trace header. ``sampled`` is True, False, or None for ``?`` / absent.
+
+    A NamedTuple (cheap to define on a cold start), not a dataclass."""
 
     root: int
     parent: int | None = None
     sampled: bool | None = None
     decision_requested: bool = False
-    extra: tuple[tuple[str, str], ...] = field(default=())
+    extra: tuple[tuple[str, str], ...] = ()
 
     def to_header(self) -> str:
         return format_header(self.root, self.parent, self.sampled, self.extra)

@@ -11,7 +11,7 @@ import atexit
 import contextvars
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from opentelemetry import trace
@@ -19,14 +19,16 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from tracekit._shared import settings, stats
+from tracekit._shared import post_import, settings, stats
 from tracekit.tracing import config as _config
 from tracekit.tracing import lean
 from tracekit.tracing.lean import LeanTracerProvider
 from tracekit.tracing.propagation import XRayPropagator, decision_requested
 from tracekit.xray.ids import XRayIdGenerator
 
-if TYPE_CHECKING:  # the SDK is imported only when the provider needs it (see _lean_enough)
+if TYPE_CHECKING:  # imported only when needed: the SDK (see _lean_enough), executors (post_import)
+    from concurrent.futures import ThreadPoolExecutor
+
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
 
@@ -290,13 +292,17 @@ class XRayParentBased:
     """
 
     def __init__(self, root: Sampler, *, lean: bool = False) -> None:
-        self.root = root
         if lean:
-            from tracekit.tracing.lean import Decision, SamplingResult
+            from tracekit.tracing.lean import ALWAYS_ON, Decision, SamplingResult
+
+            if getattr(root, "get_description", str)() == "AlwaysOnSampler":
+                root = ALWAYS_ON  # type: ignore[assignment]  # the SDK's decisions, none to convert
         else:
             from opentelemetry.sdk.trace.sampling import Decision, SamplingResult  # type: ignore[assignment]
+        self.root = root
         self._decision: Any = Decision
         self._result: Any = SamplingResult
+        self._same_kind: dict[Any, Any] = {decision: decision for decision in Decision}
 
     def should_sample(
         self,
@@ -322,13 +328,14 @@ class XRayParentBased:
         except Exception as exc:  # a sampler bug must not fail the request
             stats.report("sampler", exc)
             return self._result(decisions.DROP, None, None)  # type: ignore[no-any-return]
-        if not attributes and type(result.decision) is decisions:
-            return result
+        decision = self._same_kind.get(result.decision) or decisions[result.decision.name]
         # The SDK starts a span with the sampler's attributes only: keep the caller's too.
         kept: Attributes = result.attributes
-        if attributes and result.decision.is_recording():  # type: ignore[no-untyped-call]
+        if attributes and kept is not attributes and decision.is_recording():
             kept = {**attributes, **(kept or {})}
-        return self._result(decisions[result.decision.name], kept, result.trace_state)  # type: ignore[no-any-return]
+        if decision is result.decision and kept is result.attributes:
+            return result
+        return self._result(decision, kept, result.trace_state)  # type: ignore[no-any-return]
 
     def get_description(self) -> str:
         return f"XRayParentBased{{root={self.root.get_description()}}}"
@@ -339,14 +346,11 @@ def _install_globals(provider: Provider) -> None:
     if _state.get("globals_installed"):
         _state["proxy_provider"].target = provider
         return
-    from opentelemetry.propagate import set_global_textmap
-    from opentelemetry.propagators.composite import CompositePropagator
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     proxy = _SwitchableProvider(provider)
     trace.set_tracer_provider(proxy)
-    set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayPropagator()]))
-    _propagate_context_to_executors()
+    # Set on these modules when something imports them: a Lambda function may never need either.
+    post_import.when_imported("opentelemetry.propagate", _install_propagators)
+    post_import.when_imported("concurrent.futures.thread", _propagate_context_to_executors)
     _state["globals_installed"] = True
     _state["proxy_provider"] = proxy
 
@@ -379,9 +383,18 @@ class _SwitchableTracer(trace.Tracer):
         return self._tracer().start_as_current_span(*args, **kwargs)
 
 
-def _propagate_context_to_executors() -> None:
+def _install_propagators(propagate: ModuleType) -> None:
+    """W3C trace context and X-Ray headers, extracted and injected by every instrumentation."""
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayPropagator()]))
+
+
+def _propagate_context_to_executors(thread: ModuleType) -> None:
     """Run ``ThreadPoolExecutor`` work in the submitter's context, so parents stay right."""
-    original = ThreadPoolExecutor.submit
+    executor: type[ThreadPoolExecutor] = thread.ThreadPoolExecutor
+    original = executor.submit
     if getattr(original, "__tracekit__", False):
         return
 
@@ -390,5 +403,5 @@ def _propagate_context_to_executors() -> None:
 
     submit.__tracekit__ = True  # type: ignore[attr-defined]
     submit.__doc__ = original.__doc__
-    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+    executor.submit = submit  # type: ignore[method-assign,assignment]
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.core.async_recorder import AsyncAWSXRayRecorder
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.segment import Segment
 from aws_xray_sdk.core.models.subsegment import Subsegment
-from aws_xray_sdk.core.recorder import AWSXRayRecorder
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
@@ -302,8 +302,12 @@ _TRACEKIT_OWNS = {
 }
 
 
-class BridgedRecorder(AWSXRayRecorder):  # type: ignore[misc]
-    """``xray_recorder`` once bridged: the same object (patchers hold it), this class instead."""
+class BridgedRecorder(AsyncAWSXRayRecorder):  # type: ignore[misc]
+    """``xray_recorder`` once bridged: the same object (patchers hold it), this class instead.
+
+    ``xray_recorder`` is the SDK's async recorder, so ``capture_async``, ``in_segment_async`` and
+    ``in_subsegment_async`` stay: they open and close entities through the same context, and as that
+    context lives in OpenTelemetry's (``contextvars``), each asyncio task keeps its own parent."""
 
     @property
     def sampling(self) -> bool:
