@@ -113,7 +113,7 @@ class Settings:
     region: str | None = None
     endpoint_url: str | None = None
     memory_limit: int = 32
-    workers: int = 8
+    workers: int = 4
     batch_timeout: float = 1.0
     retry_for: float = 60.0
     receive_buffer: int = 16
