@@ -14,13 +14,12 @@ from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mappi
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast, overload
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from tracekit._shared import stats
 from tracekit._shared.redaction import REDACTED, is_sensitive, redact
-from tracekit.tracing import propagation, provider
+from tracekit.tracing import current, propagation, provider
 from tracekit.xray import ids
 from tracekit.xray.segments import (
     ANNOTATIONS_ATTR,
@@ -174,9 +173,9 @@ def _start(name: str, annotations: Mapping[str, Any], kind: SpanKind) -> Span:
         return INVALID_SPAN
 
 
-def _attach(current: Span) -> object:
+def _attach(span: Span) -> object:
     try:
-        return otel_context.attach(otel_trace.set_span_in_context(current))
+        return current.attach(otel_trace.set_span_in_context(span))
     except Exception as exc:
         stats.report("context_attach", exc)
         return None
@@ -186,7 +185,7 @@ def _detach(token: object) -> None:
     if token is None:
         return
     try:
-        otel_context.detach(token)  # type: ignore[arg-type]
+        current.detach(token)  # type: ignore[arg-type]
     except Exception as exc:
         stats.report("context_detach", exc)
 

@@ -33,6 +33,7 @@ LIMIT = 128
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class Decision(enum.Enum):
@@ -193,7 +194,7 @@ class LeanSpan(trace.Span):
         self._attributes = attributes
         self._events: list[Event] = []
         self._links = [link for link in links if link and _linkable(link.context, link.attributes)][:LIMIT]
-        self._status = Status(StatusCode.UNSET)
+        self._status = _UNSET
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
         self.start_time: int = 0

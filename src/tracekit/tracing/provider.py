@@ -292,11 +292,10 @@ class XRayParentBased:
     """
 
     def __init__(self, root: Sampler, *, lean: bool = False) -> None:
+        self._always_on = lean and getattr(root, "get_description", str)() == "AlwaysOnSampler"
+        """Lean spans under ALWAYS_ON (the SDK's or tracekit's): answered here, nothing to convert."""
         if lean:
-            from tracekit.tracing.lean import ALWAYS_ON, Decision, SamplingResult
-
-            if getattr(root, "get_description", str)() == "AlwaysOnSampler":
-                root = ALWAYS_ON  # type: ignore[assignment]  # the SDK's decisions, none to convert
+            from tracekit.tracing.lean import Decision, SamplingResult
         else:
             from opentelemetry.sdk.trace.sampling import Decision, SamplingResult  # type: ignore[assignment]
         self.root = root
@@ -321,6 +320,8 @@ class XRayParentBased:
             sampled = parent.trace_flags.sampled
             decision = decisions.RECORD_AND_SAMPLE if sampled else decisions.DROP
             return self._result(decision, attributes if sampled else None, parent.trace_state)  # type: ignore[no-any-return]
+        if self._always_on:
+            return self._result(decisions.RECORD_AND_SAMPLE, attributes, parent.trace_state)  # type: ignore[no-any-return]
         try:
             result = self.root.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state

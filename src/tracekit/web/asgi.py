@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from opentelemetry import context as otel_context
-
 from tracekit._shared import stats
+from tracekit.tracing import current
 from tracekit.web import server
 
 Scope = MutableMapping[str, Any]
@@ -62,14 +61,14 @@ class TraceMiddleware:
                 stats.report("asgi.response", exc)
             await send(message)
 
-        token = otel_context.attach(request.context)
+        token = current.attach(request.context)
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
             request.fail(exc)
             raise
         finally:
-            otel_context.detach(token)
+            current.detach(token)
             self.tracing.finish(request, self._route(scope))
 
     def _start(self, scope: Scope) -> server.Request | None:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
@@ -34,7 +33,7 @@ from opentelemetry.util.types import AttributeValue
 from tracekit._shared import hooks, stats
 from tracekit._shared.redaction import REDACTED, is_sensitive
 from tracekit._shared.settings import ConfigError
-from tracekit.tracing import propagation, provider
+from tracekit.tracing import current, propagation, provider
 from tracekit.xray import ids
 
 HEALTH_PATHS = ("health", "healthz", "healthcheck", "ping", "ready", "readyz", "live", "livez")
@@ -204,8 +203,10 @@ class ServerTracing:
         """Start the server span and make it current; ``None``: leave this request alone."""
         try:
             tracer = provider.get_tracer()
-            if tracer is None:
-                return self._red_only(method) if self._record is not None else None
+            if tracer is None:  # RED metrics alone, if they are on
+                metrics = hooks.metrics
+                on = self._record is not None and metrics is not None and metrics.is_configured()
+                return self._red_only(method) if on else None
             if self.excluded(url):
                 return _excluded(method)
             carrier = {name: value for name in TRACE_HEADERS if (value := headers(name))}
@@ -253,7 +254,7 @@ class ServerTracing:
 
     @staticmethod
     def _red_only(method: str) -> Request:
-        request = Request(INVALID_SPAN, otel_context.get_current(), method, "")
+        request = Request(INVALID_SPAN, current.get_current(), method, "")
         request.red_only = True
         return request
 
@@ -302,7 +303,7 @@ def _finish_request_log(
     logs: hooks.LogHooks, request: Request, route: str | None, status: int
 ) -> None:
     """Flush the request's debug buffer (on error) and its summary line, inside its trace."""
-    token = otel_context.attach(request.context)
+    token = current.attach(request.context)
     try:
         logs.request_finished(
             error=status >= 500 or request.error is not None,
@@ -311,7 +312,7 @@ def _finish_request_log(
             status=status,
         )
     finally:
-        otel_context.detach(token)
+        current.detach(token)
 
 
 def _response_header(span: Span, parent: Any) -> str:

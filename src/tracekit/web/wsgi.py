@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from opentelemetry import context as otel_context
-
 from tracekit._shared import stats
+from tracekit.tracing import current
 from tracekit.web import server
 
 Environ = dict[str, Any]
@@ -51,27 +50,17 @@ class TraceMiddleware:
         request = self._start(environ)
         if request is None:
             return self.app(environ, start_response)
-
-        def traced_start(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            _response_started(request, status, headers)
-            if request.route is None:  # the framework's request is still alive here
-                request.route = self._route(environ)
-            if request.header:
-                headers = [*headers, (server.RESPONSE_HEADER, request.header)]
-            return start_response(status, headers, exc_info)
-
-        token = otel_context.attach(request.context)
+        exchange = _Exchange(self, request, environ, start_response)
+        token = current.attach(request.context)
         try:
-            body = self.app(environ, traced_start)
+            exchange.inner = self.app(environ, exchange.start_response)
         except BaseException as exc:
             request.fail(exc)
             self._finish(request, environ)
             raise
         finally:
-            otel_context.detach(token)
-        return _Body(body, request, lambda: self._finish(request, environ))
+            current.detach(token)
+        return exchange
 
     def _start(self, environ: Environ) -> server.Request | None:
         try:
@@ -80,14 +69,8 @@ class TraceMiddleware:
             path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
             scheme = environ.get("wsgi.url_scheme", "http")
             url = server.full_url(scheme, host, path, environ.get("QUERY_STRING", ""))
-            return self.tracing.start(
-                method,
-                url,
-                path,
-                host,
-                lambda name: environ.get(self._keys[name]),
-                environ.get("REMOTE_ADDR"),
-            )
+            headers = {name: environ[key] for name, key in self._keys.items() if key in environ}
+            return self.tracing.start(method, url, path, host, headers.get, environ.get("REMOTE_ADDR"))
         except Exception as exc:
             stats.report("wsgi.start", exc)
             return None
@@ -116,24 +99,42 @@ def _response_started(request: server.Request, status: str, headers: list[tuple[
         stats.report("wsgi.response", exc)
 
 
-class _Body:
-    """The response body, passed through chunk by chunk with the request's span current.
+class _Exchange:
+    """One traced request's response: the ``start_response`` the application calls, and the body
+    it returns, passed through chunk by chunk with the request's span current.
 
     The span ends once the last byte is handed over: when the body is exhausted, or as its last
     chunk goes out when ``Content-Length`` says so. Servers also call ``close()``, the fallback for a
     body abandoned half-read; test clients often never do, and their spans must end anyway.
     """
 
-    def __init__(self, inner: Iterable[bytes], request: server.Request, finish: Callable[[], None]):
-        self._inner, self._request, self._finish = inner, request, finish
+    __slots__ = ("_closed", "_environ", "_finished", "_middleware", "_start_response", "inner", "request")
+
+    def __init__(
+        self, middleware: TraceMiddleware, request: server.Request, environ: Environ, start: StartResponse
+    ) -> None:
+        self._middleware, self.request, self._environ = middleware, request, environ
+        self._start_response = start
+        self.inner: Iterable[bytes] = ()
         self._closed = self._finished = False
 
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        request = self.request
+        _response_started(request, status, headers)
+        if request.route is None:  # the framework's request is still alive here
+            request.route = self._middleware._route(self._environ)
+        if request.header:
+            headers = [*headers, (server.RESPONSE_HEADER, request.header)]
+        return self._start_response(status, headers, exc_info)
+
     def __iter__(self) -> Iterator[bytes]:
-        request, counted = self._request, self._request.size is None
+        request, counted = self.request, self.request.size is None
         left = None if counted else request.size
-        chunks = iter(self._inner)
+        chunks = iter(self.inner)
         while True:
-            token = otel_context.attach(request.context)
+            token = current.attach(request.context)
             try:
                 chunk = next(chunks)
             except StopIteration:
@@ -143,7 +144,7 @@ class _Body:
                 request.fail(exc)
                 raise
             finally:
-                otel_context.detach(token)
+                current.detach(token)
             if counted:
                 request.size = (request.size or 0) + len(chunk)
             elif left is not None:
@@ -155,14 +156,14 @@ class _Body:
     def _end(self) -> None:
         if not self._finished:
             self._finished = True
-            self._finish()
+            self._middleware._finish(self.request, self._environ)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            close = getattr(self._inner, "close", None)
+            close = getattr(self.inner, "close", None)
             if close is not None:
                 close()
         finally:

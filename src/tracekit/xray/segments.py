@@ -182,12 +182,14 @@ def to_document(
         namespace = _namespace(span, attrs)
         if namespace:
             doc["namespace"] = namespace
-    _add_http(doc, attrs, client=span.kind is SpanKind.CLIENT)
+    status = _status_code(attrs)
+    _add_http(doc, attrs, status, client=span.kind is SpanKind.CLIENT)
     # a database call's subsegment (not the AWS SDK's: its DynamoDB spans carry db.* too)
     if not segment and attrs.get("rpc.system") != "aws-api" and _add_sql(doc, attrs, sql_query):
         attrs = {k: v for k, v in attrs.items() if k not in _SQL_KEYS}
-    _add_status(doc, span, attrs)
-    _add_cause(doc, span)
+    _add_status(doc, span, status)
+    if span.events:
+        _add_cause(doc, span)
     _add_aws(doc, span, attrs, segment)
     if doc.get("namespace") == "aws":
         attrs = {k: v for k, v in attrs.items() if not k.startswith(_AWS_CALL_DETAIL)}
@@ -195,7 +197,7 @@ def to_document(
             doc["fault"] = True  # the X-Ray SDK records an AWS error with add_exception: a fault
     _add_annotations_and_metadata(doc, attrs, annotate_all)
     if segment:
-        _add_resource(doc, span)
+        doc.update(_resource(span).top)
     recorded = _loads(attrs.get(SDK_ENTITY_ATTR)) if SDK_ENTITY_ATTR in attrs else None
     if isinstance(recorded, dict):
         _merge_sdk_entity(doc, recorded, segment)
@@ -329,7 +331,9 @@ def _status_code(attrs: Mapping[str, AttributeValue]) -> int | None:
         return None
 
 
-def _add_http(doc: Document, attrs: Mapping[str, AttributeValue], client: bool = False) -> None:
+def _add_http(
+    doc: Document, attrs: Mapping[str, AttributeValue], status: int | None, client: bool = False
+) -> None:
     if _HTTP_KEYS.isdisjoint(attrs):  # most internal spans
         return
     request: dict[str, Any] = {}
@@ -355,7 +359,6 @@ def _add_http(doc: Document, attrs: Mapping[str, AttributeValue], client: bool =
     if "client_ip" in request and forwarded is not None:
         request["x_forwarded_for"] = bool(forwarded)
     response: dict[str, Any] = {}
-    status = _status_code(attrs)
     if status is not None:
         response["status"] = status
     length = _first(attrs, _HTTP_LENGTH)
@@ -395,8 +398,7 @@ def _add_sql(doc: Document, attrs: Mapping[str, AttributeValue], with_query: boo
     return True
 
 
-def _add_status(doc: Document, span: ReadableSpan, attrs: Mapping[str, AttributeValue]) -> None:
-    status = _status_code(attrs)
+def _add_status(doc: Document, span: ReadableSpan, status: int | None) -> None:
     if status is not None and status >= 500:
         doc["fault"] = True
     elif status == 429:
@@ -477,10 +479,6 @@ def _add_aws(
         aws["xray"] = SDK
     if aws:
         doc["aws"] = aws
-
-
-def _add_resource(doc: Document, span: ReadableSpan) -> None:
-    doc.update(_resource(span).top)
 
 
 class _ResourceParts:
