@@ -152,7 +152,17 @@ def test_load_benchmark_runs_and_loses_nothing_at_a_low_rate() -> None:
     )
     assert result.returncode == 0, result.stderr
     row = result.stdout.splitlines()[-1].split()
-    assert row[:4] == ["2000", "1000", row[2], "1000"] and row[4] == "0", result.stdout
+    assert row[:5] == ["2000", "tracekit", "1000", row[3], "1000"] and row[5] == "0", result.stdout
+    assert "sender: " in result.stdout
+
+
+def test_load_benchmark_refuses_a_daemon_path_that_is_not_a_program(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_sidecar.py"
+    missing = tmp_path / "xray"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--daemon", str(missing)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and f"--daemon {missing}: not an executable file" in result.stderr
 
 
 def test_summary_keeps_drops_of_different_parts_apart() -> None:

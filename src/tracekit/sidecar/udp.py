@@ -8,6 +8,7 @@ import threading
 
 from tracekit._shared import stats
 from tracekit._shared.settings import family_of
+from tracekit.sidecar.recvmmsg import BatchReceiver
 from tracekit.xray.protocol import ProtocolError, decode
 from tracekit.xray.transports import SegmentSink
 
@@ -20,7 +21,11 @@ LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class UdpListener:
-    """Receive daemon datagrams on one thread and hand each valid document to the sink."""
+    """Receive daemon datagrams on one thread and hand each valid document to the sink.
+
+    The thread waits for one datagram, then takes what else the kernel holds in batches
+    (:class:`~tracekit.sidecar.recvmmsg.BatchReceiver`), counted once per batch.
+    """
 
     name = "udp"
 
@@ -29,6 +34,7 @@ class UdpListener:
         self._sock = socket.socket(family_of(address[0]), socket.SOCK_DGRAM)
         self.receive_buffer = _set_receive_buffer(self._sock, receive_buffer)
         self._sock.bind(address)
+        self._batch = BatchReceiver(self._sock)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="tracekit-sidecar-udp", daemon=True)
 
@@ -52,10 +58,13 @@ class UdpListener:
         self._sock.close()
 
     def _run(self) -> None:
-        recv = self._sock.recv
+        recv, drain = self._sock.recv, self._batch.drain
         while not self._stopping:
             try:
-                self._handle(recv(RECV_SIZE))
+                datagrams = [recv(RECV_SIZE)]  # waits, the GIL released
+                while datagrams:
+                    self._handle(datagrams)
+                    datagrams = [] if self._stopping else drain()  # the GIL kept
             except Exception as exc:  # the listener must outlive any one datagram
                 stats.report("sidecar.udp.receive", exc)
         self._drain()
@@ -65,31 +74,41 @@ class UdpListener:
         return self._thread.is_alive()
 
     def _drain(self) -> None:
-        self._sock.setblocking(False)
         while True:
             try:
-                self._handle(self._sock.recv(RECV_SIZE))
-            except BlockingIOError:
-                return
+                datagrams = self._batch.drain()
             except OSError as exc:
                 stats.report("sidecar.udp.receive", exc)
                 return
+            if not datagrams:
+                return
+            self._handle(datagrams)
 
-    def _handle(self, datagram: bytes) -> None:
+    def _handle(self, datagrams: list[bytes]) -> None:
+        received = 0
+        submit = self._sink.submit
+        for datagram in datagrams:
+            document = self._document(datagram)
+            if document is not None:
+                received += 1
+                submit(document)
+        if received:
+            stats.incr("sidecar.udp.received", received)
+
+    def _document(self, datagram: bytes) -> bytes | None:
+        """The document in a datagram, or None for a rejected one (counted by reason)."""
         if not datagram:
             if not self._stopping:  # stop() wakes the loop with an empty datagram of its own
                 stats.incr("sidecar.udp.rejected.empty_datagram")
-            return
+            return None
         try:
-            document = decode(datagram)
+            return decode(datagram)
         except ProtocolError as exc:
             stats.incr(f"sidecar.udp.rejected.{exc.reason}")
             stats.warn_once_per_interval(
                 f"sidecar.udp.{exc.reason}", "rejected datagram (%d bytes): %s", len(datagram), exc
             )
-            return
-        stats.incr("sidecar.udp.received")
-        self._sink.submit(document)
+            return None
 
 
 def _set_receive_buffer(sock: socket.socket, megabytes: int) -> int:
