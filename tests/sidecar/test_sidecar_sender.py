@@ -12,7 +12,7 @@ import pytest
 from sidecar_helpers import XRayStub, document, wait_until
 
 from tracekit._shared import stats as _stats
-from tracekit.xray.sender import SegmentSender
+from tracekit.xray.sender import SegmentSender, request_body
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +49,29 @@ def test_every_document_arrives_once_in_moto(moto: str) -> None:
     assert sorted(s["id"] for s in got) == sorted(json.loads(d)["id"] for d in docs)
     assert _stats.stats()["xray_api.sent"] == 230
     assert _stats.stats()["xray_api.batches"] >= 5  # 230 documents, at most 50 per call
+
+
+def test_documents_of_every_kind_arrive_intact_in_moto(moto: str) -> None:
+    """The body escapes printable-ASCII batches itself and the rest through the JSON encoder."""
+    ascii_docs = [segment().replace('"checkout"', r'"say \"hi\" C:\\tmp"').encode() for _ in range(3)]
+    other = [
+        segment().replace('"checkout"', '"caf\u00e9 \u20ac"').encode(),  # non-ASCII UTF-8
+        segment().replace(", ", ",\n\t").encode(),  # whitespace control characters
+        segment().replace('"checkout"', '"del\x7f"'),  # str, with DEL
+    ]
+    docs: list[str | bytes] = [*ascii_docs, *other]
+    for batch in ([], ascii_docs, docs, [b'{"bad": "\xff"}']):
+        assert request_body(batch) == json.dumps(
+            {"TraceSegmentDocuments": [d if isinstance(d, str) else d.decode("utf-8", "replace")
+                                       for d in batch]}, separators=(",", ":")).encode()
+    sender = SegmentSender("us-east-1", moto)
+    assert all(sender.submit(d) for d in docs)
+    assert sender.flush(10)
+    sender.close(2)
+    sent = [json.loads(d) for d in docs]
+    got = read_back(moto, [str(d["trace_id"]) for d in sent])
+    assert sorted(got, key=lambda s: str(s["id"])) == sorted(sent, key=lambda s: str(s["id"]))
+    assert _stats.stats()["xray_api.sent"] == 6
 
 
 def test_unprocessed_documents_are_counted_by_error_code(moto: str) -> None:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue, QueuedSink
@@ -29,6 +29,8 @@ DELIVERY_COPIES = 2.0
 counted against ``max_buffer_bytes`` so that the limit bounds what is really held."""
 PATH = "/TraceSegments"
 _CODE = re.compile(r"[^A-Za-z0-9_]")
+_PRINTABLE = bytes(range(0x20, 0x7F))
+"""Bytes that JSON strings hold as they are, but for ``"`` and ``\\``."""
 
 
 class SegmentSender(QueuedSink[str | bytes]):
@@ -135,8 +137,23 @@ class SegmentSender(QueuedSink[str | bytes]):
 
 
 def request_body(batch: list[str | bytes]) -> bytes:
-    """``{"TraceSegmentDocuments": [...]}`` in one call of the C JSON encoder (a call per document
-    costs the sidecar a tenth of its CPU at 80,000 documents/s); at most two copies held at once."""
+    """``{"TraceSegmentDocuments": [...]}``, byte for byte what ``json.dumps`` gives, in a third of
+    its CPU for the usual batch (the body is a third of the sidecar's CPU per call at 80,000
+    documents/s): documents in printable ASCII, the serialiser's output, need only their quotes and
+    backslashes escaped, done on all of them at once. Anything else takes the C JSON encoder."""
+    if batch and all(type(doc) is bytes for doc in batch):
+        joined = b"\n".join(cast("list[bytes]", batch))
+        if joined.translate(None, _PRINTABLE) == b"\n" * (len(batch) - 1):
+            body = joined.replace(b"\\", b"\\\\")
+            del joined  # at most two copies of the documents held at once
+            body = body.replace(b'"', b'\\"').replace(b"\n", b'","')
+            return b'{"TraceSegmentDocuments":["' + body + b'"]}'
+    return _encoded_body(batch)
+
+
+def _encoded_body(batch: list[str | bytes]) -> bytes:
+    """The body through the C JSON encoder (one call: a call per document costs more); at most two
+    copies held at once."""
     texts = [doc if isinstance(doc, str) else doc.decode("utf-8", "replace") for doc in batch]
     text = json.dumps({"TraceSegmentDocuments": texts}, separators=(",", ":"))
     del texts
