@@ -2,8 +2,8 @@
 
 A boto3 client call costs far more CPU than the request itself (parameter validation, event hooks,
 response parsing). The sidecar and the direct sender make hundreds of calls a second, so they sign
-with botocore's own SigV4 signer and send over plain ``http.client`` connections instead. The same
-signer serves X-Ray (``xray``) and CloudWatch Logs (``logs``): the service is a parameter.
+with botocore's own SigV4 signer and send over :mod:`tracekit._shared.keepalive` connections
+instead. The same signer serves X-Ray (``xray``) and CloudWatch Logs (``logs``): the service is a parameter.
 botocore is imported on first use only, so importing this module stays cheap.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from tracekit._shared import settings
+from tracekit._shared.keepalive import Connection
 
-if TYPE_CHECKING:
-    import http.client
 
 class SigningError(RuntimeError):
     """No credentials or no region: the request cannot be signed; ``reason`` is a counter key."""
@@ -94,25 +93,15 @@ class SignedHTTP:
 
     def post(self, path: str, body: bytes, content_type: str = "application/json") -> Response:
         """Sign and send; raises ``OSError``/``HTTPException`` when the connection fails."""
-        from http.client import HTTPException
-
         parts = urlsplit(self.base_url() + path)
         netloc = parts.netloc.rpartition("@")[2]  # SigV4 authenticates: user:password@ is not sent
         url = f"{parts.scheme}://{netloc}{parts.path}"
         headers = self.sign(url, body, {"Content-Type": content_type})
-        conn = self._connection(parts.scheme, netloc)
-        try:
-            conn.request("POST", parts.path or "/", body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, HTTPException):
-            conn.close()
-            self._local.conn = None
-            raise
-        if resp.will_close:
-            conn.close()
-            self._local.conn = None
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = Connection(parts.scheme, parts.hostname or "", parts.port, self._timeout)
+            self._local.conn = conn
+        return Response(*conn.post(parts.path or "/", headers, body))
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -136,16 +125,6 @@ class SignedHTTP:
         request = AWSRequest(method="POST", url=url, data=body, headers={"Host": host, **headers})
         SigV4Auth(self._frozen_credentials(), self.service, self._require_region()).add_auth(request)
         return dict(request.headers.items())
-
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            import http.client
-
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            conn = cls(netloc, timeout=self._timeout)
-            self._local.conn = conn
-        return conn
 
     def _require_region(self) -> str:
         if self._region is None:

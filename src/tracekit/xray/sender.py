@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from tracekit._shared import stats
 from tracekit._shared.batching import BatchQueue, QueuedSink
@@ -137,18 +137,21 @@ class SegmentSender(QueuedSink[str | bytes]):
 
 
 def request_body(batch: list[str | bytes]) -> bytes:
-    """``{"TraceSegmentDocuments": [...]}``, byte for byte what ``json.dumps`` gives, in a third of
-    its CPU for the usual batch (the body is a third of the sidecar's CPU per call at 80,000
+    """``{"TraceSegmentDocuments": [...]}``, byte for byte what ``json.dumps`` gives, in half its
+    CPU for the usual batch (the body was a third of the sidecar's CPU per call at 80,000
     documents/s): documents in printable ASCII, the serialiser's output, need only their quotes and
-    backslashes escaped, done on all of them at once. Anything else takes the C JSON encoder."""
-    if batch and all(type(doc) is bytes for doc in batch):
-        joined = b"\n".join(cast("list[bytes]", batch))
-        if joined.translate(None, _PRINTABLE) == b"\n" * (len(batch) - 1):
-            body = joined.replace(b"\\", b"\\\\")
-            del joined  # at most two copies of the documents held at once
-            body = body.replace(b'"', b'\\"').replace(b"\n", b'","')
-            return b'{"TraceSegmentDocuments":["' + body + b'"]}'
-    return _encoded_body(batch)
+    backslashes escaped. Anything else takes the C JSON encoder. One large allocation, the body:
+    large temporary copies would stay in the workers' malloc arenas and grow the RSS."""
+    parts = []
+    for doc in batch:
+        if type(doc) is not bytes or doc.translate(None, _PRINTABLE):
+            return _encoded_body(batch)
+        parts.append(doc.replace(b"\\", b"\\\\").replace(b'"', b'\\"'))
+    if not parts:
+        return _encoded_body(batch)
+    parts[0] = b'{"TraceSegmentDocuments":["' + parts[0]
+    parts[-1] += b'"]}'
+    return b'","'.join(parts)
 
 
 def _encoded_body(batch: list[str | bytes]) -> bytes:
