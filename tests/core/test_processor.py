@@ -32,6 +32,9 @@ class ListSink:
         self.threads.add(threading.get_ident())
         return True
 
+    def submit_many(self, documents: list[bytes]) -> int:
+        return sum(self.submit(document) for document in documents)
+
     def flush(self, timeout: float) -> bool:
         return True
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from sidecar_helpers import document, send_udp, wait_until
 
+from tracekit._shared import mmsg as recvmmsg
 from tracekit._shared import stats
-from tracekit.sidecar import recvmmsg
-from tracekit.sidecar.recvmmsg import SLOTS, BatchReceiver
+from tracekit._shared.mmsg import SLOTS, BatchReceiver
 from tracekit.sidecar.udp import UdpListener
 from tracekit.xray.protocol import HEADER, MAX_DATAGRAM
 

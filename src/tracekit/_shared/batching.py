@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from tracekit._shared import stats
@@ -59,6 +59,10 @@ class QueuedSink(Generic[T]):
     def submit(self, item: T) -> bool:
         """Queue one item; False (and counted) when it cannot be kept."""
         return self._queue.submit(item)
+
+    def submit_many(self, items: Sequence[T]) -> int:
+        """Queue each, in order; how many were kept."""
+        return sum(self._queue.submit(item) for item in items)
 
     def flush(self, timeout: float) -> bool:
         """Deliver everything queued now; True when done within ``timeout`` seconds."""

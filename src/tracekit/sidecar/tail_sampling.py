@@ -133,6 +133,9 @@ class TailSampler:
             out = self._take(trace_id, document, doc)
         return out is not None and self._forward(out)
 
+    def submit_many(self, documents: list[bytes]) -> int:
+        return sum(self.submit(document) for document in documents)
+
     def flush(self, timeout: float) -> bool:
         """Forward the traces that are due, then flush the inner sink (others are still awaited)."""
         self.sweep()

@@ -7,8 +7,8 @@ import socket
 import threading
 
 from tracekit._shared import stats
+from tracekit._shared.mmsg import BatchReceiver
 from tracekit._shared.settings import family_of
-from tracekit.sidecar.recvmmsg import BatchReceiver
 from tracekit.xray.protocol import ProtocolError, decode
 from tracekit.xray.transports import SegmentSink
 
@@ -24,7 +24,7 @@ class UdpListener:
     """Receive daemon datagrams on one thread and hand each valid document to the sink.
 
     The thread waits for one datagram, then takes what else the kernel holds in batches
-    (:class:`~tracekit.sidecar.recvmmsg.BatchReceiver`), counted once per batch.
+    (:class:`~tracekit._shared.mmsg.BatchReceiver`), counted once per batch.
     """
 
     name = "udp"

@@ -155,6 +155,10 @@ def _set(attributes: dict[str, Any], key: str, value: Any) -> None:
     attributes[key] = value
 
 
+def _kept_links(links: Sequence[Link]) -> list[Link]:
+    return [link for link in links if link and _linkable(link.context, link.attributes)][:LIMIT]
+
+
 def _linkable(context: SpanContext | None, attributes: Attributes) -> bool:
     """The SDK keeps a link to a valid span, or to an invalid one that carries something."""
     return bool(context and (context.is_valid or attributes or context.trace_state))
@@ -202,7 +206,7 @@ class LeanSpan(trace.Span):
         self._processors = tracer.processors
         self._attributes = attributes
         self._events: list[Event] = []
-        self._links = [link for link in links if link and _linkable(link.context, link.attributes)][:LIMIT]
+        self._links = _kept_links(links) if links else []
         self._status = _UNSET
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception

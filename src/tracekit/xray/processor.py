@@ -63,6 +63,8 @@ class XRaySpanProcessor:
         self._arrivals: deque[tuple[float, int]] = deque()
         self._waiting_count = 0
         self._sent: OrderedDict[int, None] = OrderedDict()
+        self._outbox: list[bytes] = []
+        """Documents of the drain under way (the lock is held)."""
         self._lock = threading.Lock()
         """Held while assembling documents (worker thread or ``force_flush``)."""
         self._start_lock = threading.Lock()
@@ -151,9 +153,14 @@ class XRaySpanProcessor:
             self._drain_locked(final=final)
 
     def _drain_locked(self, *, final: bool) -> None:
+        """Assemble what is queued, then hand the documents over together (one system call for
+        many datagrams over UDP)."""
         while self._queue:
             self._assemble(self._queue.popleft())
         self._expire_pending(final)
+        outbox, self._outbox = self._outbox, []
+        if outbox:
+            self._transport.submit_many(outbox)
 
     def _assemble(self, span: ReadableSpan) -> None:
         parent = span.parent
@@ -195,8 +202,7 @@ class XRaySpanProcessor:
         return doc
 
     def _send(self, doc: Document) -> None:
-        for payload in split_document(doc):
-            self._transport.submit(payload)
+        self._outbox.extend(split_document(doc))
 
 
 def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
@@ -204,6 +210,7 @@ def _after_fork(ref: weakref.ref[XRaySpanProcessor]) -> None:
     if processor is not None:
         # The parent process sends what it had finished; sending it here too would duplicate it.
         processor._queue.clear()
+        processor._outbox = []
         processor._waiting.clear()
         processor._arrivals.clear()
         processor._waiting_count = 0

@@ -6,11 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracekit._shared import stats
 from tracekit._shared.forking import reset_after_fork
 from tracekit.xray import protocol
+
+if TYPE_CHECKING:
+    from tracekit._shared.mmsg import BatchSender
 
 RESOLVE_WAIT = 1.0
 """Seconds the first document waits for the daemon's name to resolve."""
@@ -18,6 +21,8 @@ REFRESH = 60.0
 """Seconds between background look-ups of a daemon name that resolved."""
 RETRY = 5.0
 """Seconds between background look-ups of a daemon name that did not resolve."""
+_BATCH_MIN = 8
+"""Fewer documents go one ``sendto`` each (a Lambda invocation's few): no ctypes to load for them."""
 
 
 class SegmentSink(Protocol):
@@ -25,6 +30,10 @@ class SegmentSink(Protocol):
     sidecar) its buffer. ``submit`` never blocks or raises; False means not kept (and counted)."""
 
     def submit(self, document: bytes) -> bool: ...
+
+    def submit_many(self, documents: list[bytes]) -> int:
+        """Submit each, in order; returns how many were kept."""
+        ...
 
     def flush(self, timeout: float) -> bool: ...
 
@@ -56,6 +65,7 @@ class UdpSink:
         self._target: tuple[int, Any] | None = _numeric(address)
         """(address family, socket address) once resolved."""
         self._sock: socket.socket | None = None
+        self._sender: BatchSender | None = None
         self._reset()
         reset_after_fork(self)
 
@@ -72,6 +82,38 @@ class UdpSink:
         self._reset()
 
     def submit(self, document: bytes) -> bool:
+        return self.submit_many([document]) == 1
+
+    def submit_many(self, documents: list[bytes]) -> int:
+        """A batch leaves in one ``sendmmsg`` call (:mod:`tracekit._shared.mmsg`): the worker
+        keeps the GIL instead of handing it to the application at every document."""
+        target = self._resolved()
+        if target is None:
+            stats.incr("xray.documents_dropped.unresolved", len(documents))
+            return 0
+        datagrams = [protocol.encode(document) for document in documents]
+        sent = 0
+        try:
+            sock = self._sock
+            if sock is None or sock.family != target[0]:
+                sock = self._sock = socket.socket(target[0], socket.SOCK_DGRAM)
+                sock.setblocking(False)
+            if len(datagrams) < _BATCH_MIN:
+                for datagram in datagrams:
+                    sock.sendto(datagram, target[1])
+                    sent += 1
+            else:
+                sent = self._batch().send(sock, target, datagrams)
+        except OSError as exc:
+            stats.report("xray.udp_send", exc)
+        if sent:
+            stats.incr("xray.documents_sent", sent)
+        if sent < len(datagrams):
+            stats.incr("xray.documents_dropped.send_error", len(datagrams) - sent)
+        return sent
+
+    def _resolved(self) -> tuple[int, Any] | None:
+        """The daemon's address; None (said once a minute) while its name does not resolve."""
         target = self._target
         if time.monotonic() - self._attempted > (REFRESH if target is not None else RETRY):
             self._refresh()
@@ -79,24 +121,18 @@ class UdpSink:
             self._first.wait(RESOLVE_WAIT)  # the first document only
             target = self._target
         if target is None:
-            stats.incr("xray.documents_dropped.unresolved")
             stats.warn_once_per_interval(
                 "xray.udp_resolve", "tracekit: X-Ray daemon %s:%s does not resolve: documents "
                 "are dropped (counted) until it does", *self._address,
             )  # fmt: skip
-            return False
-        try:
-            sock = self._sock
-            if sock is None or sock.family != target[0]:
-                sock = self._sock = socket.socket(target[0], socket.SOCK_DGRAM)
-                sock.setblocking(False)
-            sock.sendto(protocol.encode(document), target[1])
-            stats.incr("xray.documents_sent")
-            return True
-        except OSError as exc:
-            stats.incr("xray.documents_dropped.send_error")
-            stats.report("xray.udp_send", exc)
-            return False
+        return target
+
+    def _batch(self) -> BatchSender:
+        if self._sender is None:
+            from tracekit._shared.mmsg import BatchSender
+
+            self._sender = BatchSender()
+        return self._sender
 
     def _refresh(self) -> None:
         """Resolve the daemon's name again on a background thread (one at a time)."""
