@@ -22,6 +22,7 @@ import os
 import socket
 import struct
 import sys
+from itertools import accumulate, chain
 from typing import Any
 
 SLOTS = 64
@@ -130,6 +131,7 @@ class BatchSender:
     def __init__(self) -> None:
         self._call = _libc_sendmmsg()
         self._iovecs = (_Iovec * SLOTS)()
+        self._iovec_bytes = memoryview(self._iovecs).cast("B")
         self._messages = (_Mmsghdr * SLOTS)()
         self._address: tuple[int, Any] | None = None
         self._name: ctypes.Array[ctypes.c_char] | None = None
@@ -145,9 +147,8 @@ class BatchSender:
         sent = 0
         while sent < len(datagrams):
             chunk = datagrams[sent : sent + SLOTS]
-            for i, datagram in enumerate(chunk):
-                self._iovecs[i].base = ctypes.cast(ctypes.c_char_p(datagram), ctypes.c_void_p)
-                self._iovecs[i].len = len(datagram)
+            blob = b"".join(chunk)  # one buffer: the iovecs are filled by one C call, not by ctypes
+            self._point_at(blob, list(map(len, chunk)))
             got = self._call(sock.fileno(), self._messages, len(chunk), MSG_DONTWAIT)
             if got < 0:
                 code = ctypes.get_errno()
@@ -161,6 +162,13 @@ class BatchSender:
             if got < len(chunk):
                 break
         return sent
+
+    def _point_at(self, blob: bytes, lengths: list[int]) -> None:
+        """Each iovec at its datagram's bytes inside ``blob`` (which must outlive the call)."""
+        base = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value
+        starts = accumulate(lengths, initial=base)  # one more than lengths: zip stops at lengths
+        pairs = chain.from_iterable(zip(starts, lengths))  # noqa: B905
+        struct.pack_into("PN" * len(lengths), self._iovec_bytes, 0, *pairs)
 
     def _set_address(self, address: tuple[int, Any]) -> None:
         if address == self._address:

@@ -27,6 +27,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from tracekit._shared import stats
+from tracekit.tracing import current
 
 LIMIT = 128
 """The SDK's default count limit for attributes, events and links (OTEL_*_COUNT_LIMIT)."""
@@ -343,6 +344,8 @@ class LeanTracer(trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         provider = self._provider
+        if context is None:  # resolved once here rather than by every reader below
+            context = current.get_current()
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id

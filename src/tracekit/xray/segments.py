@@ -598,18 +598,29 @@ _NO_RESOURCE = _ResourceParts({})
 def _add_annotations_and_metadata(
     doc: Document, attrs: Mapping[str, AttributeValue], annotate_all: bool
 ) -> None:
-    indexed = attrs.get(ANNOTATIONS_ATTR) or ()
-    indexed_keys = set(indexed) if isinstance(indexed, (list, tuple)) else set()
     annotations: dict[str, Any] = {}
     route = attrs.get("http.route")
     if isinstance(route, str) and route:  # the segment is named after the service: keep the route
         annotations[ROUTE_ANNOTATION] = route  # searchable (annotation.http_route = "/orders/{id}")
-    default_ns: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
     user = attrs.get("enduser.id")
     if isinstance(user, str) and user:
         doc["user"] = user
-    for key, value in () if _CONSUMED.issuperset(attrs) else attrs.items():  # a server span's: all
+    if not _CONSUMED.issuperset(attrs):  # a server span's attributes all became structure
+        _add_other_attributes(doc, attrs, annotate_all, annotations)
+    if annotations:
+        doc["annotations"] = annotations
+
+
+def _add_other_attributes(
+    doc: Document, attrs: Mapping[str, AttributeValue], annotate_all: bool, annotations: dict[str, Any]
+) -> None:
+    """Indexed (or, with ``annotate_all``, every scalar) attributes as annotations, the rest as
+    metadata; ``aws.xray.metadata.<ns>`` as namespace ``<ns>``."""
+    indexed = attrs.get(ANNOTATIONS_ATTR) or ()
+    indexed_keys = set(indexed) if isinstance(indexed, (list, tuple)) else set()
+    default_ns: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    for key, value in attrs.items():
         if key in _CONSUMED:
             continue
         if key.startswith(METADATA_PREFIX):
@@ -624,8 +635,6 @@ def _add_annotations_and_metadata(
             annotations[sanitize_key(key)] = value
         else:
             default_ns[key] = list(value) if isinstance(value, tuple) else _json_safe(value)
-    if annotations:
-        doc["annotations"] = annotations
     if default_ns:
         metadata["default"] = {**default_ns, **metadata.get("default", {})}
     if metadata:
