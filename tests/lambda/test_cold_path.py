@@ -25,6 +25,8 @@ NEVER_LOADED = (
     "opentelemetry.propagate", "opentelemetry.baggage", "concurrent.futures",
     # no dataclass is built on the cold path: ~0.5 ms each
     "dataclasses",
+    # a few documents per invocation: stdlib json, not orjson's ~2 ms import; no ctypes for sendmmsg
+    "orjson", "ctypes", "tracekit._shared.mmsg",
 )
 
 FUNCTION = '''
