@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from tracekit._shared import settings
-from tracekit._shared.keepalive import Connection
+
+if TYPE_CHECKING:
+    from tracekit._shared.keepalive import Connection
 
 
 class SigningError(RuntimeError):
@@ -99,6 +101,8 @@ class SignedHTTP:
         headers = self.sign(url, body, {"Content-Type": content_type})
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            from tracekit._shared.keepalive import Connection  # http.client's exceptions: 14 ms
+
             conn = Connection(parts.scheme, parts.hostname or "", parts.port, self._timeout)
             self._local.conn = conn
         return Response(*conn.post(parts.path or "/", headers, body))
