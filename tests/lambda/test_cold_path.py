@@ -27,6 +27,8 @@ NEVER_LOADED = (
     "dataclasses",
     # a few documents per invocation: stdlib json, not orjson's ~2 ms import; no ctypes for sendmmsg
     "orjson", "ctypes", "tracekit._shared.mmsg",
+    # urllib.parse loads ipaddress: ~2 ms, for percent-decoding and URL splitting nothing here needs
+    "urllib.parse",
 )
 
 FUNCTION = '''

@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -298,6 +297,8 @@ def _url_host(attrs: Mapping[str, AttributeValue]) -> str | None:
     url = _first(attrs, ("url.full", "http.url"))
     if not isinstance(url, str):
         return None
+    from urllib.parse import urlsplit  # client spans only: not on a Lambda cold path
+
     try:
         return urlsplit(url).hostname
     except ValueError:
