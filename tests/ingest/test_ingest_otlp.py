@@ -282,10 +282,19 @@ def test_connection_limit_is_enforced(sink: ListSink) -> None:
 
     rx = OtlpHttpReceiver("127.0.0.1", 0, sink=sink, max_connections=1)
     rx.start()
+    marks: list[bool] = []  # the connection's waiting-for-headers marks, in order
+    mark = rx._server.waiting
+
+    def spy(conn: socket.socket, waiting: bool) -> None:
+        marks.append(waiting)
+        mark(conn, waiting)
+
+    rx._server.waiting = spy  # type: ignore[method-assign]
     try:
         idle = socket.create_connection(rx.address())  # busy reading a body: not evictable
         idle.sendall(b"POST /v1/traces HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
-        wait_until(lambda: rx._server._slots._value == 0 and not rx._server._waiting, what="busy")
+        # headers read (marked waiting, then not): now it reads the body, which never completes
+        wait_until(lambda: marks[:2] == [True, False], what="the headers to be read")
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(urllib.request.Request(url(rx), data=b"", method="POST"), timeout=5)
         # on a loaded machine the client can give up before the server gets to refuse it
