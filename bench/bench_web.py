@@ -272,18 +272,25 @@ def run_in_process(framework: str, sinks: Sinks, n: int, rounds: int) -> dict[st
         app, flush = build(framework, name, sinks.sinks[name])
         run = wsgi_driver(app) if framework == "flask" else asgi_driver(app, loop)
         run(WARM_UP)  # imports, caches, lazy sockets
-        windows[name] = _in_process_window(run, flush, n)
+        windows[name] = _in_process_window(f"{framework}/{name}", run, flush, n)
     return interleave(windows, rounds)
 
 
+BACKGROUND: dict[str, list[float]] = {}
+"""Per variant and round, CPU µs per request of the threads other than the one serving requests
+(exporters, tracekit's X-Ray worker): the split the report prints under the table."""
+
+
 def _in_process_window(
-    run: Callable[[int], None], flush: Callable[[], None], n: int
+    name: str, run: Callable[[int], None], flush: Callable[[], None], n: int
 ) -> Callable[[], float]:
     def window() -> float:
         gc.collect()
-        start = time.process_time()
+        start, background = time.process_time(), _cpu_seconds(os.getpid(), background=True)
         run(n)
         flush()
+        background = _cpu_seconds(os.getpid(), background=True) - background
+        BACKGROUND.setdefault(name, []).append(background / n * 1e6)
         return (time.process_time() - start) / n * 1e6
 
     return window
@@ -296,6 +303,7 @@ class Server:
     """One variant in its own server process (gunicorn sync worker or uvicorn) on 127.0.0.1."""
 
     def __init__(self, framework: str, variant: str, sink: Sink) -> None:
+        self.framework = framework
         self.port = _free_port()
         args = ["--serve", framework, variant, "--port", str(self.port)]
         args += ["--udp", str(sink.udp), "--otlp", str(sink.otlp)]
@@ -310,9 +318,10 @@ class Server:
                     raise RuntimeError(f"{framework} {variant} server did not start") from None
                 time.sleep(0.05)
 
-    def cpu_seconds(self) -> float:
-        """CPU time of the server and its children (gunicorn's worker), all threads."""
-        return sum(_cpu_seconds(pid) for pid in _tree(self.proc.pid))
+    def cpu_seconds(self, *, background: bool = False) -> float:
+        """CPU time of the server and its children (gunicorn's worker): all threads, or with
+        ``background`` all but each process's main thread."""
+        return sum(_cpu_seconds(pid, background=background) for pid in _tree(self.proc.pid))
 
     def close(self) -> None:
         self.proc.terminate()
@@ -369,10 +378,12 @@ def _served_window(
 ) -> Callable[[], float]:
     def window() -> float:
         expected = sinks.counts()[name] + items
-        start = server.cpu_seconds()
+        start, background = server.cpu_seconds(), server.cpu_seconds(background=True)
         client.run(server.port, n)
         if not sinks.wait(name, expected):
             print(f"  warning: {name}'s sink got fewer than {items} items in a window")
+        background = server.cpu_seconds(background=True) - background
+        BACKGROUND.setdefault(f"{server.framework}/{name}", []).append(background / n * 1e6)
         return (server.cpu_seconds() - start) / n * 1e6
 
     return window
@@ -396,15 +407,18 @@ def _tree(pid: int) -> Iterator[int]:
         yield from _tree(child)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Time on a CPU of every thread of ``pid``, in ns from ``schedstat`` (``stat``'s user and
-    system times count 10 ms ticks: ±5 µs a request over a 2,000-request window)."""
+def _cpu_seconds(pid: int, *, background: bool = False) -> float:
+    """Time on a CPU of every thread of ``pid`` (``background``: all but its main thread), in ns
+    from ``schedstat`` (``stat``'s user and system times count 10 ms ticks: ±5 µs a request over a
+    2,000-request window)."""
     total = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return 0.0
     for task in tasks:
+        if background and task == str(pid):
+            continue
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                 total += int(f.read().split()[0])
@@ -488,6 +502,13 @@ def report(framework: str, results: dict[str, list[float]], n: int, rounds: int)
     ratio = ours / peers[peer]
     verdict = "met" if ratio <= goal else "NOT met"
     print(f"  goal (<= {goal} x {peer}'s overhead): {verdict} ({ratio:.2f})")
+    split = {
+        name: statistics.median(BACKGROUND[f"{framework}/{name}"])
+        for name in results
+        if f"{framework}/{name}" in BACKGROUND
+    }
+    shown = ", ".join(f"{name} {value:.1f}" for name, value in split.items())
+    print(f"  of which background threads (exporters), µs per request: {shown}")
 
 
 def print_counts(framework: str, sinks: Sinks, before: dict[str, int], requests: int) -> None:
